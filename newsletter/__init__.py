@@ -1,0 +1,3 @@
+"""newsletter: a daily research-paper digest."""
+
+__version__ = "0.1.0"

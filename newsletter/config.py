@@ -1,0 +1,512 @@
+"""Settings: defaults < TOML file < ``NEWSLETTER_*`` environment < command-line flags.
+
+Everything is validated here, once, into frozen dataclasses; the rest of the program never
+sees a raw dict.  A bad value stops with one line naming the file, the key and what was
+expected.  Secrets (SMTP password, signing key) come only from the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import types
+import typing
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from newsletter.errors import ConfigError
+from newsletter.models import AnnounceType, SourceKind
+
+ENV_PREFIX = "NEWSLETTER_"
+#: Environment variables that hold secrets; never read from a file, never printed.
+SECRET_ENV = {"smtp_password": "NEWSLETTER_SMTP_PASSWORD", "secret_key": "NEWSLETTER_SECRET_KEY"}
+#: Where the config file is looked for when neither --config nor NEWSLETTER_CONFIG is given.
+DEFAULT_CONFIG_NAMES = ("newsletter.toml",)
+#: Environment variables with the prefix that are not settings.
+_NOT_SETTINGS = {"NEWSLETTER_CONFIG", *SECRET_ENV.values()}
+_NOT_SETTINGS_PREFIXES = ("NEWSLETTER_TEST_",)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """One feed to pull."""
+
+    name: str
+    url: str = ""  # http(s):// or file: URL; for hf-daily may contain {date}
+    path: str = ""  # a local file instead of a URL (relative to the config file)
+    kind: SourceKind = SourceKind.AUTO
+    categories: tuple[str, ...] = ()  # keep only papers listed in one of these
+    announce_types: tuple[AnnounceType, ...] = (AnnounceType.NEW, AnnounceType.CROSS)
+    enabled: bool = True
+
+    @property
+    def location(self) -> str:
+        return self.url or self.path
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    timeout: float = 30.0  # seconds for connecting and for each read
+    user_agent: str = ""  # empty: "newsletter/<version> (+<base_url>; <contact>)"
+    max_bytes: int = 25_000_000  # a larger body is refused
+    min_interval: float = 3.0  # seconds between two requests to one host
+    retries: int = 3  # extra attempts on 429, 5xx and connection errors
+    max_retry_after: float = 120.0  # a longer Retry-After fails the source instead
+    window_days: int = 3  # papers first seen this long ago still count as new
+
+
+@dataclass(frozen=True)
+class ListSettings:
+    name: str = "Daily Papers"
+    id: str = "daily-papers.localhost"  # List-Id, a domain-like identifier
+    from_name: str = "Daily Papers"
+    from_address: str = "newsletter@localhost"
+    reply_to: str = ""
+    contact: str = ""  # shown in the footer; defaults to from_address
+    base_url: str = "http://localhost:8080"  # where `newsletter serve` is reachable
+
+
+@dataclass(frozen=True)
+class TopicSettings:
+    topics: int | Literal["auto"] = "auto"
+    min_topics: int = 3
+    max_topics: int = 8
+    min_papers: int = 8  # below this the day is one section, not clustered
+    seed: int = 42
+    picks_per_topic: int = 3
+    trending_weight: float = 0.3  # 0: closeness to the topic centre only; 1: upvotes only
+    watch_keywords: tuple[str, ...] = ()
+    watch_authors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    templates_dir: str = ""  # an operator's copy of templates/; empty: the bundled ones
+    snippet_chars: int = 320
+    max_authors: int = 3
+    subject: str = "{list_name} — {date}: {topics}"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    transport: Literal["outbox", "smtp"] = "outbox"
+    outbox_dir: str = "outbox"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "localhost"
+    port: int = 587
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    username: str = ""
+    timeout: float = 30.0
+    max_per_connection: int = 100
+    connections: int = 1
+    rate_limit: float = 0.0  # messages per second over all connections; 0: unlimited
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    send_at: str = "07:30"
+    fetch_at: str = ""  # an earlier fetch; empty: fetch when sending
+    timezone: str = ""  # IANA name; empty: the machine's zone
+    days: str = "mon-fri"
+    misfire_grace_time: int = 3600
+    on_empty: Literal["skip", "send"] = "skip"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    smtp_password: str = field(default="", repr=False)
+    secret_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///newsletter.db"
+    sources: tuple[SourceSettings, ...] = ()
+    list: ListSettings = ListSettings()
+    fetch: FetchSettings = FetchSettings()
+    topics: TopicSettings = TopicSettings()
+    render: RenderSettings = RenderSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    secrets: Secrets = Secrets()
+    config_path: str = ""  # the file the settings came from; empty: defaults only
+
+    def source(self, name: str) -> SourceSettings:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"no source named {name!r}", file=self.config_path or None)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use: --config, else $NEWSLETTER_CONFIG, else ./newsletter.toml."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("NEWSLETTER_CONFIG")
+    if env:
+        return Path(env)
+    for name in DEFAULT_CONFIG_NAMES:
+        if Path(name).is_file():
+            return Path(name)
+    return None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build the effective settings.
+
+    ``path`` is the TOML file (``None``: defaults only); ``env`` defaults to ``os.environ``;
+    ``overrides`` are dotted keys from command-line flags, e.g. ``{"database_url": ...}``.
+    """
+    env = os.environ if env is None else env
+    where = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        try:
+            with p.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError("no such file", file=where) from None
+        except IsADirectoryError:
+            raise ConfigError("is a directory, expected a TOML file", file=where) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"not valid TOML: {e}", file=where) from None
+        except OSError as e:
+            raise ConfigError(f"cannot read: {e.strerror}", file=where) from None
+        base_dir = p.resolve().parent
+    for key in ("secrets", "config_path"):
+        if key in data:
+            raise ConfigError(
+                "is not a file setting; secrets come only from "
+                + " and ".join(SECRET_ENV.values()),
+                file=where,
+                key=key,
+            )
+    _merge(data, _env_layer(env), where="environment")
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    data["secrets"] = {k: env.get(v, "") for k, v in SECRET_ENV.items()}
+    data["config_path"] = str(Path(path).resolve()) if path else ""
+    settings = _build(Settings, data, where, "")
+    settings = _resolve_paths(settings, base_dir)
+    _validate(settings, where)
+    return settings
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """``NEWSLETTER_DATABASE_URL`` -> database_url; ``NEWSLETTER_SMTP__HOST`` -> smtp.host."""
+    out: dict[str, Any] = {}
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or name in _NOT_SETTINGS:
+            continue
+        if name.startswith(_NOT_SETTINGS_PREFIXES):
+            continue
+        dotted = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+        target = _field_type(dotted)
+        if target is None:
+            raise ConfigError(
+                "is not a setting (sections are joined with a double underscore, "
+                "e.g. NEWSLETTER_SMTP__HOST)",
+                file="environment",
+                key=name,
+            )
+        _set_dotted(out, dotted, _from_env_string(raw, target, name))
+    return out
+
+
+def _field_type(dotted: str) -> Any | None:
+    cls: Any = Settings
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints or part in ("secrets", "config_path", "sources"):
+            return None
+        t = hints[part]
+        if i == len(parts) - 1:
+            return None if dataclasses.is_dataclass(t) else t
+        if not dataclasses.is_dataclass(t):
+            return None
+        cls = t
+    return None
+
+
+def _from_env_string(raw: str, target: Any, name: str) -> Any:
+    if typing.get_origin(target) is tuple:
+        return [s.strip() for s in raw.split(",") if s.strip()]
+    if target is bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"expected true or false, got {raw!r}", file="environment", key=name)
+    if target is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(
+                f"expected an integer, got {raw!r}", file="environment", key=name
+            ) from None
+    if target is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(
+                f"expected a number, got {raw!r}", file="environment", key=name
+            ) from None
+    if _is_union(target):  # e.g. int | "auto"
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any], where: str) -> None:
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v, where)
+        else:
+            base[k] = v
+
+
+def _is_union(t: Any) -> bool:
+    return typing.get_origin(t) in (typing.Union, types.UnionType)
+
+
+def _describe(t: Any) -> str:
+    if t is str:
+        return "a string"
+    if t is bool:
+        return "true or false"
+    if t is int:
+        return "an integer"
+    if t is float:
+        return "a number"
+    if isinstance(t, type) and issubclass(t, SourceKind | AnnounceType):
+        return "one of " + ", ".join(repr(m.value) for m in t)
+    if typing.get_origin(t) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(t))
+    if _is_union(t):
+        return " or ".join(_describe(a) for a in typing.get_args(t))
+    if typing.get_origin(t) is tuple:
+        item = typing.get_args(t)[0]
+        if dataclasses.is_dataclass(item):
+            return "an array of tables"
+        return f"a list of {_describe(item).removeprefix('a ').removeprefix('an ')}s"
+    if dataclasses.is_dataclass(t):
+        return "a table"
+    return str(t)
+
+
+def _convert(t: Any, value: Any, where: str, key: str) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"expected {_describe(t)}, got {value!r}", file=where, key=key)
+
+    if dataclasses.is_dataclass(t):
+        if not isinstance(value, Mapping):
+            raise bad()
+        return _build(t, value, where, key + ".")
+    if _is_union(t):
+        for arg in typing.get_args(t):
+            try:
+                return _convert(arg, value, where, key)
+            except ConfigError:
+                continue
+        raise bad()
+    if typing.get_origin(t) is Literal:
+        if value not in typing.get_args(t):
+            raise bad()
+        return value
+    if typing.get_origin(t) is tuple:
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise bad()
+        (item,) = typing.get_args(t)[:1]
+        return tuple(_convert(item, v, where, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(t, type) and issubclass(t, SourceKind | AnnounceType):
+        try:
+            return t(value)
+        except ValueError:
+            raise bad() from None
+    if t is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if t is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported settings type {t!r}")  # a bug, not a user error
+
+
+def _build(cls: Any, table: Mapping[str, Any], where: str, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for k in table:
+        if k not in known:
+            close = [n for n in known if n.replace("_", "") == str(k).replace("_", "").lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown key{hint}", file=where, key=prefix + str(k))
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in table:
+            kwargs[f.name] = _convert(hints[f.name], table[f.name], where, prefix + f.name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError("is required", file=where, key=prefix + f.name)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _resolve_paths(s: Settings, base: Path) -> Settings:
+    """Relative paths in a config file mean relative to that file, not to the cwd."""
+
+    def rel(p: str) -> str:
+        return str((base / p).resolve()) if p and not Path(p).is_absolute() else p
+
+    url = s.database_url
+    m = re.match(r"^(sqlite(?:\+\w+)?:///)(?!/)(.+)$", url)
+    if m and m.group(2) != ":memory:" and not m.group(2).startswith("file:"):
+        url = m.group(1) + rel(m.group(2))
+    sources = tuple(dataclasses.replace(src, path=rel(src.path)) for src in s.sources)
+    return dataclasses.replace(
+        s,
+        database_url=url,
+        sources=sources,
+        render=dataclasses.replace(s.render, templates_dir=rel(s.render.templates_dir)),
+        delivery=dataclasses.replace(s.delivery, outbox_dir=rel(s.delivery.outbox_dir)),
+    )
+
+
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
+_DAYS = re.compile(rf"^(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)$")
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _validate(s: Settings, where: str) -> None:
+    def fail(key: str, msg: str) -> None:
+        raise ConfigError(msg, file=where, key=key)
+
+    if not re.match(r"^[a-z][a-z0-9+]*://", s.database_url):
+        fail("database_url", f"expected a database URL such as sqlite:///newsletter.db, got {s.database_url!r}")
+    seen: set[str] = set()
+    for i, src in enumerate(s.sources):
+        key = f"sources[{i}]"
+        if not _SOURCE_NAME.match(src.name):
+            fail(f"{key}.name", f"expected letters, digits, '.', '_' or '-', got {src.name!r}")
+        if src.name in seen:
+            fail(f"{key}.name", f"duplicate source name {src.name!r}")
+        seen.add(src.name)
+        if bool(src.url) == bool(src.path):
+            fail(key, "expected exactly one of url or path")
+        if src.url and not re.match(r"^(https?|file):", src.url):
+            fail(f"{key}.url", f"expected an http(s):// or file: URL, got {src.url!r}")
+    t = s.topics
+    if isinstance(t.topics, int) and t.topics < 1:
+        fail("topics.topics", f'expected "auto" or a positive integer, got {t.topics}')
+    if not 1 <= t.min_topics <= t.max_topics:
+        fail("topics.max_topics", "expected 1 <= min_topics <= max_topics")
+    if t.picks_per_topic < 1:
+        fail("topics.picks_per_topic", "expected a positive integer")
+    if not 0.0 <= t.trending_weight <= 1.0:
+        fail("topics.trending_weight", f"expected a number from 0 to 1, got {t.trending_weight}")
+    f = s.fetch
+    for name in ("timeout", "max_bytes", "retries", "min_interval", "window_days"):
+        if getattr(f, name) < 0 or (name in ("timeout", "max_bytes") and getattr(f, name) == 0):
+            fail(f"fetch.{name}", f"expected a positive number, got {getattr(f, name)}")
+    if not _TIME.match(s.schedule.send_at):
+        fail("schedule.send_at", f"expected HH:MM (24-hour), got {s.schedule.send_at!r}")
+    if s.schedule.fetch_at and not _TIME.match(s.schedule.fetch_at):
+        fail("schedule.fetch_at", f"expected HH:MM (24-hour), got {s.schedule.fetch_at!r}")
+    if not _DAYS.match(s.schedule.days.strip().lower()):
+        fail("schedule.days", f"expected day names such as mon-fri or mon,wed,fri, got {s.schedule.days!r}")
+    if s.schedule.timezone:
+        try:
+            zoneinfo.ZoneInfo(s.schedule.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            fail("schedule.timezone", f"expected an IANA time zone such as Europe/Berlin, got {s.schedule.timezone!r}")
+    if not 0 < s.smtp.port < 65536:
+        fail("smtp.port", f"expected a port from 1 to 65535, got {s.smtp.port}")
+    if s.smtp.connections < 1 or s.smtp.max_per_connection < 1:
+        fail("smtp.connections", "expected positive integers for connections and max_per_connection")
+    if "@" not in s.list.from_address:
+        fail("list.from_address", f"expected an email address, got {s.list.from_address!r}")
+    if not re.match(r"^https?://[^/\s]+", s.list.base_url):
+        fail("list.base_url", f"expected an http(s) URL, got {s.list.base_url!r}")
+
+
+# --------------------------------------------------------------------------- showing
+
+
+def effective_toml(s: Settings) -> str:
+    """The effective settings as TOML, secrets masked: what `config check` prints."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, tuple | list):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    top = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
+    lines.append(f"# from: {s.config_path or '(no file: defaults and environment)'}")
+    lines.append(f"database_url = {scalar(_mask_url(s.database_url))}")
+    for name, value in top.items():
+        if dataclasses.is_dataclass(value) and name != "secrets":
+            lines.append(f"\n[{name}]")
+            for f in dataclasses.fields(value):
+                lines.append(f"{f.name} = {scalar(getattr(value, f.name))}")
+    lines.append("\n[secrets]  # from the environment only")
+    for k, env in SECRET_ENV.items():
+        state = "set, hidden" if getattr(s.secrets, k) else "not set"
+        lines.append(f"# {k}: {state} ({env})")
+    for src in s.sources:
+        lines.append("\n[[sources]]")
+        for f in dataclasses.fields(src):
+            lines.append(f"{f.name} = {scalar(getattr(src, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _mask_url(url: str) -> str:
+    """Hide a password embedded in a database URL."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1****@", url)

@@ -1,0 +1,90 @@
+"""The data that flows between stages: frozen, typed, timezone-aware (UTC)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SourceKind(StrEnum):
+    """How a source's documents are parsed."""
+
+    AUTO = "auto"  # decided from the URL and the document itself
+    ARXIV_RSS = "arxiv-rss"  # rss.arxiv.org daily announcement feeds
+    ARXIV_API = "arxiv-api"  # export.arxiv.org/api/query Atom
+    HF_DAILY = "hf-daily"  # huggingface.co/api/daily_papers JSON
+    RSS = "rss"  # any RSS 0.9x/1.0/2.0 or Atom feed
+
+
+class AnnounceType(StrEnum):
+    """arXiv's announcement types; only NEW and CROSS are new papers."""
+
+    NEW = "new"
+    CROSS = "cross"
+    REPLACE = "replace"
+    REPLACE_CROSS = "replace-cross"
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """One paper, normalised from any source.
+
+    ``id`` is canonical: ``arxiv:<id without version>``, else ``doi:<lower-case DOI>``,
+    else ``url:<link>``; the same paper seen in several feeds gets the same id.
+    """
+
+    id: str
+    title: str
+    abstract: str = ""
+    authors: tuple[str, ...] = ()
+    url: str = ""  # the abstract / landing page
+    pdf_url: str | None = None
+    categories: tuple[str, ...] = ()  # primary first where the source says which
+    published: dt.datetime | None = None  # first version (UTC)
+    announced: dt.datetime | None = None  # when the source announced it (UTC)
+    source: str = ""  # name of the configured source it came from
+    announce_type: AnnounceType | None = None
+    upvotes: int | None = None  # trending signals, where a source has them
+    comments: int | None = None
+    keywords: tuple[str, ...] = ()  # e.g. Hugging Face's ai_keywords
+    arxiv_id: str | None = None  # without version
+    doi: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """A paper chosen to stand for its topic, with why it was chosen."""
+
+    paper: Paper
+    centrality: float  # cosine similarity to the topic centre, 0..1
+    trending: float  # upvotes normalised within the day, 0..1
+    score: float  # the blend that ranked it
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One section of the digest."""
+
+    label: str  # 2-4 terms, unique within the digest
+    terms: tuple[str, ...]  # the distinctive terms the label came from, best first
+    size: int  # number of papers in the topic (picks + rest)
+    picks: tuple[Pick, ...]
+    rest: tuple[Paper, ...]  # the topic's other papers, for a compact list
+    score: float  # what orders topics in the digest
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """One issue's content, ready to render: no I/O happened to build it."""
+
+    issue_date: dt.date
+    topics: tuple[Topic, ...]
+    paper_count: int
+    sources: tuple[str, ...] = ()  # names of the sources that contributed papers
+    watched: Topic | None = None  # papers matching pinned keywords/authors, shown first
+    notes: tuple[str, ...] = ()  # how the digest was built, e.g. how k was chosen
+
+    @property
+    def is_empty(self) -> bool:
+        return self.paper_count == 0
