@@ -1,0 +1,523 @@
+"""Turn a Digest into the email a subscriber reads: HTML (CSS inlined once) and plain text.
+
+Pure: no clock, no network, no global state that changes output; the same Digest and
+Settings always give byte-identical results.  Per-subscriber parts (unsubscribe link,
+greeting) are left as placeholder tokens and filled in by :func:`personalize`, a cheap
+string substitution, so the expensive CSS inlining runs once per issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import html as html_lib
+import logging
+import pathlib
+import re
+import string
+import textwrap
+import traceback
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from newsletter.errors import TemplateError
+from newsletter.models import Digest, Paper, Topic
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+HTML_TEMPLATE = "digest.html.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+
+#: Gmail clips a message whose HTML is over ~102 KB.  We stay well under it so that the
+#: personalised parts and the transfer encoding (quoted-printable adds a few percent) fit.
+HTML_BUDGET_BYTES = 90_000
+#: The text part is wrapped to this width; only URLs may be longer.
+TEXT_WIDTH = 76
+#: Longest ``{topics}`` part of a subject line, in characters.
+SUBJECT_TOPICS_CHARS = 60
+
+# Per-subscriber placeholders.  "%%" never survives in feed text (see _clean), so a paper
+# title cannot forge one; the tokens pass through premailer/lxml untouched.
+PLACEHOLDERS = {
+    "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
+    "greeting": "%%NL_GREETING%%",
+    "recipient": "%%NL_RECIPIENT%%",
+    "name": "%%NL_NAME%%",
+    "email": "%%NL_EMAIL%%",
+}
+_PLACEHOLDER_RE = re.compile(r"%%NL_[A-Z_]+%%")
+
+_MONTHS = (
+    "January February March April May June July August September October November December"
+).split()
+_WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    """One issue, rendered once; :func:`personalize` fills in the per-subscriber parts."""
+
+    subject: str
+    preheader: str
+    html: str  # CSS inlined; contains the PLACEHOLDERS tokens
+    text: str  # plain text, wrapped; same tokens
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def bundled_templates_dir() -> pathlib.Path:
+    """The templates shipped with the program: inside the installed package, else the repo's."""
+    from importlib import resources
+
+    packaged = resources.files("newsletter") / "templates"
+    if packaged.is_dir() and isinstance(packaged, pathlib.Path):
+        return packaged
+    return pathlib.Path(__file__).resolve().parents[2] / "templates"
+
+
+def render_issue(
+    digest: Digest, settings: Settings, *, web_url: str | None = None
+) -> RenderedIssue:
+    """Render ``digest`` as HTML (CSS inlined) and text, degrading to fit Gmail's clip limit.
+
+    The ladder of plans goes from "everything" to "one pick per topic, no snippets"; the
+    first whose inlined HTML fits :data:`HTML_BUDGET_BYTES` wins.  The Jinja pass is cheap
+    and its size predicts the inlined size, so premailer normally runs exactly once.
+    """
+    env = _environment(_template_dirs(settings))
+    subject = subject_for(digest, settings)
+    preheader = _preheader(digest)
+    plans = _plans(settings)
+    html = ""
+    chosen = plans[-1]
+    for i, plan in enumerate(plans):
+        last = i == len(plans) - 1
+        context = _context(digest, settings, plan, subject, preheader, web_url, web=False)
+        raw = _render(env, HTML_TEMPLATE, context)
+        if not last and len(raw.encode()) * _INFLATION > HTML_BUDGET_BYTES:
+            continue
+        html = inline_css(raw)
+        chosen = plan
+        if last or len(html.encode()) <= HTML_BUDGET_BYTES:
+            break
+        log.debug("inlined HTML over budget at plan %d (%d bytes)", i, len(html.encode()))
+    if len(html.encode()) > HTML_BUDGET_BYTES:
+        log.warning(
+            "issue %s: HTML is %d bytes, over the %d-byte budget even at the most compact "
+            "layout; Gmail may clip it",
+            digest.issue_date,
+            len(html.encode()),
+            HTML_BUDGET_BYTES,
+        )
+    context = _context(digest, settings, chosen, subject, preheader, web_url, web=False)
+    text = _tidy_text(_render(env, TEXT_TEMPLATE, context))
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def render_web(digest: Digest, settings: Settings) -> str:
+    """The complete issue as one web page: every paper, no size budget, no placeholders."""
+    env = _environment(_template_dirs(settings))
+    subject = subject_for(digest, settings)
+    context = _context(
+        digest, settings, _Plan(None, settings.render.snippet_chars, None),
+        subject, _preheader(digest), None, web=True,
+    )
+    return _render(env, HTML_TEMPLATE, context)
+
+
+def personalize(
+    issue: RenderedIssue, *, unsubscribe_url: str, name: str = "", email: str = ""
+) -> tuple[str, str]:
+    """Fill the per-subscriber placeholders: ``(html, text)``.  One regex pass per part."""
+    name = _clean(name, neutralise=False)
+    email = _clean(email, neutralise=False)
+    url = _clean(unsubscribe_url, neutralise=False).replace(" ", "%20")
+    values = {
+        PLACEHOLDERS["unsubscribe_url"]: url,
+        PLACEHOLDERS["greeting"]: f"Hello {name}," if name else "Hello,",
+        PLACEHOLDERS["recipient"]: email or "you",
+        PLACEHOLDERS["name"]: name,
+        PLACEHOLDERS["email"]: email,
+    }
+    escaped = {k: html_lib.escape(v, quote=True) for k, v in values.items()}
+    # A single pass: a value that itself looks like a token is not expanded again.
+    html = _PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
+    text = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), issue.text)
+    return html, text
+
+
+def subject_for(digest: Digest, settings: Settings) -> str:
+    """The subject line from ``render.subject``; one line, whole topic labels, never CR/LF.
+
+    Keys: ``{list_name}``, ``{date}`` (ISO), ``{long_date}``, ``{topics}``, ``{count}``.
+    """
+    if digest.is_empty:
+        topics = "nothing new today"
+    else:
+        topics = _join_labels([_clean(t.label, neutralise=False) for t in digest.topics])
+        if not topics:
+            topics = f"{digest.paper_count} new paper{'s' if digest.paper_count != 1 else ''}"
+    values = {
+        "list_name": _clean(settings.list.name, neutralise=False),
+        "date": digest.issue_date.isoformat(),
+        "long_date": _long_date(digest.issue_date),
+        "topics": topics,
+        "count": str(digest.paper_count),
+    }
+    try:
+        subject = string.Formatter().vformat(settings.render.subject, (), values)
+    except (KeyError, IndexError, ValueError, AttributeError) as e:
+        known = ", ".join("{" + k + "}" for k in values)
+        raise TemplateError(
+            f"render.subject: cannot format {settings.render.subject!r} ({e!r}); "
+            f"known keys: {known}"
+        ) from None
+    return _clean(subject, neutralise=False)
+
+
+def inline_css(html: str) -> str:
+    """Inline the ``<style>`` rules into style attributes, keeping the block for @media."""
+    import premailer
+
+    return str(
+        premailer.Premailer(
+            html,
+            keep_style_tags=True,  # @media (mobile, dark mode) rules live on in <style>
+            strip_important=False,  # the dark-mode overrides need !important to win
+            remove_classes=False,  # ... and the classes to match
+            disable_link_rewrites=True,
+            allow_network=False,  # never fetch a stylesheet
+            allow_loading_external_files=False,
+            disable_validation=True,
+            # cssutils logs every property it does not know (mso-*, color-scheme, ...).
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform(pretty_print=False)
+    )
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How much of each topic to show; later plans are smaller."""
+
+    max_picks: int | None  # None: all picks
+    snippet_chars: int  # 0: no snippet
+    max_rest: int | None  # None: the whole rest list
+
+
+#: Inlined HTML is about this many times the raw Jinja output (measured: ~1.25-1.3).
+_INFLATION = 1.3
+
+
+def _plans(settings: Settings) -> list[_Plan]:
+    s = settings.render.snippet_chars
+    return [
+        _Plan(None, s, None),
+        _Plan(None, s, 40),
+        _Plan(3, min(s, 240), 25),
+        _Plan(3, min(s, 180), 15),
+        _Plan(2, min(s, 140), 10),
+        _Plan(2, min(s, 100), 5),
+        _Plan(1, 0, 3),
+        _Plan(1, 0, 0),
+    ]
+
+
+# --------------------------------------------------------------------------- view model
+# Templates see only these plain objects, built from the Digest with every feed string
+# cleaned; they never see raw feed text (which could otherwise carry a placeholder).
+
+
+@dataclass(frozen=True)
+class PaperView:
+    title: str
+    url: str
+    pdf_url: str
+    authors: str  # "A, B, C et al."
+    tags: str  # categories, else the source
+    upvotes: int | None
+    trending: bool
+    snippet: str
+
+
+@dataclass(frozen=True)
+class TopicView:
+    anchor: str
+    label: str
+    size: int
+    picks: tuple[PaperView, ...]
+    rest: tuple[PaperView, ...]
+    more: int  # rest papers not shown
+
+
+def _context(
+    digest: Digest,
+    settings: Settings,
+    plan: _Plan,
+    subject: str,
+    preheader: str,
+    web_url: str | None,
+    *,
+    web: bool,
+) -> dict[str, Any]:
+    r = settings.render
+    topics = [
+        _topic_view(t, f"topic-{i}", plan, r.max_authors) for i, t in enumerate(digest.topics, 1)
+    ]
+    watched = (
+        _topic_view(digest.watched, "watched", plan, r.max_authors)
+        if digest.watched and (digest.watched.picks or digest.watched.rest)
+        else None
+    )
+    contact = _clean(settings.list.contact or settings.list.from_address, neutralise=True)
+    if contact.startswith(("http://", "https://", "mailto:")):
+        contact_url = contact
+    else:
+        contact_url = "mailto:" + contact if "@" in contact else ""
+    n = digest.paper_count
+    return {
+        "subject": subject,
+        "preheader": preheader,
+        "list_name": _clean(settings.list.name, neutralise=True),
+        "date_iso": digest.issue_date.isoformat(),
+        "date_long": _long_date(digest.issue_date),
+        "paper_count": n,
+        "papers_word": "paper" if n == 1 else "papers",
+        "topic_count": len(topics),
+        "topics": topics,
+        "watched": watched,
+        "empty": digest.is_empty,
+        "sources": [_clean(s, neutralise=True) for s in digest.sources],
+        "web_url": _clean(web_url or "", neutralise=False) or None,
+        "web": web,
+        "contact": contact,
+        "contact_url": contact_url,
+        "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
+        "greeting": PLACEHOLDERS["greeting"],
+        "recipient": PLACEHOLDERS["recipient"],
+        "subscriber_name": PLACEHOLDERS["name"],
+        "subscriber_email": PLACEHOLDERS["email"],
+        "truncated": any(t.more for t in topics) or bool(watched and watched.more),
+    }
+
+
+def _topic_view(topic: Topic, anchor: str, plan: _Plan, max_authors: int) -> TopicView:
+    shown = list(topic.picks if plan.max_picks is None else topic.picks[: plan.max_picks])
+    demoted = [p.paper for p in topic.picks[len(shown) :]]
+    rest = demoted + list(topic.rest)
+    rest_shown = rest[: plan.max_rest] if plan.max_rest is not None else rest
+    return TopicView(
+        anchor=anchor,
+        label=_clean(topic.label, neutralise=True),
+        size=topic.size,
+        picks=tuple(
+            _paper_view(p.paper, plan.snippet_chars, max_authors, trending=p.trending >= 0.5)
+            for p in shown
+        ),
+        rest=tuple(_paper_view(p, 0, max_authors) for p in rest_shown),
+        more=len(rest) - len(rest_shown),
+    )
+
+
+def _paper_view(
+    paper: Paper, snippet_chars: int, max_authors: int, *, trending: bool = False
+) -> PaperView:
+    authors = [a for a in (_clean(a, neutralise=True) for a in paper.authors) if a]
+    keep = max(1, max_authors)
+    author_text = ", ".join(authors[:keep]) + (" et al." if len(authors) > keep else "")
+    tags = [t for t in (_clean(c, neutralise=True) for c in paper.categories[:3]) if t]
+    abstract = _clean(paper.abstract, neutralise=True)
+    return PaperView(
+        title=_clean(paper.title, neutralise=True) or "(untitled)",
+        url=_safe_url(paper.url),
+        pdf_url=_safe_url(paper.pdf_url or ""),
+        authors=author_text,
+        tags=", ".join(tags) or _clean(paper.source, neutralise=True),
+        upvotes=paper.upvotes if paper.upvotes else None,
+        trending=trending and bool(paper.upvotes),
+        snippet=snippet(abstract, snippet_chars) if snippet_chars > 0 else "",
+    )
+
+
+def _preheader(digest: Digest) -> str:
+    if digest.is_empty:
+        return "Nothing new today."
+    labels = _join_labels([_clean(t.label, neutralise=True) for t in digest.topics], limit=90)
+    n = digest.paper_count
+    head = f"{n} new paper{'s' if n != 1 else ''}"
+    return f"{head}: {labels}" if labels else head
+
+
+# --------------------------------------------------------------------------- text helpers
+
+_BIDI = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029], " ")
+
+
+def _clean(value: str, *, neutralise: bool) -> str:
+    """One line of plain text: control, line-break and bidi-override characters become
+    spaces, runs of whitespace collapse.  ``neutralise`` breaks up "%%" so feed text can
+    never contain a placeholder token."""
+    if not value:
+        return ""
+    value = value.translate(_BIDI)
+    value = "".join(" " if unicodedata.category(c) == "Cc" else c for c in value)
+    value = " ".join(value.split())
+    if neutralise:
+        while "%%" in value:
+            value = value.replace("%%", "%\u200b%")
+    return value
+
+
+def _safe_url(url: str) -> str:
+    """Only http(s) links from feeds; anything else (javascript:, data:) is dropped."""
+    url = _clean(url, neutralise=True).replace(" ", "%20")
+    return url if re.match(r"^https?://", url, re.IGNORECASE) else ""
+
+
+_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+
+
+def snippet(text: str, limit: int) -> str:
+    """Cut ``text`` to at most ``limit`` characters, at a sentence end if one falls in the
+    second half, else at a word boundary with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    window = text[: limit + 1]
+    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
+    if ends and ends[-1] >= limit // 2:
+        return text[: ends[-1]]
+    cut = window[:limit].rsplit(" ", 1)[0] if " " in window[:limit] else window[: limit - 1]
+    return cut.rstrip(" ,;:-—–") + "…"
+
+
+def _join_labels(labels: list[str], limit: int = SUBJECT_TOPICS_CHARS) -> str:
+    """Whole labels, comma-separated, up to ``limit`` characters; the first one is cut
+    at a word if even it does not fit."""
+    labels = [lab for lab in labels if lab]
+    out: list[str] = []
+    for lab in labels:
+        candidate = ", ".join([*out, lab])
+        if len(candidate) > limit:
+            break
+        out.append(lab)
+    if not out and labels:
+        return snippet(labels[0], limit)
+    return ", ".join(out)
+
+
+def _long_date(d: dt.date) -> str:
+    return f"{_WEEKDAYS[d.weekday()]}, {d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
+def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
+    """Jinja filter: wrap one paragraph; words (and URLs) are never broken."""
+    lines = textwrap.wrap(
+        value,
+        width=width,
+        initial_indent=indent if first is None else first,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return "\n".join(lines)
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if not line and out and not out[-1]:
+            continue  # no double blank lines
+        out.append(line)
+    while out and not out[0]:
+        out.pop(0)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------- jinja
+
+
+def _template_dirs(settings: Settings) -> tuple[str, ...]:
+    dirs = [settings.render.templates_dir] if settings.render.templates_dir else []
+    return (*dirs, str(bundled_templates_dir()))
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
+    import jinja2
+
+    def autoescape(name: str | None) -> bool:
+        return bool(name) and name.endswith((".html.j2", ".html"))  # type: ignore[union-attr]
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(list(dirs)),
+        autoescape=autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = _wrap
+    env.filters["plural"] = _plural
+    return env
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    import jinja2
+
+    dirs = env.loader.searchpath if isinstance(env.loader, jinja2.FileSystemLoader) else []
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateNotFound as e:
+        raise TemplateError(
+            f"template {e.name!r} not found in {', '.join(map(str, dirs))}"
+        ) from None
+    except jinja2.TemplateSyntaxError as e:
+        where = e.filename or e.name or name
+        raise TemplateError(f"{where}:{e.lineno}: template syntax error: {e.message}") from e
+    except jinja2.TemplateError as e:  # UndefinedError and friends, raised while rendering
+        where = _template_frame(e, name)
+        raise TemplateError(f"{where}: {type(e).__name__}: {e}") from e
+
+
+def _template_frame(e: BaseException, default: str) -> str:
+    """The innermost ``file:line`` inside a template from a rendering traceback."""
+    frames = [
+        f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith((".j2", ".css"))
+    ]
+    if not frames:
+        return default
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
+
+
+# Re-exported for the preview command and tests.
+__all__ = [
+    "HTML_BUDGET_BYTES",
+    "PLACEHOLDERS",
+    "RenderedIssue",
+    "bundled_templates_dir",
+    "inline_css",
+    "personalize",
+    "render_issue",
+    "render_web",
+    "snippet",
+    "subject_for",
+]
