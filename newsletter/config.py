@@ -189,6 +189,8 @@ def load_settings(
             raise ConfigError("is a directory, expected a TOML file", file=where) from None
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"not valid TOML: {e}", file=where) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not valid TOML: the file is not UTF-8 text", file=where) from None
         except OSError as e:
             raise ConfigError(f"cannot read: {e.strerror}", file=where) from None
         base_dir = p.resolve().parent
@@ -496,7 +498,7 @@ def effective_toml(s: Settings) -> str:
             lines.append(f"\n[{name}]")
             for f in dataclasses.fields(value):
                 lines.append(f"{f.name} = {scalar(getattr(value, f.name))}")
-    lines.append("\n[secrets]  # from the environment only")
+    lines.append("\n# secrets: from the environment only")
     for k, env in SECRET_ENV.items():
         state = "set, hidden" if getattr(s.secrets, k) else "not set"
         lines.append(f"# {k}: {state} ({env})")
