@@ -1,0 +1,135 @@
+"""build_digest: the day's papers in, a Digest of labelled topics out. Pure; imports sklearn."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+
+from newsletter.config import TopicSettings
+from newsletter.models import Digest, Paper, Topic
+from newsletter.topics import cluster, label, pick
+from newsletter.topics.vectorize import Vectors, vectorize
+from newsletter.topics.watch import watched
+
+WATCHED_LABEL = "Watched"
+HOT_TOP = 3  # a topic's trending is the mean of its this-many most upvoted papers
+
+
+def _preference(p: Paper) -> tuple[object, ...]:
+    """Among records sharing an id, keep the richest; full tie-break so input order never matters."""
+    return (
+        p.upvotes if p.upvotes is not None else -1,
+        p.comments if p.comments is not None else -1,
+        len(p.abstract),
+        len(p.authors),
+        p.title,
+        p.abstract,
+        p.url,
+        p.source,
+        p.authors,
+    )
+
+
+def unique_papers(papers: Sequence[Paper]) -> list[Paper]:
+    """One paper per id, sorted by id."""
+    best: dict[str, Paper] = {}
+    for p in papers:
+        if p.id not in best or _preference(p) > _preference(best[p.id]):
+            best[p.id] = p
+    return [best[k] for k in sorted(best)]
+
+
+def _topic(
+    label_text: str,
+    terms: tuple[str, ...],
+    papers: list[Paper],
+    idx: np.ndarray,
+    vec: Vectors,
+    trend: np.ndarray,
+    settings: TopicSettings,
+    *,
+    hot_weight: float,
+    largest: int,
+) -> Topic:
+    members = [papers[i] for i in idx]
+    picks, rest = pick.rank(
+        members,
+        vec.tfidf[idx],
+        trend[idx],
+        weight=settings.trending_weight,
+        count=settings.picks_per_topic,
+    )
+    hot = float(np.mean(np.sort(trend[idx])[::-1][:HOT_TOP])) if len(idx) else 0.0
+    score = (1.0 - hot_weight) * len(idx) / max(largest, 1) + hot_weight * hot
+    return Topic(label_text, terms, len(idx), picks, rest, round(score, 6))
+
+
+def build_digest(
+    papers: Sequence[Paper],
+    *,
+    issue_date: dt.date,
+    settings: TopicSettings,
+    sources: tuple[str, ...] = (),
+) -> Digest:
+    """Group the day's papers into labelled topics with picks. Same papers (in any order),
+    same settings: the same Digest."""
+    unique = unique_papers(papers)
+    notes: list[str] = []
+    if len(unique) < len(papers):
+        notes.append(f"{len(papers) - len(unique)} duplicate record(s) merged by id")
+    if not unique:
+        return Digest(issue_date, (), 0, sources, None, tuple(notes))
+
+    flags, matched = watched(unique, settings.watch_keywords, settings.watch_authors)
+    rest_idx = np.flatnonzero(~np.asarray(flags, dtype=bool))
+    clustered = len(rest_idx) >= settings.min_papers
+    # one vectorisation for everything: LSA only when there is something to cluster
+    vec = vectorize(unique, seed=settings.seed, lsa_dims=None if clustered else 0)
+    trend = pick.trending(unique)
+    raw = [f"{p.title}\n{p.abstract}" for p in unique]
+    w = settings.trending_weight
+
+    watched_idx = np.flatnonzero(flags)
+    watch_topic = None
+    if len(watched_idx):
+        watch_topic = _topic(
+            WATCHED_LABEL, matched, unique, watched_idx, vec, trend, settings,
+            hot_weight=w, largest=len(watched_idx),
+        )
+        notes.append(
+            f"watched: {len(watched_idx)} paper(s) matching {', '.join(matched)}, "
+            "shown only in the Watched section"
+        )
+
+    groups: list[np.ndarray] = []
+    if clustered:
+        x = vec.lsa[rest_idx]
+        choice = cluster.choose_k(
+            x, settings.topics, settings.min_topics, settings.max_topics,
+            seed=settings.seed,
+        )
+        assignment = cluster.fit(x, choice.k, seed=settings.seed)
+        groups = [rest_idx[assignment == c] for c in range(choice.k)]
+        groups = [g for g in groups if len(g)]
+        notes.append(choice.note())
+        algo = "MiniBatchKMeans" if len(x) > cluster.MINIBATCH_ABOVE else "k-means"
+        notes.append(
+            f"{algo} on {x.shape[1]}-d LSA of TF-IDF "
+            f"({len(vec.terms)} terms, min_df={vec.min_df}, max_df={vec.max_df})"
+        )
+    elif len(rest_idx):
+        groups = [rest_idx]
+        notes.append(f"{len(rest_idx)} paper(s), under min_papers={settings.min_papers}: one section")
+
+    # biggest first, so a contested label term goes to the larger topic; then by first id
+    groups.sort(key=lambda g: (-len(g), int(g[0])))
+    labels = label.label_groups(vec.counts, vec.terms, groups, raw)
+    largest = max((len(g) for g in groups), default=0)
+    topics = [
+        _topic(lab, terms, unique, g, vec, trend, settings, hot_weight=w, largest=largest)
+        for (lab, terms), g in zip(labels, groups, strict=True)
+    ]
+    topics.sort(key=lambda t: (-t.score, -t.size, t.label))
+    return Digest(issue_date, tuple(topics), len(unique), sources, watch_topic, tuple(notes))

@@ -1,0 +1,106 @@
+"""Topic labels from class-based TF-IDF (c-TF-IDF), without redundant or repeated terms."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from newsletter.topics.text import BOILERPLATE, display_form
+
+LABEL_TERMS = 3  # terms in a label (2..4 allowed by the model)
+TERMS_KEPT = 8  # distinctive terms kept on Topic.terms
+CANDIDATES = 40  # ranked terms looked at per topic
+BIGRAM_BOOST = 1.3  # a phrase reads better than two loose words
+HYPHEN_SAMPLE = 500  # papers looked at to decide "test-time" vs "test time"
+_STOP = frozenset(BOILERPLATE | {"of", "the", "a", "an", "and", "for", "to", "in", "on", "with", "by", "from", "as", "at", "or"})
+
+
+def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
+    """Class-based TF-IDF, one row per group: (share of the group's papers with the term)
+    x log(1 + papers / papers with the term). Terms in a single paper of a larger group get 0.
+    """
+    n = binary.shape[0]
+    df_all = np.asarray(binary.sum(axis=0)).ravel()
+    idf = np.log1p(n / np.maximum(df_all, 1))
+    rows = []
+    for idx in groups:
+        df_c = np.asarray(binary[idx].sum(axis=0)).ravel()
+        w = (df_c / max(len(idx), 1)) * idf
+        w[df_c < min(2, len(idx))] = 0.0
+        rows.append(w)
+    return np.vstack(rows) if rows else np.zeros((0, binary.shape[1]))
+
+
+def _key(term: str) -> tuple[str, ...]:
+    """Singular/plural variants share a key ("model"/"models", "llm"/"llms")."""
+    return tuple(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+                 for w in term.split())
+
+
+def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> list[str]:
+    """Greedy: no unigram inside a chosen bigram, no two bigrams sharing a word, no variants."""
+    chosen: list[str] = []
+    for term in ranked:
+        key = _key(term)
+        if key in avoid or any(_key(c) == key for c in chosen):
+            continue
+        words = set(key)
+        if len(key) == 1:
+            if any(key[0] in _key(c) for c in chosen):
+                continue  # "test" after "test time"
+        else:
+            if any(len(_key(c)) > 1 and words & set(_key(c)) for c in chosen):
+                continue  # "language models" after "large language"
+            inside = [c for c in chosen if len(_key(c)) == 1 and _key(c)[0] in words]
+            if inside:  # "test time" replaces "test" (and "time") where "test" stood
+                at = chosen.index(inside[0])
+                chosen = [c for c in chosen if c not in inside]
+                chosen.insert(min(at, len(chosen)), term)
+                continue
+        chosen.append(term)
+        if len(chosen) >= limit:
+            break
+    return chosen
+
+
+def label_groups(
+    binary: sp.csr_matrix,
+    terms: np.ndarray,
+    groups: Sequence[np.ndarray],
+    raw_texts: Sequence[str],
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, distinctive terms) per group, groups in the order given (earlier ones win a
+    contested term, so pass the biggest first). Labels are lower-case and unique."""
+    out: list[tuple[str, tuple[str, ...]]] = []
+    if binary.shape[1] == 0:
+        weights = np.zeros((len(groups), 0))
+    else:
+        weights = ctfidf(binary, groups)
+        is_bigram = np.array([" " in t for t in terms])
+        weights = weights * np.where(is_bigram, BIGRAM_BOOST, 1.0)
+    used: set[tuple[str, ...]] = set()
+    labels_seen: set[str] = set()
+    for g, idx in enumerate(groups):
+        w = weights[g]
+        # best first; ties broken by the term itself so the order never depends on the input
+        order = sorted((i for i in np.flatnonzero(w > 0)), key=lambda i: (-w[i], terms[i]))
+        ranked = [str(terms[i]) for i in order[:CANDIDATES]]
+        distinct = _pick_terms(ranked, set(), TERMS_KEPT)
+        chosen = _pick_terms(ranked, used, LABEL_TERMS)
+        if len(chosen) < 2:  # everything distinctive was taken: share terms rather than lose them
+            chosen = _pick_terms(ranked, set(), LABEL_TERMS)
+        texts = [raw_texts[i] for i in idx[:HYPHEN_SAMPLE]]
+        shown = [display_form(t, texts, _STOP) for t in chosen]
+        label = ", ".join(shown) if len(shown) >= 2 else ""
+        if not label:
+            label = f"{shown[0]}, other papers" if shown else "other papers"
+        base, extra = label, 2
+        while label in labels_seen:
+            label = f"{base} ({extra})"
+            extra += 1
+        labels_seen.add(label)
+        used.update(_key(t) for t in chosen)
+        out.append((label, tuple(display_form(t, texts, _STOP) for t in distinct)))
+    return out

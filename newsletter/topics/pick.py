@@ -1,0 +1,73 @@
+"""Representative papers per topic: centrality blended with trending, near-duplicates avoided (MMR)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from newsletter.models import Paper, Pick
+
+#: MMR trade-off: 1 ranks by score alone; lower values push harder against similar picks.
+MMR_LAMBDA = 0.7
+
+
+def trending(papers: Sequence[Paper]) -> np.ndarray:
+    """Upvotes normalised within the day: log1p(upvotes) / log1p(max upvotes); None is 0."""
+    votes = np.array([max(p.upvotes or 0, 0) for p in papers], dtype=np.float64)
+    top = votes.max() if len(votes) else 0.0
+    if top <= 0:
+        return np.zeros(len(papers))
+    return np.log1p(votes) / math.log1p(top)
+
+
+def centrality(vectors: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    """Cosine of each (L2-normalised) row to the group's mean, clipped to 0..1."""
+    if vectors.shape[0] == 0 or vectors.shape[1] == 0:
+        return np.zeros(vectors.shape[0])
+    centre = np.asarray(vectors.mean(axis=0)).ravel()
+    norm = np.linalg.norm(centre)
+    if norm == 0:
+        return np.zeros(vectors.shape[0])
+    sims = np.asarray(vectors @ (centre / norm)).ravel()
+    return np.clip(sims, 0.0, 1.0)
+
+
+def rank(
+    papers: Sequence[Paper],
+    vectors: sp.csr_matrix,
+    trend: np.ndarray,
+    *,
+    weight: float,
+    count: int,
+) -> tuple[tuple[Pick, ...], tuple[Paper, ...]]:
+    """(picks, rest) of one group. score = (1-w)*centrality/max centrality + w*trending;
+    picks chosen greedily by MMR on that score; rest ordered by score, then id."""
+    cent = centrality(vectors)
+    top = cent.max() if len(cent) else 0.0
+    rel = cent / top if top > 0 else cent
+    score = (1.0 - weight) * rel + weight * trend
+    ids = [p.id for p in papers]
+    order = sorted(range(len(papers)), key=lambda i: (-score[i], ids[i]))
+    chosen: list[int] = []
+    max_sim = np.zeros(len(papers))
+    position = np.empty(len(papers), dtype=np.int64)
+    position[order] = np.arange(len(papers))
+    for _ in range(min(count, len(papers))):
+        val = MMR_LAMBDA * score - (1 - MMR_LAMBDA) * max_sim
+        val[chosen] = -np.inf
+        tied = np.flatnonzero(val >= val.max() - 1e-12)
+        best = int(tied[np.argmin(position[tied])])  # ties: the earlier in (score, id) order
+        chosen.append(best)
+        if vectors.shape[1]:
+            sims = np.asarray(vectors @ vectors[best].T.toarray()).ravel()
+            max_sim = np.maximum(max_sim, sims)
+    picks = tuple(
+        Pick(papers[i], float(round(cent[i], 6)), float(round(trend[i], 6)), float(round(score[i], 6)))
+        for i in chosen
+    )
+    taken = set(chosen)
+    rest = tuple(papers[i] for i in order if i not in taken)
+    return picks, rest
