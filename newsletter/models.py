@@ -88,3 +88,30 @@ class Digest:
     @property
     def is_empty(self) -> bool:
         return self.paper_count == 0
+
+
+class FetchStatus(StrEnum):
+    """How pulling one source went."""
+
+    OK = "ok"  # fetched and parsed (possibly with no new papers)
+    NOT_MODIFIED = "not-modified"  # 304: the server says nothing changed
+    EMPTY = "empty"  # a valid document with no entries (arXiv on weekends and holidays)
+    ERROR = "error"  # fetch or parse failed; see the error text
+    DISABLED = "disabled"  # enabled = false in the config
+
+
+@dataclass(frozen=True, slots=True)
+class SourceState:
+    """What the store remembers about a source between runs (for conditional GET)."""
+
+    name: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_status: FetchStatus | None = None
+    last_http_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: dt.datetime | None = None
+    last_success_at: dt.datetime | None = None
+    last_new: int | None = None
+    last_total: int | None = None

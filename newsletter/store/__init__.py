@@ -1,0 +1,298 @@
+"""The store: papers, source state, issues, subscribers and deliveries behind named methods.
+
+SQLite by default (one file, WAL, busy timeout, write transactions taken with
+``BEGIN IMMEDIATE`` so two processes queue instead of failing); any SQLAlchemy URL works,
+PostgreSQL included.  The schema is created and migrated on first use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from newsletter.errors import StoreError
+from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
+from newsletter.sources.merge import merge_paper
+from newsletter.store import migrations, schema
+
+#: How long a SQLite writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+#: Rows per IN (...) query: below SQLite's default limit of 999 bound parameters.
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UpsertResult:
+    new: int = 0  # papers never stored before
+    updated: int = 0  # known papers whose record changed (merged signals, filled gaps)
+    unchanged: int = 0
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _make_engine(url: str) -> sa.Engine:
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
+        raise StoreError(f"cannot use database URL {url!r}: {e}") from e
+    if engine.dialect.name == "sqlite":
+        # pysqlite's own transaction handling defers BEGIN until the first write and cannot
+        # do BEGIN IMMEDIATE; take it over (SQLAlchemy's documented recipe).
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            if url.rstrip("/") not in ("sqlite:", "sqlite://") and ":memory:" not in url:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            immediate = conn.get_execution_options().get("immediate", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Store:
+    """Named operations on the database; open with :meth:`open`."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, now: dt.datetime | None = None) -> Store:
+        """Connect, and create or migrate the schema if needed."""
+        if url.startswith("sqlite:///") and ":memory:" not in url:
+            from pathlib import Path
+
+            parent = Path(url.removeprefix("sqlite:///")).parent
+            if not parent.is_dir():
+                raise StoreError(f"cannot create the database: folder {parent} does not exist")
+        store = cls(_make_engine(url))
+        try:
+            with store.write() as conn:
+                if store.engine.dialect.name == "postgresql":
+                    # Serialise concurrent first starts; released at commit.
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263011)")
+                migrations.migrate(conn, now or _utcnow())
+        except sa.exc.OperationalError as e:
+            store.close()
+            raise StoreError(f"cannot open the database {store.safe_url}: {e.orig}") from e
+        except sa.exc.DatabaseError as e:
+            store.close()
+            raise StoreError(f"{store.safe_url} is not a usable database: {e.orig}") from e
+        return store
+
+    @property
+    def safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE)."""
+        with self.engine.connect().execution_options(immediate=True) as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def schema_version(self) -> int:
+        with self.read() as conn:
+            return migrations.current_version(conn)
+
+    # ----------------------------------------------------------------------- papers
+
+    def upsert_papers(self, papers: Iterable[Paper], *, seen_at: dt.datetime) -> UpsertResult:
+        """Store new papers and merge known ones; one paper id is one row, whatever the source."""
+        incoming: dict[str, Paper] = {}
+        for p in papers:
+            incoming[p.id] = merge_paper(incoming[p.id], p) if p.id in incoming else p
+        if not incoming:
+            return UpsertResult()
+        new = updated = unchanged = 0
+        t = schema.papers
+        with self.write() as conn:
+            existing: dict[str, tuple[Paper, list[str]]] = {}
+            ids = sorted(incoming)
+            for i in range(0, len(ids), _CHUNK):
+                rows = conn.execute(sa.select(t).where(t.c.id.in_(ids[i : i + _CHUNK])))
+                for row in rows:
+                    existing[row.id] = (_paper_from_row(row), list(row.sources))
+            inserts = []
+            for pid in ids:
+                paper = incoming[pid]
+                if pid not in existing:
+                    inserts.append(
+                        _paper_to_row(paper, [paper.source] if paper.source else [])
+                        | {"first_seen_at": seen_at, "updated_at": seen_at}
+                    )
+                    new += 1
+                    continue
+                old, old_sources = existing[pid]
+                merged = merge_paper(old, paper)
+                srcs = old_sources + (
+                    [paper.source] if paper.source and paper.source not in old_sources else []
+                )
+                if merged == old and srcs == old_sources:
+                    unchanged += 1
+                    continue
+                conn.execute(
+                    t.update()
+                    .where(t.c.id == pid)
+                    .values(**_paper_to_row(merged, srcs), updated_at=seen_at)
+                )
+                updated += 1
+            if inserts:
+                conn.execute(t.insert(), inserts)
+        return UpsertResult(new=new, updated=updated, unchanged=unchanged)
+
+    def papers(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        unissued: bool = False,
+        limit: int | None = None,
+    ) -> list[Paper]:
+        """Stored papers first seen in [since, until), newest first then by id.
+
+        ``unissued`` leaves out papers that an earlier issue already carried.
+        """
+        t = schema.papers
+        q = sa.select(t)
+        if since is not None:
+            q = q.where(t.c.first_seen_at >= since)
+        if until is not None:
+            q = q.where(t.c.first_seen_at < until)
+        if unissued:
+            ip = schema.issue_papers
+            q = q.where(~sa.exists().where(ip.c.paper_id == t.c.id))
+        q = q.order_by(t.c.first_seen_at.desc(), t.c.id)
+        if limit is not None:
+            q = q.limit(limit)
+        with self.read() as conn:
+            return [_paper_from_row(r) for r in conn.execute(q)]
+
+    def paper_sources(self, paper_id: str) -> list[str]:
+        with self.read() as conn:
+            v = conn.execute(
+                sa.select(schema.papers.c.sources).where(schema.papers.c.id == paper_id)
+            ).scalar()
+        return list(v or [])
+
+    def count_papers(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(schema.papers)).scalar())
+
+    # ----------------------------------------------------------------------- sources
+
+    def source_state(self, name: str) -> SourceState | None:
+        t = schema.sources
+        with self.read() as conn:
+            row = conn.execute(sa.select(t).where(t.c.name == name)).first()
+        if row is None:
+            return None
+        return SourceState(
+            name=row.name,
+            url=row.url,
+            etag=row.etag,
+            last_modified=row.last_modified,
+            last_status=FetchStatus(row.last_status) if row.last_status else None,
+            last_http_status=row.last_http_status,
+            last_error=row.last_error,
+            last_attempt_at=row.last_attempt_at,
+            last_success_at=row.last_success_at,
+            last_new=row.last_new,
+            last_total=row.last_total,
+        )
+
+    def save_source_state(self, state: SourceState) -> None:
+        t = schema.sources
+        values = {
+            "url": state.url,
+            "etag": state.etag,
+            "last_modified": state.last_modified,
+            "last_status": state.last_status.value if state.last_status else None,
+            "last_http_status": state.last_http_status,
+            "last_error": state.last_error,
+            "last_attempt_at": state.last_attempt_at,
+            "last_success_at": state.last_success_at,
+            "last_new": state.last_new,
+            "last_total": state.last_total,
+        }
+        with self.write() as conn:
+            done = conn.execute(t.update().where(t.c.name == state.name).values(**values))
+            if done.rowcount == 0:
+                conn.execute(t.insert().values(name=state.name, **values))
+
+    def source_states(self) -> list[SourceState]:
+        with self.read() as conn:
+            names: Sequence[str] = conn.execute(
+                sa.select(schema.sources.c.name).order_by(schema.sources.c.name)
+            ).scalars().all()
+        return [s for n in names if (s := self.source_state(n)) is not None]
+
+
+def _paper_to_row(p: Paper, sources: list[str]) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "title": p.title,
+        "abstract": p.abstract,
+        "authors": list(p.authors),
+        "url": p.url,
+        "pdf_url": p.pdf_url,
+        "categories": list(p.categories),
+        "published_at": p.published,
+        "announced_at": p.announced,
+        "announce_type": p.announce_type.value if p.announce_type else None,
+        "sources": sources,
+        "upvotes": p.upvotes,
+        "comments": p.comments,
+        "keywords": list(p.keywords),
+        "arxiv_id": p.arxiv_id,
+        "doi": p.doi,
+    }
+
+
+def _paper_from_row(row: Any) -> Paper:
+    return Paper(
+        id=row.id,
+        title=row.title,
+        abstract=row.abstract,
+        authors=tuple(row.authors),
+        url=row.url,
+        pdf_url=row.pdf_url,
+        categories=tuple(row.categories),
+        published=row.published_at,
+        announced=row.announced_at,
+        source=row.sources[0] if row.sources else "",
+        announce_type=AnnounceType(row.announce_type) if row.announce_type else None,
+        upvotes=row.upvotes,
+        comments=row.comments,
+        keywords=tuple(row.keywords),
+        arxiv_id=row.arxiv_id,
+        doi=row.doi,
+    )

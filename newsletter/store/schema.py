@@ -1,0 +1,139 @@
+"""The current schema as SQLAlchemy Core tables: what queries are written against.
+
+Migrations (``migrations.py``) build the database up to this shape step by step; a test
+checks that a freshly migrated database matches these definitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes in, timezone-aware UTC datetimes out, on any backend.
+
+    Stored as naive UTC because SQLite has no time zones; a naive value handed in is a bug.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given to the store; use UTC-aware")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+metadata = sa.MetaData()
+
+schema_migrations = sa.Table(
+    "schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+papers = sa.Table(
+    "papers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # canonical: arxiv:..., doi:..., url:...
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("abstract", sa.Text, nullable=False, server_default=""),
+    sa.Column("authors", sa.JSON, nullable=False),  # list of names
+    sa.Column("url", sa.Text, nullable=False, server_default=""),
+    sa.Column("pdf_url", sa.Text),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("published_at", UTCDateTime),
+    sa.Column("announced_at", UTCDateTime),
+    sa.Column("announce_type", sa.Text),
+    sa.Column("sources", sa.JSON, nullable=False),  # source names, first seen first
+    sa.Column("upvotes", sa.Integer),
+    sa.Column("comments", sa.Integer),
+    sa.Column("keywords", sa.JSON, nullable=False),
+    sa.Column("arxiv_id", sa.Text),
+    sa.Column("doi", sa.Text),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_papers_first_seen_at", "first_seen_at"),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_status", sa.Text),  # a FetchStatus value
+    sa.Column("last_http_status", sa.Integer),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_attempt_at", UTCDateTime),
+    sa.Column("last_success_at", UTCDateTime),
+    sa.Column("last_new", sa.Integer),
+    sa.Column("last_total", sa.Integer),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_date", sa.Date, nullable=False, unique=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+issue_papers = sa.Table(
+    "issue_papers",
+    metadata,
+    sa.Column(
+        "issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("paper_id", sa.Text, sa.ForeignKey("papers.id"), primary_key=True),
+    sa.Column("topic", sa.Text),
+    sa.Column("position", sa.Integer),
+    sa.Index("ix_issue_papers_paper_id", "paper_id"),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.Text, nullable=False, unique=True),  # normalised
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("unsubscribed_at", UTCDateTime),
+    sa.Column("bounced_at", UTCDateTime),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column(
+        "issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("message_id", sa.Text),
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("reply", sa.Text),  # the server's reply to DATA, or the failure's code and text
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+)
