@@ -1,0 +1,268 @@
+"""Fetching feed documents: HTTP with timeouts, conditional GET, size cap, politeness, retries.
+
+feedparser can fetch by itself but has no timeout and no size cap, so every byte the
+program reads from a source comes through here; the parsers only ever see bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import http.client
+import logging
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from newsletter import __version__
+from newsletter.config import FetchSettings
+from newsletter.errors import FeedError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Response:
+    """A document as fetched: 200 with a body, or 304 with none."""
+
+    url: str  # after redirects
+    status: int
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    attempts: int = 1
+    local: bool = False  # read from a file, not over HTTP
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+def default_user_agent(base_url: str = "", contact: str = "") -> str:
+    extra = "; ".join(x for x in (f"+{base_url}" if base_url else "", contact) if x)
+    return f"newsletter/{__version__}" + (f" ({extra})" if extra else "")
+
+
+def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    max_redirections = 5
+
+
+class Fetcher:
+    """Gets documents politely: at most one request per ``min_interval`` seconds per host.
+
+    ``sleep`` and ``clock`` are injectable so the waiting can be observed in tests.
+    """
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        user_agent: str | None = None,
+        backoff: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.user_agent = user_agent or settings.user_agent or default_user_agent()
+        self.backoff = backoff
+        self._sleep = sleep
+        self._clock = clock
+        self._last_request: dict[str, float] = {}
+        self._opener = urllib.request.build_opener(_Redirects())
+
+    # ------------------------------------------------------------------ public
+
+    def get(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Response:
+        """Fetch ``url`` (http, https, file: or a local path); raise FeedError on failure."""
+        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        if scheme in ("http", "https"):
+            return self._get_http(url, etag, last_modified)
+        if scheme == "file":
+            return self._get_file(url, Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)))
+        if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):  # Windows drive
+            return self._get_file(url, Path(url))
+        raise FeedError(url, f"unsupported URL scheme {scheme!r}")
+
+    # ------------------------------------------------------------------ local files
+
+    def _get_file(self, url: str, path: Path) -> Response:
+        try:
+            size = path.stat().st_size
+            if size > self.settings.max_bytes:
+                raise FeedError(url, f"file is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap")
+            return Response(url=url, status=200, body=path.read_bytes(), local=True)
+        except FileNotFoundError:
+            raise FeedError(url, "no such file") from None
+        except IsADirectoryError:
+            raise FeedError(url, "is a directory, not a feed file") from None
+        except OSError as e:
+            raise FeedError(url, f"cannot read: {e.strerror}") from None
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _wait_turn(self, host: str) -> None:
+        last = self._last_request.get(host)
+        if last is not None:
+            wait = self.settings.min_interval - (self._clock() - last)
+            if wait > 0:
+                log.debug("waiting %.1f s before the next request to %s", wait, host)
+                self._sleep(wait)
+        self._last_request[host] = self._clock()
+
+    def _get_http(self, url: str, etag: str | None, last_modified: str | None) -> Response:
+        host = urllib.parse.urlsplit(url).netloc.lower()
+        headers = {
+            "User-Agent": self.user_agent,
+            "Accept": "application/rss+xml, application/atom+xml, application/rdf+xml, "
+            "application/xml;q=0.9, application/json;q=0.9, text/xml;q=0.8, */*;q=0.5",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        attempts = 0
+        while True:
+            attempts += 1
+            self._wait_turn(host)
+            try:
+                return self._once(url, headers, attempts)
+            except _Retryable as r:
+                left = self.settings.retries - (attempts - 1)
+                if left <= 0:
+                    raise FeedError(url, f"{r.reason} (after {attempts} attempts)", status=r.status) from None
+                delay = self.backoff * 2 ** (attempts - 1)
+                if r.retry_after is not None:
+                    if r.retry_after > self.settings.max_retry_after:
+                        raise FeedError(
+                            url,
+                            f"{r.reason}; the server asks to retry after {r.retry_after:.0f} s, "
+                            f"longer than fetch.max_retry_after ({self.settings.max_retry_after:.0f} s)",
+                            status=r.status,
+                        ) from None
+                    delay = max(delay, r.retry_after)
+                log.info("%s: %s; retrying in %.1f s (%d left)", url, r.reason, delay, left)
+                self._sleep(delay)
+
+    def _once(self, url: str, headers: dict[str, str], attempts: int) -> Response:
+        timeout = self.settings.timeout
+        req = urllib.request.Request(url, headers=headers, method="GET")
+        try:
+            resp = self._opener.open(req, timeout=timeout)
+        except urllib.error.HTTPError as e:
+            with e:
+                if e.code == 304:
+                    return Response(url=e.url or url, status=304, headers=_lower(e.headers), attempts=attempts)
+                reason = f"HTTP {e.code} {e.reason}".rstrip()
+                if e.code in RETRY_STATUSES:
+                    retry_after = parse_retry_after(e.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
+                    raise _Retryable(reason, e.code, retry_after) from None
+                raise FeedError(url, reason, status=e.code) from None
+        except urllib.error.URLError as e:
+            raise self._network_error(url, e.reason) from None
+        except (TimeoutError, socket.timeout):
+            raise _Retryable(f"timed out after {timeout:g} s", None, None) from None
+        except (http.client.HTTPException, ConnectionError, OSError) as e:
+            raise _Retryable(f"connection failed: {e}", None, None) from None
+        with resp:
+            status = resp.status
+            hdrs = _lower(resp.headers)
+            body = self._read_capped(url, resp, hdrs)
+        return Response(url=resp.url or url, status=status, body=body, headers=hdrs, attempts=attempts)
+
+    def _network_error(self, url: str, reason: object) -> Exception:
+        if isinstance(reason, TimeoutError | socket.timeout):
+            return _Retryable(f"timed out after {self.settings.timeout:g} s", None, None)
+        if isinstance(reason, ssl.SSLError):
+            return FeedError(url, f"TLS error: {reason}")
+        if isinstance(reason, socket.gaierror):
+            return FeedError(url, f"cannot resolve host: {reason.strerror or reason}")
+        if isinstance(reason, ConnectionRefusedError):
+            return _Retryable("connection refused", None, None)
+        if isinstance(reason, OSError):
+            return _Retryable(f"connection failed: {reason.strerror or reason}", None, None)
+        return FeedError(url, str(reason))
+
+    def _read_capped(self, url: str, resp: http.client.HTTPResponse, hdrs: Mapping[str, str]) -> bytes:
+        cap = self.settings.max_bytes
+        declared = hdrs.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise FeedError(url, f"body of {int(declared):,} bytes is over the {cap:,}-byte cap")
+        encoding = hdrs.get("content-encoding", "").lower()
+        decoder = None
+        if encoding in ("gzip", "x-gzip"):
+            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            decoder = zlib.decompressobj()
+        # Whole-body deadline: the socket timeout alone lets a server dribble a byte at a
+        # time for ever.
+        deadline = self._clock() + max(5 * self.settings.timeout, 60.0)
+        out = bytearray()
+        try:
+            while True:
+                chunk = resp.read(_CHUNK)
+                if not chunk:
+                    break
+                if decoder is not None:
+                    chunk = decoder.decompress(chunk, cap + 1 - len(out))
+                out += chunk
+                if len(out) > cap:
+                    raise FeedError(url, f"body is over the {cap:,}-byte cap")
+                if self._clock() > deadline:
+                    raise FeedError(url, "the server is sending too slowly; gave up")
+            if decoder is not None:
+                out += decoder.flush()
+        except (TimeoutError, socket.timeout):
+            raise _Retryable(f"timed out after {self.settings.timeout:g} s while reading", None, None) from None
+        except zlib.error as e:
+            raise FeedError(url, f"corrupt {encoding} body: {e}") from None
+        except http.client.IncompleteRead as e:
+            raise _Retryable(f"connection closed early ({len(e.partial):,} bytes read)", None, None) from None
+        if len(out) > cap:
+            raise FeedError(url, f"body is over the {cap:,}-byte cap")
+        return bytes(out)
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, status: int | None, retry_after: float | None):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.retry_after = retry_after
+
+
+def _lower(headers: Mapping[str, str] | http.client.HTTPMessage | None) -> dict[str, str]:
+    if headers is None:
+        return {}
+    return {k.lower(): v for k, v in headers.items()}

@@ -1,0 +1,189 @@
+"""The fetcher against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+
+import pytest
+
+from newsletter.config import FetchSettings
+from newsletter.errors import FeedError
+from newsletter.sources.http import Fetcher, default_user_agent, parse_retry_after
+
+FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
+
+
+class Sleeps:
+    """Records the waits the fetcher asks for, and waits a tiny fraction of them."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def fetcher(sleep=None, **kw) -> Fetcher:
+    settings = FetchSettings(**({"timeout": 2.0, "min_interval": 0.0, "retries": 2} | kw))
+    return Fetcher(settings, backoff=0.01, sleep=sleep or Sleeps())
+
+
+def test_ok_with_user_agent_and_validators(feed_server):
+    url = feed_server.add("/feed", {"body": FEED, "headers": {"Content-Type": "application/rss+xml",
+                                                             "Last-Modified": "Mon, 27 Apr 2026 04:00:00 GMT"},
+                                    "etag": '"v1"'})
+    r = fetcher().get(url)
+    assert r.status == 200 and r.body == FEED
+    assert r.headers["etag"] == '"v1"'
+    assert r.content_type == "application/rss+xml"
+    (seen,) = feed_server.hits("/feed")
+    assert seen.headers["user-agent"].startswith("newsletter/")
+    assert "if-none-match" not in seen.headers
+
+
+def test_conditional_get_round_trip(feed_server):
+    url = feed_server.add("/feed", {"body": FEED, "etag": '"v1"'})
+    f = fetcher()
+    first = f.get(url)
+    second = f.get(url, etag=first.headers["etag"], last_modified="Mon, 27 Apr 2026 04:00:00 GMT")
+    assert second.status == 304 and second.not_modified and second.body == b""
+    hdrs = feed_server.hits("/feed")[1].headers
+    assert hdrs["if-none-match"] == '"v1"'
+    assert hdrs["if-modified-since"] == "Mon, 27 Apr 2026 04:00:00 GMT"
+
+
+@pytest.mark.parametrize(("status", "reason"), [(404, "HTTP 404 Not Found"), (403, "HTTP 403 Forbidden"),
+                                                (410, "HTTP 410 Gone")])
+def test_client_errors_fail_at_once(feed_server, status, reason):
+    url = feed_server.add("/x", {"status": status, "body": b"<html>no</html>"})
+    with pytest.raises(FeedError, match=reason) as info:
+        fetcher().get(url)
+    assert info.value.url == url and info.value.status == status
+    assert len(feed_server.hits("/x")) == 1
+
+
+def test_unknown_path_is_404(feed_server):
+    with pytest.raises(FeedError, match="HTTP 404"):
+        fetcher().get(feed_server.url("/missing"))
+
+
+def test_server_errors_are_retried_then_reported(feed_server):
+    url = feed_server.add("/x", {"status": 500, "body": b"oops"})
+    sleeps = Sleeps()
+    with pytest.raises(FeedError, match=r"HTTP 500 Internal Server Error \(after 3 attempts\)"):
+        fetcher(sleep=sleeps).get(url)
+    assert len(feed_server.hits("/x")) == 3
+    assert sleeps.calls == [0.01, 0.02]  # exponential backoff
+
+
+def test_retry_then_success(feed_server):
+    url = feed_server.add("/x", {"status": 503}, {"status": 502}, {"body": FEED})
+    r = fetcher().get(url)
+    assert r.body == FEED and r.attempts == 3
+
+
+def test_429_honours_retry_after(feed_server):
+    url = feed_server.add("/x", {"status": 429, "headers": {"Retry-After": "7"}}, {"body": FEED})
+    sleeps = Sleeps()
+    assert fetcher(sleep=sleeps).get(url).body == FEED
+    assert sleeps.calls == [7.0]
+
+
+def test_too_long_retry_after_fails_the_source(feed_server):
+    url = feed_server.add("/x", {"status": 429, "headers": {"Retry-After": "3600"}})
+    with pytest.raises(FeedError, match=r"retry after 3600 s, longer than fetch.max_retry_after"):
+        fetcher().get(url)
+    assert len(feed_server.hits("/x")) == 1
+
+
+def test_retry_after_as_http_date():
+    now = dt.datetime(2026, 4, 27, 12, 0, 0, tzinfo=dt.UTC)
+    assert parse_retry_after("Mon, 27 Apr 2026 12:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Mon, 27 Apr 2026 11:00:00 GMT", now) == 0.0
+    assert parse_retry_after("12", now) == 12.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+
+
+def test_slow_server_hits_the_timeout(feed_server):
+    url = feed_server.add("/slow", {"body": FEED, "delay": 1.5})
+    with pytest.raises(FeedError, match=r"timed out after 0.3 s \(after 2 attempts\)"):
+        fetcher(timeout=0.3, retries=1).get(url)
+
+
+def test_oversized_body_is_refused(feed_server):
+    url = feed_server.add("/big", {"body": b"x" * 5000})
+    with pytest.raises(FeedError, match="over the 1,000-byte cap"):
+        fetcher(max_bytes=1000).get(url)
+
+
+def test_oversized_body_without_content_length(feed_server):
+    # A gzip body declares its compressed length; the cap applies to what it expands to.
+    url = feed_server.add("/bomb", {"body": b"<" * 200_000, "gzip": True})
+    with pytest.raises(FeedError, match="over the 10,000-byte cap"):
+        fetcher(max_bytes=10_000).get(url)
+
+
+def test_gzip_is_decoded(feed_server):
+    url = feed_server.add("/gz", {"body": FEED, "gzip": True})
+    assert fetcher().get(url).body == FEED
+    assert "gzip" in feed_server.hits("/gz")[0].headers["accept-encoding"]
+
+
+def test_corrupt_gzip(feed_server):
+    url = feed_server.add("/badgz", {"body": b"not gzip at all", "headers": {"Content-Encoding": "gzip"}})
+    with pytest.raises(FeedError, match="corrupt gzip body"):
+        fetcher().get(url)
+
+
+def test_connection_refused_is_retried_and_reported():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(FeedError, match=r"connection refused \(after 3 attempts\)"):
+        fetcher().get(f"http://127.0.0.1:{port}/feed")
+
+
+def test_redirects_are_followed(feed_server):
+    target = feed_server.add("/new", {"body": FEED})
+    url = feed_server.add("/old", {"status": 301, "headers": {"Location": target}})
+    r = fetcher().get(url)
+    assert r.body == FEED and r.url == target
+
+
+def test_politeness_one_request_per_interval_per_host(feed_server):
+    url = feed_server.add("/x", {"body": FEED})
+    f = Fetcher(FetchSettings(min_interval=0.4, retries=0), backoff=0.01)
+    for _ in range(3):
+        f.get(url)
+    times = [h.at for h in feed_server.hits("/x")]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(g >= 0.38 for g in gaps), gaps
+
+
+def test_local_files(tmp_path):
+    p = tmp_path / "feed.xml"
+    p.write_bytes(FEED)
+    f = fetcher()
+    assert f.get(str(p)).body == FEED
+    assert f.get(p.as_uri()).body == FEED
+    assert f.get(str(p)).local
+    with pytest.raises(FeedError, match="no such file"):
+        f.get(str(tmp_path / "nope.xml"))
+    with pytest.raises(FeedError, match="is a directory"):
+        f.get(str(tmp_path))
+    with pytest.raises(FeedError, match="over the 10-byte cap"):
+        fetcher(max_bytes=10).get(str(p))
+    with pytest.raises(FeedError, match="unsupported URL scheme 'ftp'"):
+        f.get("ftp://example.org/feed")
+
+
+def test_default_user_agent_names_the_operator():
+    ua = default_user_agent("https://papers.example.org", "ops@example.org")
+    assert ua.startswith("newsletter/") and "+https://papers.example.org" in ua and "ops@example.org" in ua
+
+
