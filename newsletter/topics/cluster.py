@@ -104,3 +104,13 @@ def choose_k(x: np.ndarray, topics: int | str, min_topics: int, max_topics: int,
     best = max(scores.values())
     k = min(k for k, s in scores.items() if s >= best - STABILITY_TOLERANCE)
     return KChoice(k, low, high, "auto", scores)
+
+
+def null_reference(x: np.ndarray, *, seed: int) -> np.ndarray:
+    """The same vectors with each dimension shuffled independently: same spread, no clusters."""
+    rng = np.random.default_rng(seed)
+    out = np.array(x, copy=True)
+    for j in range(out.shape[1]):
+        out[:, j] = out[rng.permutation(len(out)), j]
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms == 0, 1, norms)

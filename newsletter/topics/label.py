@@ -65,6 +65,22 @@ def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> l
     return chosen
 
 
+def _shown(terms: list[str], texts: list[str], limit: int) -> list[tuple[str, str]]:
+    """(term, display form) pairs, skipping a term whose display words another already has:
+    "long context" once "attention for long context" is shown."""
+    out: list[tuple[str, str]] = []
+    for term in terms:
+        form = display_form(term, texts, _STOP)
+        words = set(form.replace("-", " ").split())
+        if any(words <= set(f.replace("-", " ").split()) for _, f in out):
+            continue
+        out = [(t, f) for t, f in out if not set(f.replace("-", " ").split()) <= words]
+        out.append((term, form))
+        if len(out) >= limit:
+            break
+    return out
+
+
 def label_groups(
     binary: sp.csr_matrix,
     terms: np.ndarray,
@@ -87,12 +103,13 @@ def label_groups(
         # best first; ties broken by the term itself so the order never depends on the input
         order = sorted((i for i in np.flatnonzero(w > 0)), key=lambda i: (-w[i], terms[i]))
         ranked = [str(terms[i]) for i in order[:CANDIDATES]]
-        distinct = _pick_terms(ranked, set(), TERMS_KEPT)
-        chosen = _pick_terms(ranked, used, LABEL_TERMS)
-        if len(chosen) < 2:  # everything distinctive was taken: share terms rather than lose them
-            chosen = _pick_terms(ranked, set(), LABEL_TERMS)
         texts = [raw_texts[i] for i in idx[:HYPHEN_SAMPLE]]
-        shown = [display_form(t, texts, _STOP) for t in chosen]
+        distinct = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, TERMS_KEPT)
+        pairs = _shown(_pick_terms(ranked, used, CANDIDATES), texts, LABEL_TERMS)
+        if len(pairs) < 2:  # everything distinctive was taken: share terms rather than lose them
+            pairs = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, LABEL_TERMS)
+        chosen = [t for t, _ in pairs]
+        shown = [d for _, d in pairs]
         label = ", ".join(shown) if len(shown) >= 2 else ""
         if not label:
             label = f"{shown[0]}, other papers" if shown else "other papers"
@@ -102,5 +119,5 @@ def label_groups(
             extra += 1
         labels_seen.add(label)
         used.update(_key(t) for t in chosen)
-        out.append((label, tuple(display_form(t, texts, _STOP) for t in distinct)))
+        out.append((label, tuple(d for _, d in distinct)))
     return out

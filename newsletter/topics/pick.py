@@ -12,6 +12,9 @@ from newsletter.models import Paper, Pick
 
 #: MMR trade-off: 1 ranks by score alone; lower values push harder against similar picks.
 MMR_LAMBDA = 0.7
+#: Cosine at or above which two papers count as near-duplicates: never both picked while
+#: another candidate remains.
+DUPLICATE_SIM = 0.8
 
 
 def trending(papers: Sequence[Paper]) -> np.ndarray:
@@ -57,6 +60,7 @@ def rank(
     position[order] = np.arange(len(papers))
     for _ in range(min(count, len(papers))):
         val = MMR_LAMBDA * score - (1 - MMR_LAMBDA) * max_sim
+        val[max_sim >= DUPLICATE_SIM] -= 2.0
         val[chosen] = -np.inf
         tied = np.flatnonzero(val >= val.max() - 1e-12)
         best = int(tied[np.argmin(position[tied])])  # ties: the earlier in (score, id) order

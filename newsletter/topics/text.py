@@ -108,7 +108,7 @@ def display_form(term: str, raw_texts: list[str], stop_words: frozenset[str]) ->
     # "large language" is nearly always followed by "models": show the phrase people say
     if after:
         nxt, count = max(after.items(), key=lambda kv: (kv[1], kv[0]))
-        if count >= 0.7 * total and nxt not in stop_words and len(nxt) > 2:
+        if count >= 3 and count >= 0.7 * total and nxt not in stop_words and len(nxt) > 2:
             best = f"{best} {nxt}"
     return best
 
