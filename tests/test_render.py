@@ -65,8 +65,9 @@ def topic(label: str, picks: list[Paper], rest: list[Paper] = (), score: float =
 
 def digest(*topics: Topic, watched: Topic | None = None) -> Digest:
     count = sum(t.size for t in topics) + (watched.size if watched else 0)
-    return Digest(issue_date=DAY, topics=topics, paper_count=count, sources=("arxiv-cs",),
-                  watched=watched)
+    return Digest(
+        issue_date=DAY, topics=topics, paper_count=count, sources=("arxiv-cs",), watched=watched
+    )
 
 
 def settings(**render_kw: object) -> Settings:
@@ -86,10 +87,19 @@ def small() -> tuple[Digest, RenderedIssue]:
         topic(
             "diffusion models",
             [
-                paper(1, title="Denoising at Scale", upvotes=120,
-                      authors=("A One", "B Two", "C Three", "D Four", "E Five")),
-                paper(2, title="Score Matching Revisited", categories=(), source="hf-daily",
-                      pdf_url=None),
+                paper(
+                    1,
+                    title="Denoising at Scale",
+                    upvotes=120,
+                    authors=("A One", "B Two", "C Three", "D Four", "E Five"),
+                ),
+                paper(
+                    2,
+                    title="Score Matching Revisited",
+                    categories=(),
+                    source="hf-daily",
+                    pdf_url=None,
+                ),
             ],
             [paper(3, title="A Rest Paper"), paper(4, title="Another Rest Paper")],
         ),
@@ -226,9 +236,7 @@ def hostile() -> RenderedIssue:
         authors=("<b>Mallory</b>\r\n", "%%NL_EMAIL%%"),
         categories=("cs.LG</td>",),
     )
-    d = digest(
-        topic("<i>label</i> & \r\nSubject: x %%NL_NAME%%", [p], [paper(2, title=HOSTILE)])
-    )
+    d = digest(topic("<i>label</i> & \r\nSubject: x %%NL_NAME%%", [p], [paper(2, title=HOSTILE)]))
     return render_issue(d, settings(), web_url=WEB)
 
 
@@ -236,7 +244,8 @@ def test_feed_text_never_becomes_markup(hostile: RenderedIssue) -> None:
     html, _ = personalize(hostile, unsubscribe_url=UNSUB, name="Ann", email="ann@example.org")
     root = doc(html)
     assert not root.cssselect("script, b, i")
-    plain = doc(render_issue(digest(topic("t", [paper(1)], [paper(2)])), settings(), web_url=WEB).html)
+    harmless = digest(topic("t", [paper(1)], [paper(2)]))
+    plain = doc(render_issue(harmless, settings(), web_url=WEB).html)
     for tag in ("table", "tr", "td", "a", "p", "div"):  # same markup as a harmless issue
         assert len(root.cssselect(tag)) == len(plain.cssselect(tag)), tag
     assert "&lt;script&gt;" in html
@@ -276,7 +285,7 @@ def test_personalize_escapes_values_and_does_one_pass() -> None:
     assert "&lt;b&gt;Ann&lt;/b&gt; &amp; &quot;Bo&quot; %%NL_EMAIL%%," in html
     assert "<b>Ann</b>" not in html
     assert 'Hello <b>Ann</b> & "Bo" %%NL_EMAIL%%,' in text  # text is not HTML
-    assert "https://x.example/u?a=1&b=\"2\"\n" in text
+    assert 'https://x.example/u?a=1&b="2"\n' in text
     plain_html, plain_text = personalize(issue, unsubscribe_url=UNSUB)
     assert "Hello," in plain_html and "Hello,\n" in plain_text
     assert "because you subscribed" in plain_html
@@ -350,7 +359,9 @@ def test_2000_paper_day_stays_under_gmail_clip(monkeypatch: pytest.MonkeyPatch) 
     issue = render_issue(d, settings(), web_url=WEB)
     assert len(calls) == 1
     html, text = personalize(
-        issue, unsubscribe_url="https://papers.example.org/u/" + "x" * 200, name="A" * 80,
+        issue,
+        unsubscribe_url="https://papers.example.org/u/" + "x" * 200,
+        name="A" * 80,
         email="someone.with.a.long.name@subdomain.example.org",
     )
     assert len(issue.html.encode()) <= HTML_BUDGET_BYTES
@@ -378,8 +389,12 @@ def test_text_lines_are_wrapped() -> None:
         topic(
             "a label that is rather long " * 3,
             [
-                paper(1, title="A very long title " * 8, abstract="word " * 200,
-                      authors=tuple(f"Author Name{i}" for i in range(10))),
+                paper(
+                    1,
+                    title="A very long title " * 8,
+                    abstract="word " * 200,
+                    authors=tuple(f"Author Name{i}" for i in range(10)),
+                ),
                 paper(2, title=long_word, url="https://example.org/" + "p" * 120),
             ],
             [paper(3, title="Rest title that goes on " * 6)],
@@ -461,8 +476,10 @@ def test_missing_template_is_a_template_error(
 def test_snippet_cuts_at_sentence_then_word() -> None:
     text = "Short one. This second sentence is a good deal longer than the first. Third."
     assert snippet(text, 200) == text
-    assert snippet(text, 75) == "Short one. This second sentence is a good deal longer than the first."
-    assert snippet(text, 30) == "Short one. This second…"[:30] or snippet(text, 30).endswith("…")
+    second = "Short one. This second sentence is a good deal longer than the first."
+    assert snippet(text, 75) == second
+    assert snippet(text, 30) == "Short one. This second…"  # the sentence end is too early
+    assert snippet(text, 16) == "Short one."
     cut = snippet("alpha beta gamma delta epsilon", 17)
     assert cut == "alpha beta gamma…"
     assert snippet("e.g. 3.5 percent of cases.", 12).endswith("…")  # no cut inside "3.5"

@@ -74,9 +74,18 @@ for (const w of WIDTHS) {
 
 def _chromium(args: list[str], profile: pathlib.Path) -> subprocess.CompletedProcess[str]:
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}", *args,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90, check=True)
 
@@ -86,10 +95,16 @@ def _hard_digest() -> Digest:
     base = sample_digest(40, topics=4, watched=2)
     long_word = "Hyperparameteroptimisationbenchmarkingframeworkwithoutanyspaces" * 2
     nasty = (
-        Paper(id="x:1", title=long_word, abstract="A" * 400,
-              authors=("Averyveryveryverylongfirstname Averyveryveryverylonglastname",) * 5,
-              url="https://example.org/" + "p" * 150, pdf_url="https://example.org/pdf",
-              categories=("cs.LG",), upvotes=999),
+        Paper(
+            id="x:1",
+            title=long_word,
+            abstract="A" * 400,
+            authors=("Averyveryveryverylongfirstname Averyveryveryverylonglastname",) * 5,
+            url="https://example.org/" + "p" * 150,
+            pdf_url="https://example.org/pdf",
+            categories=("cs.LG",),
+            upvotes=999,
+        ),
         Paper(id="x:2", title="<b>Markup</b> & {{ braces }} in a title", url="https://e.org/2"),
     )
     odd = Topic(
@@ -115,7 +130,9 @@ def email_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, 
     settings = Settings(list=ListSettings(name="ML Reading Group"))
     issue = render_issue(d, settings, web_url="https://papers.example.org/issues/2025-03-14")
     html, _ = personalize(
-        issue, unsubscribe_url="https://papers.example.org/u/abc", name="Ada",
+        issue,
+        unsubscribe_url="https://papers.example.org/u/abc",
+        name="Ada",
         email="ada@example.org",
     )
     out = tmp_path_factory.mktemp("email") / "issue.html"
@@ -135,8 +152,13 @@ def _measure(email: pathlib.Path, dark: bool) -> dict[str, dict]:  # type: ignor
         wrapper.write_text(page, encoding="utf-8")
         flags = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if dark else []
         proc = _chromium(
-            [*flags, "--window-size=1100,1200", "--virtual-time-budget=5000", "--dump-dom",
-             wrapper.as_uri()],
+            [
+                *flags,
+                "--window-size=1100,1200",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                wrapper.as_uri(),
+            ],
             pathlib.Path(tmp) / "profile",
         )
     pre = lxml_html.document_fromstring(proc.stdout).get_element_by_id("result")
@@ -145,12 +167,15 @@ def _measure(email: pathlib.Path, dark: bool) -> dict[str, dict]:  # type: ignor
 
 
 @pytest.mark.parametrize("dark", [False, True], ids=["light", "dark"])
-def test_no_overflow_everything_visible(email_file: tuple[pathlib.Path, Digest], dark: bool) -> None:
+def test_no_overflow_everything_visible(
+    email_file: tuple[pathlib.Path, Digest], dark: bool
+) -> None:
     email, d = email_file
     results = _measure(email, dark)
     expected_labels = [t.label for t in ([d.watched] if d.watched else []) + list(d.topics)]
-    expected_picks = [p.paper.title for t in ([d.watched] if d.watched else []) + list(d.topics)
-                      for p in t.picks]
+    expected_picks = [
+        p.paper.title for t in ([d.watched] if d.watched else []) + list(d.topics) for p in t.picks
+    ]
     for width, r in results.items():
         assert r["scrollWidth"] <= width, f"horizontal scrolling at {width}px: {r['scrollWidth']}"
         assert [x["text"] for x in r["labels"] if not x["ok"]] == [], width
@@ -177,8 +202,7 @@ def test_screenshots(email_file: tuple[pathlib.Path, Digest], tmp_path: pathlib.
             png = tmp_path / f"issue-{width}-{'dark' if dark else 'light'}.png"
             flags = ["--force-dark-mode", "--blink-settings=preferredColorScheme=0"] if dark else []
             _chromium(
-                [*flags, f"--window-size={width},{height}", f"--screenshot={png}",
-                 email.as_uri()],
+                [*flags, f"--window-size={width},{height}", f"--screenshot={png}", email.as_uri()],
                 tmp_path / f"profile-{width}-{dark}",
             )
             assert png.stat().st_size > 10_000  # a real picture, not a blank page

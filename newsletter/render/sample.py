@@ -24,26 +24,92 @@ _TOPICS = [
     ("time series forecasting", ("forecasting", "time series", "temporal", "horizon")),
 ]
 _ADJ = [
-    "Scalable", "Efficient", "Robust", "Provably Correct", "Sparse", "Adaptive",
-    "Self-Supervised", "Contrastive", "Hierarchical", "Multimodal", "Causal", "Federated",
-    "Lightweight", "Uncertainty-Aware", "Zero-Shot", "Few-Shot", "Long-Context", "Modular",
+    "Scalable",
+    "Efficient",
+    "Robust",
+    "Provably Correct",
+    "Sparse",
+    "Adaptive",
+    "Self-Supervised",
+    "Contrastive",
+    "Hierarchical",
+    "Multimodal",
+    "Causal",
+    "Federated",
+    "Lightweight",
+    "Uncertainty-Aware",
+    "Zero-Shot",
+    "Few-Shot",
+    "Long-Context",
+    "Modular",
 ]
 _NOUN = [
-    "Transformers", "Policies", "Representations", "Benchmarks", "Agents", "Embeddings",
-    "Optimisers", "Priors", "Tokenizers", "Reward Models", "World Models", "Adapters",
+    "Transformers",
+    "Policies",
+    "Representations",
+    "Benchmarks",
+    "Agents",
+    "Embeddings",
+    "Optimisers",
+    "Priors",
+    "Tokenizers",
+    "Reward Models",
+    "World Models",
+    "Adapters",
 ]
 _PHRASE = [
-    "for {k}", "via {k}", "with Learned {k}", "under Distribution Shift",
-    "at Scale", "without Labels", "in the Wild", "for {k} and Beyond",
+    "for {k}",
+    "via {k}",
+    "with Learned {k}",
+    "under Distribution Shift",
+    "at Scale",
+    "without Labels",
+    "in the Wild",
+    "for {k} and Beyond",
 ]
 _FIRST = [
-    "Wei", "Anna", "Rahul", "Sofia", "Kenji", "Olumide", "María", "Jonas", "Li", "Fatima",
-    "Pierre", "Yuki", "Ahmed", "Elena", "Chen", "Sara", "Tomás", "Ingrid", "Arjun", "Zoë",
+    "Wei",
+    "Anna",
+    "Rahul",
+    "Sofia",
+    "Kenji",
+    "Olumide",
+    "María",
+    "Jonas",
+    "Li",
+    "Fatima",
+    "Pierre",
+    "Yuki",
+    "Ahmed",
+    "Elena",
+    "Chen",
+    "Sara",
+    "Tomás",
+    "Ingrid",
+    "Arjun",
+    "Zoë",
 ]
 _LAST = [
-    "Zhang", "Müller", "Gupta", "Rossi", "Tanaka", "Adeyemi", "García", "Schmidt", "Wang",
-    "Haddad", "Dubois", "Sato", "Hassan", "Ivanova", "Liu", "Cohen", "Silva", "Larsen",
-    "Nair", "O'Brien",
+    "Zhang",
+    "Müller",
+    "Gupta",
+    "Rossi",
+    "Tanaka",
+    "Adeyemi",
+    "García",
+    "Schmidt",
+    "Wang",
+    "Haddad",
+    "Dubois",
+    "Sato",
+    "Hassan",
+    "Ivanova",
+    "Liu",
+    "Cohen",
+    "Silva",
+    "Larsen",
+    "Nair",
+    "O'Brien",
 ]
 _SENTENCES = [
     "We study {k} in settings where existing methods fail to generalise.",
@@ -116,12 +182,16 @@ def sample_digest(
             members.append(sample_paper(rng, n, t, issue_date))
         chosen = members[: min(picks, size)]
         ps = tuple(
-            Pick(p, centrality=0.9 - 0.1 * i, trending=0.8 if (p.upvotes or 0) > 50 else 0.1,
-                 score=0.8 - 0.1 * i)
+            Pick(
+                p,
+                centrality=0.9 - 0.1 * i,
+                trending=0.8 if (p.upvotes or 0) > 50 else 0.1,
+                score=0.8 - 0.1 * i,
+            )
             for i, p in enumerate(chosen)
         )
         label, terms = _TOPICS[t]
-        out.append(Topic(label, terms, size, ps, tuple(members[len(chosen):]), 1.0 - t / 10))
+        out.append(Topic(label, terms, size, ps, tuple(members[len(chosen) :]), 1.0 - t / 10))
     w = None
     if watched:
         papers_w = [sample_paper(rng, 90_000 + i, 0, issue_date) for i in range(watched)]
