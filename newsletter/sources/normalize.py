@@ -38,9 +38,7 @@ _OLD_ARCHIVES = (
     "mtrl-th|nlin|nucl-ex|nucl-th|patt-sol|physics|plasm-ph|q-alg|q-bio|quant-ph|solv-int|"
     "supr-con"
 )
-_OLD = (
-    rf"(?P<old>(?P<archive>{_OLD_ARCHIVES})(?:\.[A-Za-z]+(?:-[a-z]+)?)?/(?P<oldnum>\d{{7}}))"
-)
+_OLD = rf"(?P<old>(?P<archive>{_OLD_ARCHIVES})(?:\.[A-Za-z]+(?:-[a-z]+)?)?/(?P<oldnum>\d{{7}}))"
 _VERSION = r"(?:v(?P<version>\d+))?"
 _ID = rf"(?:{_MODERN}|{_OLD}){_VERSION}"
 
@@ -139,6 +137,7 @@ def canonical_id(arxiv: str | None, doi: str | None, link: str | None) -> str:
 # Text
 
 _WS = re.compile(r"\s+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # exactly Unicode category Cc
 # Kept separate from the general tag pattern: their content is code, never text.
 _SCRIPT = re.compile(
     r"<\s*(script|style|iframe|object|embed|noscript|template)\b[^>]*>.*?(?:<\s*/\s*\1\s*>|$)",
@@ -177,8 +176,18 @@ _ESCAPE = re.compile(r"\\[&%_#${}]")
 _TIE = re.compile(r"(?<=[\w.,;:)\]])~(?=[\w(\\])")
 
 _ACCENTS = {
-    '"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", "=": "\u0304",
-    ".": "\u0307", "c": "\u0327", "v": "\u030c", "u": "\u0306", "H": "\u030b", "k": "\u0328",
+    '"': "\u0308",
+    "'": "\u0301",
+    "`": "\u0300",
+    "^": "\u0302",
+    "~": "\u0303",
+    "=": "\u0304",
+    ".": "\u0307",
+    "c": "\u0327",
+    "v": "\u030c",
+    "u": "\u0306",
+    "H": "\u030b",
+    "k": "\u0328",
     "r": "\u030a",
 }
 # \"u, \"{u}, {\"u}, \'{\i}, \c{c}, \v{s}: symbol accents may go without braces, letter
@@ -187,9 +196,22 @@ _ACCENT = re.compile(
     r"(?P<outer>\{)?\\(?:(?P<sym>[\"'`^~=.])\s*(?P<inner>\{)?(?P<a>\\i|\\j|[A-Za-z])(?(inner)\})"
     r"|(?P<let>[cvuHkr])\s*\{(?P<b>\\i|\\j|[A-Za-z])\})(?(outer)\})"
 )
-_LETTERS = {"\\ss": "ß", "\\o": "ø", "\\O": "Ø", "\\aa": "å", "\\AA": "Å", "\\ae": "æ",
-            "\\AE": "Æ", "\\l": "ł", "\\L": "Ł", "\\oe": "œ", "\\OE": "Œ"}
-_LETTER = re.compile(r"(?P<outer>\{)?(\\(?:ss|o|O|aa|AA|ae|AE|l|L|oe|OE))(?![A-Za-z])(?:\{\})?(?(outer)\})")
+_LETTERS = {
+    "\\ss": "ß",
+    "\\o": "ø",
+    "\\O": "Ø",
+    "\\aa": "å",
+    "\\AA": "Å",
+    "\\ae": "æ",
+    "\\AE": "Æ",
+    "\\l": "ł",
+    "\\L": "Ł",
+    "\\oe": "œ",
+    "\\OE": "Œ",
+}
+_LETTER = re.compile(
+    r"(?P<outer>\{)?(\\(?:ss|o|O|aa|AA|ae|AE|l|L|oe|OE))(?![A-Za-z])(?:\{\})?(?(outer)\})"
+)
 
 # Invisible characters that only get in the way of matching and display.
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\ufeff\u2060"), None)
@@ -256,7 +278,7 @@ def clean_text(s: str | None) -> str:
     s = _latex_to_text(s)
     s = s.translate(_INVISIBLE)
     # Control characters (CR, LF, NUL, C1 ...) become spaces so words never fuse.
-    s = "".join(" " if unicodedata.category(c) == "Cc" else c for c in s)
+    s = _CONTROL.sub(" ", s)
     return _WS.sub(" ", s).strip()
 
 
@@ -293,7 +315,8 @@ def clean_abstract(s: str | None) -> str:
 # --------------------------------------------------------------------------------------------
 # Authors
 
-_SUFFIX = re.compile(r"^(?:jr|sr|ii|iii|iv|v|vi|2nd|3rd|phd|md)\.?$", re.IGNORECASE)
+# "V"/"VI" are left out: in "Doe, V." a lone V is far more often an initial.
+_SUFFIX = re.compile(r"^(?:jr|sr|ii|iii|iv|2nd|3rd|phd|md)\.?$", re.IGNORECASE)
 _AND = re.compile(r"\s+(?:and|&)\s+", re.IGNORECASE)
 _LEADING_AND = re.compile(r"^(?:and|&)\s+", re.IGNORECASE)
 
@@ -328,8 +351,8 @@ def split_authors(s: str | None) -> tuple[str, ...]:
         parts.extend(_AND.split(chunk.strip()))
     names: list[str] = []
     for part in parts:
-        name = _LEADING_AND.sub("", part.strip()).strip()
-        if not name:
+        name = _LEADING_AND.sub("", part.strip(" ,;")).strip(" ,;")
+        if not name or name.lower() in ("and", "&"):
             continue
         if names and _SUFFIX.match(name):
             names[-1] = f"{names[-1]}, {name}"

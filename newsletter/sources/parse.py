@@ -182,7 +182,9 @@ class _Draft:
     raw_announce_type: str | None = None
 
 
-def _select(drafts: list[_Draft], kind: SourceKind, source: SourceSettings, title: str) -> ParsedFeed:
+def _select(
+    drafts: list[_Draft], kind: SourceKind, source: SourceSettings, title: str
+) -> ParsedFeed:
     wanted_types = {str(t) for t in source.announce_types}
     wanted_cats = [c.strip().lower() for c in source.categories if c.strip()]
     papers: list[Paper] = []
@@ -304,7 +306,7 @@ def _parse_xml(
 def _updated(d: Mapping[str, Any]) -> Any:
     # `in` first: feedparser's .get("updated_parsed") falls back to the published date
     # with a DeprecationWarning when there is no update date.
-    return d["updated_parsed"] if "updated_parsed" in d else None
+    return d["updated_parsed"] if "updated_parsed" in d else None  # noqa: SIM401
 
 
 def _xml_error(exc: Any) -> str:
@@ -431,7 +433,7 @@ def _entry_authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
 def _entry_categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
     terms: list[str] = []
     primary = entry.get("arxiv_primary_category")
-    if hasattr(primary, "get"):
+    if isinstance(primary, Mapping):
         terms.append(str(primary.get("term") or ""))
     terms.extend(str(t.get("term") or "") for t in entry.get("tags") or [] if hasattr(t, "get"))
     out: list[str] = []
