@@ -121,7 +121,9 @@ def main() -> None:
     )
     trending = sorted(rng.sample([p for p, k in cs_items if k == "new"], 20), key=lambda p: p["id"])
     (out / "hf-daily.json").write_text(hf(trending, rng), encoding="utf-8")
-    print(f"wrote {len(cs_items)} + {len(science)} arXiv entries, {len(trending)} HF papers to {out}")
+    print(
+        f"wrote {len(cs_items)} + {len(science)} arXiv entries, {len(trending)} HF papers to {out}"
+    )
 
 
 if __name__ == "__main__":

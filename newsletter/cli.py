@@ -82,7 +82,9 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _setup_logging(verbose: int, quiet: bool, fmt: str) -> None:
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    level = (
+        logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    )
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
@@ -103,11 +105,18 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int] = frozenset()) -> str:  # type: ignore[assignment]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()
+) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
-        out = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        out = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "  ".join(out).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
@@ -119,19 +128,29 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="newsletter")
 @click.option(
-    "-c", "--config", metavar="FILE", envvar="NEWSLETTER_CONFIG",
+    "-c",
+    "--config",
+    metavar="FILE",
+    envvar="NEWSLETTER_CONFIG",
     help="Config file (TOML). Default: $NEWSLETTER_CONFIG, else ./newsletter.toml if present.",
 )
 @click.option("--database-url", metavar="URL", help="Override database_url from the config.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors in the log.")
 @click.option(
-    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
     help="Log line format; json suits log collectors.",
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, config: str | None, database_url: str | None, verbose: int, quiet: bool,
+    ctx: click.Context,
+    config: str | None,
+    database_url: str | None,
+    verbose: int,
+    quiet: bool,
     log_format: str,
 ) -> None:
     """A daily research-paper digest: pull paper feeds, group the day's papers into topics,
@@ -178,7 +197,9 @@ def config_check(app: Context) -> None:
 
 
 @cli.command()
-@click.option("-s", "--source", "only", multiple=True, metavar="NAME", help="Only this source (repeatable).")
+@click.option(
+    "-s", "--source", "only", multiple=True, metavar="NAME", help="Only this source (repeatable)."
+)
 @pass_app
 @reports_errors
 def fetch(app: Context, only: tuple[str, ...]) -> None:
@@ -210,7 +231,9 @@ def fetch(app: Context, only: tuple[str, ...]) -> None:
     if failed:
         click.secho(f"{summary}; {failed} source(s) failed", fg="red", err=True)
         for run in report.failed:
-            click.secho(f"  {run.result.name}: {run.result.url}: {run.result.error}", fg="red", err=True)
+            click.secho(
+                f"  {run.result.name}: {run.result.url}: {run.result.error}", fg="red", err=True
+            )
         sys.exit(1)
     click.secho(summary, fg="green", err=True)
 
@@ -229,14 +252,23 @@ def render_fetch_report(report: Any) -> str:
                 r.error or r.note,
             ]
         )
-    return _table(["SOURCE", "STATUS", "NEW", "TOTAL", "TIME", "ERROR / NOTE"], rows, right={2, 3, 4})
+    return _table(
+        ["SOURCE", "STATUS", "NEW", "TOTAL", "TIME", "ERROR / NOTE"],
+        rows,
+        right=frozenset({2, 3, 4}),
+    )
 
 
 # --------------------------------------------------------------------------- papers
 
 
 @cli.command()
-@click.option("--since", callback=_parse_date, metavar="DATE", help="Only papers first seen on or after DATE (YYYY-MM-DD, UTC).")
+@click.option(
+    "--since",
+    callback=_parse_date,
+    metavar="DATE",
+    help="Only papers first seen on or after DATE (YYYY-MM-DD, UTC).",
+)
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_app
@@ -252,7 +284,12 @@ def papers(app: Context, since: dt.date | None, limit: int | None, as_json: bool
             click.echo(json.dumps(_paper_json(p), ensure_ascii=False))
         return
     rows = [
-        [p.id, (p.published.date().isoformat() if p.published else "-"), p.source, _clip(p.title, 70)]
+        [
+            p.id,
+            (p.published.date().isoformat() if p.published else "-"),
+            p.source,
+            _clip(p.title, 70),
+        ]
         for p in found
     ]
     click.echo(_table(["ID", "PUBLISHED", "SOURCE", "TITLE"], rows))
@@ -279,7 +316,13 @@ def _paper_json(p: Any) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option("--date", "date", callback=_parse_date, metavar="DATE", help="Issue date (YYYY-MM-DD); default today in schedule.timezone.")
+@click.option(
+    "--date",
+    "date",
+    callback=_parse_date,
+    metavar="DATE",
+    help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
+)
 @click.option("-w", "--width", type=click.IntRange(min=40), default=100, show_default=True)
 @pass_app
 @reports_errors
@@ -303,8 +346,12 @@ def digest(app: Context, date: dt.date | None, width: int) -> None:
 
 @cli.command()
 @click.option(
-    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("newsletter-demo"),
-    show_default=True, help="Where the demo's config, database and output go.",
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("newsletter-demo"),
+    show_default=True,
+    help="Where the demo's config, database and output go.",
 )
 @pass_app
 @reports_errors
@@ -334,7 +381,8 @@ def demo(app: Context, directory: Path) -> None:
     click.secho(
         f"\nok: {report.new} new paper(s) stored in {settings.database_url}; "
         f"next: newsletter -c {config_path} papers",
-        fg="green", err=True,
+        fg="green",
+        err=True,
     )
     if not report.ok:
         sys.exit(1)

@@ -427,7 +427,10 @@ def _validate(s: Settings, where: str) -> None:
         raise ConfigError(msg, file=where, key=key)
 
     if not re.match(r"^[a-z][a-z0-9+]*://", s.database_url):
-        fail("database_url", f"expected a database URL such as sqlite:///newsletter.db, got {s.database_url!r}")
+        fail(
+            "database_url",
+            f"expected a database URL such as sqlite:///newsletter.db, got {s.database_url!r}",
+        )
     seen: set[str] = set()
     for i, src in enumerate(s.sources):
         key = f"sources[{i}]"
@@ -458,16 +461,24 @@ def _validate(s: Settings, where: str) -> None:
     if s.schedule.fetch_at and not _TIME.match(s.schedule.fetch_at):
         fail("schedule.fetch_at", f"expected HH:MM (24-hour), got {s.schedule.fetch_at!r}")
     if not _DAYS.match(s.schedule.days.strip().lower()):
-        fail("schedule.days", f"expected day names such as mon-fri or mon,wed,fri, got {s.schedule.days!r}")
+        fail(
+            "schedule.days",
+            f"expected day names such as mon-fri or mon,wed,fri, got {s.schedule.days!r}",
+        )
     if s.schedule.timezone:
         try:
             zoneinfo.ZoneInfo(s.schedule.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            fail("schedule.timezone", f"expected an IANA time zone such as Europe/Berlin, got {s.schedule.timezone!r}")
+            fail(
+                "schedule.timezone",
+                f"expected an IANA time zone such as Europe/Berlin, got {s.schedule.timezone!r}",
+            )
     if not 0 < s.smtp.port < 65536:
         fail("smtp.port", f"expected a port from 1 to 65535, got {s.smtp.port}")
     if s.smtp.connections < 1 or s.smtp.max_per_connection < 1:
-        fail("smtp.connections", "expected positive integers for connections and max_per_connection")
+        fail(
+            "smtp.connections", "expected positive integers for connections and max_per_connection"
+        )
     if "@" not in s.list.from_address:
         fail("list.from_address", f"expected an email address, got {s.list.from_address!r}")
     if not re.match(r"^https?://[^/\s]+", s.list.base_url):

@@ -113,7 +113,10 @@ def run_fetch(
             store.save_source_state(_next_state(previous, run, now))
         log.info(
             "fetched %s: %s, %d new of %d%s",
-            source.name, result.status.value, run.new, run.total,
+            source.name,
+            result.status.value,
+            run.new,
+            run.total,
             f" ({result.error})" if result.error else "",
         )
         if on_source:

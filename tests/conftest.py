@@ -50,10 +50,16 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
-                server.requests.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()))
+                server.requests.append(
+                    Seen(
+                        self.path, {k.lower(): v for k, v in self.headers.items()}, time.monotonic()
+                    )
+                )
                 route = server.routes.get(self.path)
                 if route is None:
-                    self._send(404, b"<html><body>Not Found</body></html>", {"Content-Type": "text/html"})
+                    self._send(
+                        404, b"<html><body>Not Found</body></html>", {"Content-Type": "text/html"}
+                    )
                     return
                 answer = route.responses[min(route.hits, len(route.responses) - 1)]
                 route.hits += 1
@@ -72,7 +78,9 @@ class FeedServer:
                     headers["Content-Encoding"] = "gzip"
                 self._send(answer.get("status", 200), body, headers, drip=answer.get("drip"))
 
-            def _send(self, status: int, body: bytes, headers: dict, drip: float | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes, headers: dict, drip: float | None = None
+            ) -> None:
                 try:
                     self.send_response(status)
                     for k, v in headers.items():
@@ -92,7 +100,9 @@ class FeedServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:

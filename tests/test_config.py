@@ -39,7 +39,9 @@ def test_example_config_is_valid_and_documents_every_key():
         if dataclasses.is_dataclass(value):
             assert f"[{f.name}]" in text, f"section [{f.name}] missing"
             for sub in dataclasses.fields(value):
-                assert f"\n{sub.name} =" in text or f"\n# {sub.name} =" in text, f"{f.name}.{sub.name}"
+                assert f"\n{sub.name} =" in text or f"\n# {sub.name} =" in text, (
+                    f"{f.name}.{sub.name}"
+                )
     for sub in dataclasses.fields(s.sources[0]):
         assert f"{sub.name} =" in text, f"sources.{sub.name}"
 
@@ -97,7 +99,9 @@ def test_database_url_from_env(write_config, tmp_path):
 
 def test_secrets_only_from_environment(write_config):
     path = write_config("")
-    s = load_settings(path, env={"NEWSLETTER_SMTP_PASSWORD": "hunter2", "NEWSLETTER_SECRET_KEY": "k" * 32})
+    s = load_settings(
+        path, env={"NEWSLETTER_SMTP_PASSWORD": "hunter2", "NEWSLETTER_SECRET_KEY": "k" * 32}
+    )
     assert s.secrets.smtp_password == "hunter2"
     shown = effective_toml(s)
     assert "hunter2" not in shown and "k" * 32 not in shown
@@ -126,8 +130,14 @@ def test_password_in_database_url_is_masked(write_config):
         ("[topics]\ntopics = 'many'\n", r"topics\.topics: expected an integer or one of 'auto'"),
         ("[topics]\ntopics = 0\n", r"topics\.topics: expected \"auto\" or a positive integer"),
         ("[topics]\nmin_topics = 9\nmax_topics = 3\n", r"topics\.max_topics"),
-        ("[topics]\ntrending_weight = 1.5\n", r"topics\.trending_weight: expected a number from 0 to 1"),
-        ("[topics]\nwatch_keywords = 'llm'\n", r"topics\.watch_keywords: expected a list of strings"),
+        (
+            "[topics]\ntrending_weight = 1.5\n",
+            r"topics\.trending_weight: expected a number from 0 to 1",
+        ),
+        (
+            "[topics]\nwatch_keywords = 'llm'\n",
+            r"topics\.watch_keywords: expected a list of strings",
+        ),
         ("[schedule]\nsend_at = '7:30'\n", r"schedule\.send_at: expected HH:MM"),
         ("[schedule]\ndays = '1-5'\n", r"schedule\.days: expected day names"),
         ("[schedule]\ntimezone = 'Mars/Olympus'\n", r"schedule\.timezone: expected an IANA"),
@@ -139,11 +149,26 @@ def test_password_in_database_url_is_masked(write_config):
         ("[[sources]]\nurl = 'https://x'\n", r"sources\[0\]\.name: is required"),
         ("[[sources]]\nname = 'a'\n", r"sources\[0\]: expected exactly one of url or path"),
         ("[[sources]]\nname = 'a'\nurl = 'ftp://x'\n", r"sources\[0\]\.url: expected an http"),
-        ("[[sources]]\nname = 'a'\nurl = 'https://x'\nkind = 'atom'\n", r"sources\[0\]\.kind: expected one of 'auto'"),
-        ("[[sources]]\nname = 'a'\nurl = 'https://x'\n[[sources]]\nname = 'a'\nurl = 'https://y'\n", r"sources\[1\]\.name: duplicate"),
-        ("[[sources]]\nname = 'has space'\nurl = 'https://x'\n", r"sources\[0\]\.name: expected letters"),
-        ("[[sources]]\nname = 'a'\nurl = 'https://x'\nannounce_types = ['fresh']\n", r"announce_types\[0\]: expected one of 'new'"),
-        ("[[sources]]\nname = 'a'\nurl = 'https://x'\nenabled = 'no'\n", r"sources\[0\]\.enabled: expected true or false"),
+        (
+            "[[sources]]\nname = 'a'\nurl = 'https://x'\nkind = 'atom'\n",
+            r"sources\[0\]\.kind: expected one of 'auto'",
+        ),
+        (
+            "[[sources]]\nname = 'a'\nurl = 'https://x'\n[[sources]]\nname = 'a'\nurl = 'https://y'\n",
+            r"sources\[1\]\.name: duplicate",
+        ),
+        (
+            "[[sources]]\nname = 'has space'\nurl = 'https://x'\n",
+            r"sources\[0\]\.name: expected letters",
+        ),
+        (
+            "[[sources]]\nname = 'a'\nurl = 'https://x'\nannounce_types = ['fresh']\n",
+            r"announce_types\[0\]: expected one of 'new'",
+        ),
+        (
+            "[[sources]]\nname = 'a'\nurl = 'https://x'\nenabled = 'no'\n",
+            r"sources\[0\]\.enabled: expected true or false",
+        ),
         ("[fetch]\ntimeout = 0\n", r"fetch\.timeout: expected a positive number"),
         ("this is not toml\n", r"bad\.toml: not valid TOML"),
     ],
@@ -163,8 +188,14 @@ def test_unknown_key_suggests_a_close_name(write_config):
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"NEWSLETTER_SMTP__PORT": "abc"}, r"environment: NEWSLETTER_SMTP__PORT: expected an integer"),
-        ({"NEWSLETTER_SMTP_HOST": "x"}, r"NEWSLETTER_SMTP_HOST: is not a setting .*double underscore"),
+        (
+            {"NEWSLETTER_SMTP__PORT": "abc"},
+            r"environment: NEWSLETTER_SMTP__PORT: expected an integer",
+        ),
+        (
+            {"NEWSLETTER_SMTP_HOST": "x"},
+            r"NEWSLETTER_SMTP_HOST: is not a setting .*double underscore",
+        ),
         ({"NEWSLETTER_SOURCES": "x"}, r"NEWSLETTER_SOURCES: is not a setting"),
         ({"NEWSLETTER_SOURCES__NAME": "x"}, r"is not a setting"),
         ({"NEWSLETTER_SCHEDULE__TIMEZONE": "Nowhere/City"}, r"schedule\.timezone"),

@@ -20,19 +20,29 @@ NOW = dt.datetime(2026, 4, 27, 6, 0, tzinfo=dt.UTC)
 FEEDS = Path(__file__).resolve().parent / "data" / "feeds"
 
 
-def serve_samples(feed_server, sample_feeds, day: dt.date = NOW.date()) -> dict[str, str]:
+def serve_samples(feed_server, sample_feeds, day: dt.date = NOW.date()) -> dict[str, str]:  # noqa: B008
     return {
         "cs": feed_server.add(
-            "/rss/cs", {"body": (sample_feeds / "arxiv-cs.xml").read_bytes(), "etag": '"cs-1"',
-                        "headers": {"Content-Type": "application/rss+xml; charset=utf-8"}}
+            "/rss/cs",
+            {
+                "body": (sample_feeds / "arxiv-cs.xml").read_bytes(),
+                "etag": '"cs-1"',
+                "headers": {"Content-Type": "application/rss+xml; charset=utf-8"},
+            },
         ),
         "science": feed_server.add(
-            "/rss/science", {"body": (sample_feeds / "arxiv-science.xml").read_bytes(),
-                             "headers": {"Last-Modified": "Mon, 27 Apr 2026 04:00:00 GMT"}}
+            "/rss/science",
+            {
+                "body": (sample_feeds / "arxiv-science.xml").read_bytes(),
+                "headers": {"Last-Modified": "Mon, 27 Apr 2026 04:00:00 GMT"},
+            },
         ),
         "hf": feed_server.add(
             f"/api/daily_papers?date={day.isoformat()}",
-            {"body": (sample_feeds / "hf-daily.json").read_bytes(), "headers": {"Content-Type": "application/json"}},
+            {
+                "body": (sample_feeds / "hf-daily.json").read_bytes(),
+                "headers": {"Content-Type": "application/json"},
+            },
         ),
     }
 
@@ -48,10 +58,10 @@ timeout = 2
 timezone = "UTC"
 [[sources]]
 name = "arxiv-cs"
-url = "{urls['cs']}"
+url = "{urls["cs"]}"
 [[sources]]
 name = "arxiv-science"
-url = "{urls['science']}"
+url = "{urls["science"]}"
 kind = "arxiv-rss"
 [[sources]]
 name = "hf-daily"
@@ -87,7 +97,10 @@ def test_fetch_stores_merges_and_remembers_validators(feed_server, sample_feeds,
         assert store.count_papers() == 177
     cs_hits = feed_server.hits("/rss/cs")
     assert cs_hits[1].headers["if-none-match"] == '"cs-1"'
-    assert feed_server.hits("/rss/science")[1].headers["if-modified-since"] == "Mon, 27 Apr 2026 04:00:00 GMT"
+    assert (
+        feed_server.hits("/rss/science")[1].headers["if-modified-since"]
+        == "Mon, 27 Apr 2026 04:00:00 GMT"
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,14 +108,25 @@ def test_fetch_stores_merges_and_remembers_validators(feed_server, sample_feeds,
     [
         ({"status": 500}, "HTTP 500"),
         ({"status": 404}, "HTTP 404"),
-        ({"body": b"<!DOCTYPE html><html><head><title>Oops</title></head><body>maintenance</body></html>",
-          "headers": {"Content-Type": "text/html"}}, "HTML"),
-        ({"body": b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item><title>cut'},
-         "XML"),
+        (
+            {
+                "body": b"<!DOCTYPE html><html><head><title>Oops</title></head><body>maintenance</body></html>",
+                "headers": {"Content-Type": "text/html"},
+            },
+            "HTML",
+        ),
+        (
+            {
+                "body": b'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title><item><title>cut'
+            },
+            "XML",
+        ),
         ({"body": b""}, "empty"),
     ],
 )
-def test_a_broken_source_never_stops_the_others(feed_server, sample_feeds, write_config, answer, reason):
+def test_a_broken_source_never_stops_the_others(
+    feed_server, sample_feeds, write_config, answer, reason
+):
     urls = serve_samples(feed_server, sample_feeds)
     broken = feed_server.add("/broken", answer)
     extra = f'[[sources]]\nname = "broken"\nurl = "{broken}"\nkind = "rss"\n'
@@ -118,8 +142,12 @@ def test_a_broken_source_never_stops_the_others(feed_server, sample_feeds, write
 
 
 def test_weekend_arxiv_channel_is_empty_not_an_error(feed_server, write_config):
-    url = feed_server.add("/rss/cs.AI", {"body": (FEEDS / "arxiv_rss_empty_weekend.xml").read_bytes()})
-    settings = load_settings(write_config(f'[fetch]\nmin_interval = 0\n[[sources]]\nname = "a"\nurl = "{url}"\n'), env={})
+    url = feed_server.add(
+        "/rss/cs.AI", {"body": (FEEDS / "arxiv_rss_empty_weekend.xml").read_bytes()}
+    )
+    settings = load_settings(
+        write_config(f'[fetch]\nmin_interval = 0\n[[sources]]\nname = "a"\nurl = "{url}"\n'), env={}
+    )
     with Store.open(settings.database_url) as store:
         report = run_fetch(settings, store, now=NOW)
     assert report.ok
@@ -129,17 +157,27 @@ def test_weekend_arxiv_channel_is_empty_not_an_error(feed_server, write_config):
 
 def test_all_sources_failing_is_reported_as_such(feed_server, write_config):
     a, b = feed_server.add("/a", {"status": 500}), feed_server.add("/b", {"status": 403})
-    settings = load_settings(write_config(
-        f'[fetch]\nmin_interval = 0\nretries = 0\n[[sources]]\nname = "a"\nurl = "{a}"\n'
-        f'[[sources]]\nname = "b"\nurl = "{b}"\n[[sources]]\nname = "c"\nurl = "{a}"\nenabled = false\n'), env={})
+    settings = load_settings(
+        write_config(
+            f'[fetch]\nmin_interval = 0\nretries = 0\n[[sources]]\nname = "a"\nurl = "{a}"\n'
+            f'[[sources]]\nname = "b"\nurl = "{b}"\n[[sources]]\nname = "c"\nurl = "{a}"\nenabled = false\n'
+        ),
+        env={},
+    )
     with Store.open(settings.database_url) as store:
         report = run_fetch(settings, store, now=NOW)
     assert report.all_failed
-    assert [r.result.status for r in report.runs] == [FetchStatus.ERROR, FetchStatus.ERROR, FetchStatus.DISABLED]
+    assert [r.result.status for r in report.runs] == [
+        FetchStatus.ERROR,
+        FetchStatus.ERROR,
+        FetchStatus.DISABLED,
+    ]
 
 
 def test_day_window_follows_the_operator_zone(write_config):
-    settings = load_settings(write_config('[schedule]\ntimezone = "Europe/Berlin"\n[fetch]\nwindow_days = 1\n'), env={})
+    settings = load_settings(
+        write_config('[schedule]\ntimezone = "Europe/Berlin"\n[fetch]\nwindow_days = 1\n'), env={}
+    )
     start, end = day_window(dt.date(2026, 4, 27), settings)
     assert start == dt.datetime(2026, 4, 26, 22, 0, tzinfo=dt.UTC)
     assert end == dt.datetime(2026, 4, 27, 22, 0, tzinfo=dt.UTC)
@@ -167,7 +205,9 @@ def test_cli_fetch_prints_a_table_and_exit_code(feed_server, sample_feeds, write
     assert f"broken: {broken}: HTTP 500" in result.stderr
     assert "1 source(s) failed" in result.stderr
 
-    ok = CliRunner().invoke(cli, ["-c", str(path), "fetch", "--source", "arxiv-cs", "-s", "hf-daily"])
+    ok = CliRunner().invoke(
+        cli, ["-c", str(path), "fetch", "--source", "arxiv-cs", "-s", "hf-daily"]
+    )
     assert ok.exit_code == 0, ok.output
     assert "0 new paper(s) from 2 source(s); 177 stored in all" in ok.stderr
 
@@ -196,13 +236,17 @@ def test_cli_papers_and_digest(feed_server, sample_feeds, write_config):
 
 def test_cli_config_check(write_config):
     good = write_config('[list]\nname = "Lab"\n')
-    r = CliRunner().invoke(cli, ["-c", str(good), "config", "check"], env={"NEWSLETTER_SMTP_PASSWORD": "s3cret"})
+    r = CliRunner().invoke(
+        cli, ["-c", str(good), "config", "check"], env={"NEWSLETTER_SMTP_PASSWORD": "s3cret"}
+    )
     assert r.exit_code == 0
     assert 'name = "Lab"' in r.stdout and "s3cret" not in r.output
     bad = write_config("[smtp]\nport = 'x'\n", name="bad.toml")
     r = CliRunner().invoke(cli, ["-c", str(bad), "config", "check"])
     assert r.exit_code == 2
-    assert r.stderr.strip().splitlines() == [f"error: {bad}: smtp.port: expected an integer, got 'x'"]
+    assert r.stderr.strip().splitlines() == [
+        f"error: {bad}: smtp.port: expected an integer, got 'x'"
+    ]
 
 
 def test_cli_fetch_without_sources(write_config):
@@ -211,7 +255,9 @@ def test_cli_fetch_without_sources(write_config):
 
 
 def test_cli_bad_database(tmp_path, write_config):
-    path = write_config(f'database_url = "sqlite:///{tmp_path}/missing/dir/x.db"\n[[sources]]\nname="a"\npath="x"\n')
+    path = write_config(
+        f'database_url = "sqlite:///{tmp_path}/missing/dir/x.db"\n[[sources]]\nname="a"\npath="x"\n'
+    )
     r = CliRunner().invoke(cli, ["-c", str(path), "fetch"])
     assert r.exit_code == 1 and "does not exist" in r.stderr and "Traceback" not in r.output
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import gzip
+import itertools
 
 import pytest
 
@@ -30,9 +30,17 @@ def fetcher(sleep=None, **kw) -> Fetcher:
 
 
 def test_ok_with_user_agent_and_validators(feed_server):
-    url = feed_server.add("/feed", {"body": FEED, "headers": {"Content-Type": "application/rss+xml",
-                                                             "Last-Modified": "Mon, 27 Apr 2026 04:00:00 GMT"},
-                                    "etag": '"v1"'})
+    url = feed_server.add(
+        "/feed",
+        {
+            "body": FEED,
+            "headers": {
+                "Content-Type": "application/rss+xml",
+                "Last-Modified": "Mon, 27 Apr 2026 04:00:00 GMT",
+            },
+            "etag": '"v1"',
+        },
+    )
     r = fetcher().get(url)
     assert r.status == 200 and r.body == FEED
     assert r.headers["etag"] == '"v1"'
@@ -53,8 +61,10 @@ def test_conditional_get_round_trip(feed_server):
     assert hdrs["if-modified-since"] == "Mon, 27 Apr 2026 04:00:00 GMT"
 
 
-@pytest.mark.parametrize(("status", "reason"), [(404, "HTTP 404 Not Found"), (403, "HTTP 403 Forbidden"),
-                                                (410, "HTTP 410 Gone")])
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(404, "HTTP 404 Not Found"), (403, "HTTP 403 Forbidden"), (410, "HTTP 410 Gone")],
+)
 def test_client_errors_fail_at_once(feed_server, status, reason):
     url = feed_server.add("/x", {"status": status, "body": b"<html>no</html>"})
     with pytest.raises(FeedError, match=reason) as info:
@@ -132,7 +142,9 @@ def test_gzip_is_decoded(feed_server):
 
 
 def test_corrupt_gzip(feed_server):
-    url = feed_server.add("/badgz", {"body": b"not gzip at all", "headers": {"Content-Encoding": "gzip"}})
+    url = feed_server.add(
+        "/badgz", {"body": b"not gzip at all", "headers": {"Content-Encoding": "gzip"}}
+    )
     with pytest.raises(FeedError, match="corrupt gzip body"):
         fetcher().get(url)
 
@@ -161,7 +173,7 @@ def test_politeness_one_request_per_interval_per_host(feed_server):
     for _ in range(3):
         f.get(url)
     times = [h.at for h in feed_server.hits("/x")]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert all(g >= 0.38 for g in gaps), gaps
 
 
@@ -184,6 +196,8 @@ def test_local_files(tmp_path):
 
 def test_default_user_agent_names_the_operator():
     ua = default_user_agent("https://papers.example.org", "ops@example.org")
-    assert ua.startswith("newsletter/") and "+https://papers.example.org" in ua and "ops@example.org" in ua
-
-
+    assert (
+        ua.startswith("newsletter/")
+        and "+https://papers.example.org" in ua
+        and "ops@example.org" in ua
+    )

@@ -65,7 +65,11 @@ def test_reopening_does_not_migrate_again(tmp_path, store):
 
 def test_newer_schema_is_refused(tmp_path, store):
     with store.write() as conn:
-        conn.execute(schema.schema_migrations.insert().values(version=999, description="future", applied_at=T0))
+        conn.execute(
+            schema.schema_migrations.insert().values(
+                version=999, description="future", applied_at=T0
+            )
+        )
     store.close()
     with pytest.raises(StoreError, match="schema version 999, newer than this program"):
         Store.open(f"sqlite:///{tmp_path}/news.db")
@@ -74,17 +78,23 @@ def test_newer_schema_is_refused(tmp_path, store):
 def test_not_a_database_and_missing_folder(tmp_path):
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database file at all" * 100)
-    with pytest.raises(StoreError, match="not a usable database|cannot open"):
+    with pytest.raises(StoreError, match=r"not a usable database|cannot open"):
         Store.open(f"sqlite:///{junk}")
-    with pytest.raises(StoreError, match="folder .* does not exist"):
+    with pytest.raises(StoreError, match=r"folder .* does not exist"):
         Store.open(f"sqlite:///{tmp_path}/no/such/dir/x.db")
     with pytest.raises(StoreError, match="cannot use database URL"):
         Store.open("nosuchdb://x/y")
 
 
 def test_upsert_stores_each_paper_once_and_round_trips(store):
-    p = paper(1, pdf_url="https://arxiv.org/pdf/2604.00001", published=T0 - dt.timedelta(days=3),
-              upvotes=None, keywords=("llm",), doi="10.1/x")
+    p = paper(
+        1,
+        pdf_url="https://arxiv.org/pdf/2604.00001",
+        published=T0 - dt.timedelta(days=3),
+        upvotes=None,
+        keywords=("llm",),
+        doi="10.1/x",
+    )
     r = store.upsert_papers([p, paper(2)], seen_at=T0)
     assert (r.new, r.updated, r.unchanged) == (2, 0, 0)
     r = store.upsert_papers([p, paper(2)], seen_at=T0 + dt.timedelta(hours=1))
@@ -97,8 +107,17 @@ def test_upsert_stores_each_paper_once_and_round_trips(store):
 
 def test_same_paper_from_two_sources_is_merged(store):
     arxiv = paper(7, source="arxiv-cs", categories=("cs.CL", "cs.LG"))
-    hf = paper(7, source="hf-daily", abstract="", categories=("cs.AI",), upvotes=42, comments=3,
-               keywords=("agents",), announce_type=None, pdf_url="https://arxiv.org/pdf/2604.00007")
+    hf = paper(
+        7,
+        source="hf-daily",
+        abstract="",
+        categories=("cs.AI",),
+        upvotes=42,
+        comments=3,
+        keywords=("agents",),
+        announce_type=None,
+        pdf_url="https://arxiv.org/pdf/2604.00007",
+    )
     store.upsert_papers([arxiv], seen_at=T0)
     r = store.upsert_papers([hf], seen_at=T0 + dt.timedelta(hours=2))
     assert (r.new, r.updated) == (0, 1)
@@ -111,7 +130,9 @@ def test_same_paper_from_two_sources_is_merged(store):
     assert merged.source == "arxiv-cs"
     assert store.paper_sources(merged.id) == ["arxiv-cs", "hf-daily"]
     # Later signals only ever raise the count; first_seen stays the first.
-    store.upsert_papers([paper(7, source="hf-daily", upvotes=10)], seen_at=T0 + dt.timedelta(days=1))
+    store.upsert_papers(
+        [paper(7, source="hf-daily", upvotes=10)], seen_at=T0 + dt.timedelta(days=1)
+    )
     (again,) = store.papers(since=T0, until=T0 + dt.timedelta(minutes=1))
     assert again.upvotes == 42
 
@@ -130,9 +151,13 @@ def test_papers_window_and_unissued(store):
     assert len(store.papers(limit=2)) == 2
     with store.write() as conn:
         issue_id = conn.execute(
-            schema.issues.insert().values(issue_date=dt.date(2026, 4, 26), status="sent", created_at=T0, updated_at=T0)
+            schema.issues.insert().values(
+                issue_date=dt.date(2026, 4, 26), status="sent", created_at=T0, updated_at=T0
+            )
         ).inserted_primary_key[0]
-        conn.execute(schema.issue_papers.insert().values(issue_id=issue_id, paper_id="arxiv:2604.00002"))
+        conn.execute(
+            schema.issue_papers.insert().values(issue_id=issue_id, paper_id="arxiv:2604.00002")
+        )
     assert [p.id for p in store.papers(unissued=True)] == ["arxiv:2604.00003", "arxiv:2604.00001"]
 
 
@@ -145,13 +170,27 @@ def test_many_papers_in_one_upsert(store):
 
 def test_source_state_round_trip(store):
     assert store.source_state("x") is None
-    s = SourceState(name="x", url="https://e/x", etag='"abc"', last_modified="Mon, 27 Apr 2026 04:00:00 GMT",
-                    last_status=FetchStatus.OK, last_http_status=200, last_attempt_at=T0, last_success_at=T0,
-                    last_new=3, last_total=9)
+    s = SourceState(
+        name="x",
+        url="https://e/x",
+        etag='"abc"',
+        last_modified="Mon, 27 Apr 2026 04:00:00 GMT",
+        last_status=FetchStatus.OK,
+        last_http_status=200,
+        last_attempt_at=T0,
+        last_success_at=T0,
+        last_new=3,
+        last_total=9,
+    )
     store.save_source_state(s)
     assert store.source_state("x") == s
-    s2 = SourceState(name="x", url="https://e/x", last_status=FetchStatus.ERROR, last_error="HTTP 500",
-                     last_attempt_at=T0)
+    s2 = SourceState(
+        name="x",
+        url="https://e/x",
+        last_status=FetchStatus.ERROR,
+        last_error="HTTP 500",
+        last_attempt_at=T0,
+    )
     store.save_source_state(s2)
     assert store.source_state("x") == s2
     assert [st.name for st in store.source_states()] == ["x"]
@@ -182,12 +221,16 @@ def test_two_processes_writing_at_once(tmp_path):
     """Two real processes create, migrate and fill the same fresh file concurrently."""
     url = f"sqlite:///{tmp_path}/shared.db"
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, url, str(start), "400", name],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, str(start), "400", name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for start, name in ((0, "a"), (200, "b"))
     ]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     with Store.open(url) as s:
         assert s.count_papers() == 600

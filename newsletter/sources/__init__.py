@@ -68,9 +68,14 @@ def fetch_source(
         resp = fetcher.get(url, etag=etag, last_modified=modified)
         if resp.not_modified:
             return SourceResult(
-                source.name, url, FetchStatus.NOT_MODIFIED, http_status=304,
-                note="not modified since the last fetch", elapsed=time.monotonic() - started,
-                etag=etag, last_modified=modified,
+                source.name,
+                url,
+                FetchStatus.NOT_MODIFIED,
+                http_status=304,
+                note="not modified since the last fetch",
+                elapsed=time.monotonic() - started,
+                etag=etag,
+                last_modified=modified,
             )
         from newsletter.sources.parse import parse_document
 
@@ -80,7 +85,11 @@ def fetch_source(
     except FeedError as e:
         log.warning("source %s failed: %s", source.name, e)
         return SourceResult(
-            source.name, url, FetchStatus.ERROR, http_status=e.status, error=e.reason,
+            source.name,
+            url,
+            FetchStatus.ERROR,
+            http_status=e.status,
+            error=e.reason,
             elapsed=time.monotonic() - started,
         )
     status = FetchStatus.OK if parsed.papers or parsed.skipped else FetchStatus.EMPTY

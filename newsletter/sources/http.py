@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from newsletter import __version__
 from newsletter.config import FetchSettings
@@ -109,7 +110,9 @@ class Fetcher:
         if scheme in ("http", "https"):
             return self._get_http(url, etag, last_modified)
         if scheme == "file":
-            return self._get_file(url, Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)))
+            return self._get_file(
+                url, Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
+            )
         if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):  # Windows drive
             return self._get_file(url, Path(url))
         raise FeedError(url, f"unsupported URL scheme {scheme!r}")
@@ -120,7 +123,9 @@ class Fetcher:
         try:
             size = path.stat().st_size
             if size > self.settings.max_bytes:
-                raise FeedError(url, f"file is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap")
+                raise FeedError(
+                    url, f"file is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap"
+                )
             return Response(url=url, status=200, body=path.read_bytes(), local=True)
         except FileNotFoundError:
             raise FeedError(url, "no such file") from None
@@ -161,14 +166,17 @@ class Fetcher:
             except _Retryable as r:
                 left = self.settings.retries - (attempts - 1)
                 if left <= 0:
-                    raise FeedError(url, f"{r.reason} (after {attempts} attempts)", status=r.status) from None
+                    raise FeedError(
+                        url, f"{r.reason} (after {attempts} attempts)", status=r.status
+                    ) from None
                 delay = self.backoff * 2 ** (attempts - 1)
                 if r.retry_after is not None:
                     if r.retry_after > self.settings.max_retry_after:
                         raise FeedError(
                             url,
                             f"{r.reason}; the server asks to retry after {r.retry_after:.0f} s, "
-                            f"longer than fetch.max_retry_after ({self.settings.max_retry_after:.0f} s)",
+                            "longer than fetch.max_retry_after "
+                            f"({self.settings.max_retry_after:.0f} s)",
                             status=r.status,
                         ) from None
                     delay = max(delay, r.retry_after)
@@ -183,15 +191,19 @@ class Fetcher:
         except urllib.error.HTTPError as e:
             with e:
                 if e.code == 304:
-                    return Response(url=e.url or url, status=304, headers=_lower(e.headers), attempts=attempts)
+                    return Response(
+                        url=e.url or url, status=304, headers=_lower(e.headers), attempts=attempts
+                    )
                 reason = f"HTTP {e.code} {e.reason}".rstrip()
                 if e.code in RETRY_STATUSES:
-                    retry_after = parse_retry_after(e.headers.get("Retry-After"), dt.datetime.now(dt.UTC))
+                    retry_after = parse_retry_after(
+                        e.headers.get("Retry-After"), dt.datetime.now(dt.UTC)
+                    )
                     raise _Retryable(reason, e.code, retry_after) from None
                 raise FeedError(url, reason, status=e.code) from None
         except urllib.error.URLError as e:
             raise self._network_error(url, e.reason) from None
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise _Retryable(f"timed out after {timeout:g} s", None, None) from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             raise _Retryable(f"connection failed: {e}", None, None) from None
@@ -199,7 +211,9 @@ class Fetcher:
             status = resp.status
             hdrs = _lower(resp.headers)
             body = self._read_capped(url, resp, hdrs)
-        return Response(url=resp.url or url, status=status, body=body, headers=hdrs, attempts=attempts)
+        return Response(
+            url=resp.url or url, status=status, body=body, headers=hdrs, attempts=attempts
+        )
 
     def _network_error(self, url: str, reason: object) -> Exception:
         if isinstance(reason, TimeoutError | socket.timeout):
@@ -214,7 +228,9 @@ class Fetcher:
             return _Retryable(f"connection failed: {reason.strerror or reason}", None, None)
         return FeedError(url, str(reason))
 
-    def _read_capped(self, url: str, resp: http.client.HTTPResponse, hdrs: Mapping[str, str]) -> bytes:
+    def _read_capped(
+        self, url: str, resp: http.client.HTTPResponse, hdrs: Mapping[str, str]
+    ) -> bytes:
         cap = self.settings.max_bytes
         declared = hdrs.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
@@ -243,12 +259,16 @@ class Fetcher:
                     raise FeedError(url, "the server is sending too slowly; gave up")
             if decoder is not None:
                 out += decoder.flush()
-        except (TimeoutError, socket.timeout):
-            raise _Retryable(f"timed out after {self.settings.timeout:g} s while reading", None, None) from None
+        except TimeoutError:
+            raise _Retryable(
+                f"timed out after {self.settings.timeout:g} s while reading", None, None
+            ) from None
         except zlib.error as e:
             raise FeedError(url, f"corrupt {encoding} body: {e}") from None
         except http.client.IncompleteRead as e:
-            raise _Retryable(f"connection closed early ({len(e.partial):,} bytes read)", None, None) from None
+            raise _Retryable(
+                f"connection closed early ({len(e.partial):,} bytes read)", None, None
+            ) from None
         if len(out) > cap:
             raise FeedError(url, f"body is over the {cap:,}-byte cap")
         return bytes(out)
@@ -262,7 +282,7 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _lower(headers: Mapping[str, str] | http.client.HTTPMessage | None) -> dict[str, str]:
+def _lower(headers: Any) -> dict[str, str]:
     if headers is None:
         return {}
     return {k.lower(): v for k, v in headers.items()}

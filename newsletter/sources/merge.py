@@ -27,9 +27,7 @@ def merge_paper(old: Paper, new: Paper) -> Paper:
     """
     if old.id != new.id:
         raise ValueError(f"cannot merge {old.id} with {new.id}")
-    published = min(
-        (d for d in (old.published, new.published) if d is not None), default=None
-    )
+    published = min((d for d in (old.published, new.published) if d is not None), default=None)
     return dataclasses.replace(
         old,
         title=old.title or new.title,

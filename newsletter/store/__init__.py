@@ -205,7 +205,9 @@ class Store:
 
     def count_papers(self) -> int:
         with self.read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(schema.papers)).scalar())
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(schema.papers)).scalar_one()
+            )
 
     # ----------------------------------------------------------------------- sources
 
@@ -250,9 +252,11 @@ class Store:
 
     def source_states(self) -> list[SourceState]:
         with self.read() as conn:
-            names: Sequence[str] = conn.execute(
-                sa.select(schema.sources.c.name).order_by(schema.sources.c.name)
-            ).scalars().all()
+            names: Sequence[str] = (
+                conn.execute(sa.select(schema.sources.c.name).order_by(schema.sources.c.name))
+                .scalars()
+                .all()
+            )
         return [s for n in names if (s := self.source_state(n)) is not None]
 
 
