@@ -153,7 +153,12 @@ def test_category_filter() -> None:
     ]
     none_left = parse(ARXIV_RSS, categories=("astro-ph",))
     assert none_left.papers == () and none_left.skipped == 3
-    assert "left out by the source's filters" in none_left.note
+    assert none_left.note == "none of the 3 entries kept: 3 left out by the source's filters"
+
+
+def test_empty_filters_keep_everything() -> None:
+    feed = parse("arxiv_rss_mixed_announce_types.xml", announce_types=(), categories=())
+    assert len(feed.papers) == 4 and feed.skipped == 1
 
 
 def test_empty_arxiv_channel_is_a_valid_day_off() -> None:
@@ -451,6 +456,21 @@ def test_generic_feed_titles_with_markup_and_line_breaks() -> None:
     assert feed.skipped == 2  # the untitled entry and the one with no id of any kind
 
 
+def test_email_only_authors_are_dropped() -> None:
+    xml = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>M</title>'
+        b"<item><title>Mail</title><link>https://m.example/1</link>"
+        b"<author>editor@m.example</author></item>"
+        b"<item><title>Mail 2</title><link>https://m.example/3</link>"
+        b"<author>editor@journal.com</author></item>"
+        b"<item><title>Named</title><link>https://m.example/2</link>"
+        b"<author>editor@journal.com (Ed Itor)</author></item></channel></rss>"
+    )
+    mail, mail2, named = parse(xml).papers
+    assert mail.authors == mail2.authors == ()
+    assert named.authors == ("Ed Itor",)
+
+
 def test_undefined_html_entity_is_tolerated_in_a_complete_feed() -> None:
     xml = (
         b'<?xml version="1.0"?><rss version="2.0"><channel><title>E</title>'
@@ -487,7 +507,7 @@ def test_truncated_xml_is_an_error_not_partial_entries(cut: float) -> None:
     data = body(ARXIV_RSS)
     with pytest.raises(FeedError, match="not well-formed XML") as info:
         parse(data[: int(len(data) * cut)], url="https://rss.arxiv.org/rss/cs.AI")
-    assert "line" in info.value.reason
+    assert "line" in info.value.reason and "looks truncated" in info.value.reason
 
 
 def test_truncated_after_a_whole_item_is_still_an_error() -> None:

@@ -176,7 +176,7 @@ def parse_document(
 
 @dataclass(frozen=True, slots=True)
 class _Draft:
-    """A paper before the source's filters, or the reason an entry could not be used."""
+    """One entry before the source's filters; ``paper`` is None when it was unusable."""
 
     paper: Paper | None
     raw_announce_type: str | None = None
@@ -185,30 +185,46 @@ class _Draft:
 def _select(
     drafts: list[_Draft], kind: SourceKind, source: SourceSettings, title: str
 ) -> ParsedFeed:
+    # Empty filters keep everything, for announce types as for categories.
     wanted_types = {str(t) for t in source.announce_types}
     wanted_cats = [c.strip().lower() for c in source.categories if c.strip()]
     papers: list[Paper] = []
     seen: set[str] = set()
-    skipped = 0
+    unusable = filtered = repeated = 0
     for draft in drafts:
         paper = draft.paper
-        keep = (
-            paper is not None
-            and (draft.raw_announce_type is None or draft.raw_announce_type in wanted_types)
-            and (not wanted_cats or _in_categories(paper.categories, wanted_cats))
-            and paper.id not in seen
-        )
-        if not keep or paper is None:
-            skipped += 1
-            continue
-        seen.add(paper.id)
-        papers.append(_with_source(paper, source.name))
+        if paper is None:
+            unusable += 1
+        elif (wanted_types and draft.raw_announce_type not in (None, *wanted_types)) or (
+            wanted_cats and not _in_categories(paper.categories, wanted_cats)
+        ):
+            filtered += 1
+        elif paper.id in seen:
+            repeated += 1
+        else:
+            seen.add(paper.id)
+            papers.append(_with_source(paper, source.name))
     note = ""
     if not drafts:
         note = EMPTY_NOTES[kind]
     elif not papers:
-        note = f"all {len(drafts)} entries were left out by the source's filters"
-    return ParsedFeed(kind=kind, papers=tuple(papers), skipped=skipped, title=title, note=note)
+        reasons = [
+            f"{n} {why}"
+            for n, why in (
+                (filtered, "left out by the source's filters"),
+                (unusable, "unusable (no title or no id)"),
+                (repeated, "repeated"),
+            )
+            if n
+        ]
+        note = f"none of the {len(drafts)} entries kept: " + ", ".join(reasons)
+    return ParsedFeed(
+        kind=kind,
+        papers=tuple(papers),
+        skipped=unusable + filtered + repeated,
+        title=title,
+        note=note,
+    )
 
 
 def _in_categories(categories: Iterable[str], wanted: list[str]) -> bool:
@@ -284,7 +300,7 @@ def _parse_xml(
     exc = d.get("bozo_exception") if d.get("bozo") else None
     if not d.get("version"):
         if sniffed == "xml" and isinstance(exc, xml.sax.SAXParseException):
-            raise FeedError(url, _xml_error(exc))
+            raise FeedError(url, _xml_error(exc, body))
         raise FeedError(url, _not_a_feed(body, sniffed, expected))
     if exc is not None and not isinstance(exc, feedparser.ThingsNobodyCaresAboutButMe):
         recoverable = isinstance(exc, xml.sax.SAXParseException) and any(
@@ -292,7 +308,8 @@ def _parse_xml(
         )
         # Anything else (truncation, mismatched tags) would silently lose entries.
         if not (recoverable and _looks_complete(body)):
-            reason = _xml_error(exc) if isinstance(exc, xml.sax.SAXParseException) else str(exc)
+            sax_error = isinstance(exc, xml.sax.SAXParseException)
+            reason = _xml_error(exc, body) if sax_error else f"not a usable feed: {exc}"
             raise FeedError(url, reason)
 
     entries: list[Any] = list(d.get("entries") or [])
@@ -309,11 +326,10 @@ def _updated(d: Mapping[str, Any]) -> Any:
     return d["updated_parsed"] if "updated_parsed" in d else None  # noqa: SIM401
 
 
-def _xml_error(exc: Any) -> str:
-    return (
-        f"not well-formed XML ({exc.getMessage()} at line {exc.getLineNumber()}, "
-        f"column {exc.getColumnNumber()}); the document may be truncated"
-    )
+def _xml_error(exc: Any, body: bytes) -> str:
+    where = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}"
+    cut = "" if _looks_complete(body) else "; the document looks truncated"
+    return f"not well-formed XML ({exc.getMessage()} at {where}){cut}"
 
 
 def _raise_api_error(entries: list[Any], url: str, kind: SourceKind) -> None:
@@ -418,16 +434,23 @@ def _doi_of(value: object) -> str | None:
     return find_doi(text)
 
 
+# RSS 2.0 <author> is an e-mail address; without a name in it there is no author to show.
+_EMAIL = re.compile(r"\S+@\S+\.\S+")
+
+
 def _entry_authors(entry: Mapping[str, Any]) -> tuple[str, ...]:
     names = [str(a.get("name") or "") for a in entry.get("authors") or [] if hasattr(a, "get")]
     names = [n for n in names if n.strip()]
+    if _EMAIL.fullmatch(str(entry.get("author") or "").strip()):
+        # A bare address; feedparser may even have cut a "name" out of its domain.
+        return ()
     if not names and entry.get("author"):
         names = [str(entry["author"])]
     if len(names) == 1:
         # rss.arxiv.org (and many journals) put every author in one dc:creator.
-        return split_authors(names[0])
+        return tuple(n for n in split_authors(names[0]) if not _EMAIL.fullmatch(n))
     cleaned = (clean_text(re.sub(r"\([^()]*\)", " ", n)) for n in names)
-    return tuple(n for n in cleaned if n)
+    return tuple(n for n in cleaned if n and not _EMAIL.fullmatch(n))
 
 
 def _entry_categories(entry: Mapping[str, Any]) -> tuple[str, ...]:
