@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from newsletter.config import TopicSettings
 from newsletter.models import Digest, Paper
@@ -27,8 +29,15 @@ def load_archives() -> list[tuple[Paper, str]]:
     with lzma.open(DATA / "four_archives.jsonl.xz", "rt", encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh]
     return [
-        (Paper(id=f"arxiv:{r['id']}", title=r["title"], abstract=r["abstract"],
-               authors=tuple(r["authors"])), r["archive"])
+        (
+            Paper(
+                id=f"arxiv:{r['id']}",
+                title=r["title"],
+                abstract=r["abstract"],
+                authors=tuple(r["authors"]),
+            ),
+            r["archive"],
+        )
         for r in rows
     ]
 
@@ -38,8 +47,12 @@ def load_listings() -> list[Paper]:
         rows = [json.loads(line) for line in fh]
     # upvotes made up, deterministically: the listings slice carries none
     return [
-        Paper(id=f"url:https://example.org/{i}", title=r["title"], abstract=r["abstract"],
-              upvotes=(i * 37) % 101 if i % 4 else None)
+        Paper(
+            id=f"url:https://example.org/{i}",
+            title=r["title"],
+            abstract=r["abstract"],
+            upvotes=(i * 37) % 101 if i % 4 else None,
+        )
         for i, r in enumerate(rows)
     ]
 
@@ -128,8 +141,10 @@ def test_duplicates_by_id_appear_once(listings: list[Paper]) -> None:
 
 
 def test_identical_abstracts_and_empty_text() -> None:
-    same = [paper(i, "Sparse attention for long context", "We study sparse attention.")
-            for i in range(12)]
+    same = [
+        paper(i, "Sparse attention for long context", "We study sparse attention.")
+        for i in range(12)
+    ]
     blank = [paper(100 + i, "", "") for i in range(5)]
     stop = [paper(200 + i, "The of and", "we propose a novel method") for i in range(3)]
     papers = same + blank + stop
@@ -156,11 +171,13 @@ def test_latex_urls_and_non_english_never_reach_labels(listings: list[Paper]) ->
     ]
     noisy += [
         paper(900 + i, t, a)
-        for i, (t, a) in enumerate([
-            ("Modèles de langue pour la traduction", "Nous étudions les modèles de langue."),
-            ("Große Sprachmodelle im Vergleich", "Wir vergleichen große Sprachmodelle."),
-            ("大规模语言模型的推理", "我们研究推理能力。"),
-        ])
+        for i, (t, a) in enumerate(
+            [
+                ("Modèles de langue pour la traduction", "Nous étudions les modèles de langue."),
+                ("Große Sprachmodelle im Vergleich", "Wir vergleichen große Sprachmodelle."),
+                ("大规模语言模型的推理", "我们研究推理能力。"),
+            ]
+        )
     ]
     d = build_digest(noisy, issue_date=DAY, settings=SETTINGS)
     check_invariants(d, noisy)
@@ -209,7 +226,9 @@ def test_known_structure_is_recovered(archives: list[tuple[Paper, str]]) -> None
     d = build_digest(papers, issue_date=DAY, settings=SETTINGS)
     check_invariants(d, papers)
     assert 3 <= len(d.topics) <= 5  # four far-apart archives; q-bio and cs share vocabulary
-    pred = {p.id: i for i, t in enumerate(d.topics) for p in [*(pk.paper for pk in t.picks), *t.rest]}
+    pred = {
+        p.id: i for i, t in enumerate(d.topics) for p in [*(pk.paper for pk in t.picks), *t.rest]
+    }
     ids = sorted(truth)
     nmi = normalized_mutual_info_score([truth[i] for i in ids], [pred[i] for i in ids])
     assert nmi >= 0.45  # measured 0.52; the reference TF-IDF + k-means (k=4) gives ~0.4 here
@@ -228,10 +247,15 @@ def test_redundant_terms_are_dropped() -> None:
     from newsletter.topics.label import _pick_terms
 
     assert _pick_terms(["test time", "test", "time"], set(), 3) == ["test time"]
-    assert _pick_terms(["test", "time", "test time", "scaling"], set(), 3) == ["test time", "scaling"]
+    assert _pick_terms(["test", "time", "test time", "scaling"], set(), 3) == [
+        "test time",
+        "scaling",
+    ]
     assert _pick_terms(["model", "models", "agent"], set(), 3) == ["model", "agent"]
     assert _pick_terms(["large language", "language models", "agents"], set(), 3) == [
-        "large language", "agents"]
+        "large language",
+        "agents",
+    ]
     assert _pick_terms(["agents", "reward"], {("agent",)}, 3) == ["reward"]
 
 
@@ -239,10 +263,16 @@ def test_display_forms() -> None:
     from newsletter.topics.text import display_form
 
     stop = frozenset({"of", "the"})
-    assert display_form("test time", ["Test-time scaling", "test-time compute"], stop) == "test-time"
+    assert (
+        display_form("test time", ["Test-time scaling", "test-time compute"], stop) == "test-time"
+    )
     assert display_form("chain thought", ["Chain-of-Thought prompting"], stop) == "chain-of-thought"
     assert display_form("state art", ["state of the art results"], stop) == "state of the art"
-    texts = ["large language models (LLMs)", "Large Language Models reason", "large language models"]
+    texts = [
+        "large language models (LLMs)",
+        "Large Language Models reason",
+        "large language models",
+    ]
     assert display_form("large language", texts, stop) == "large language models"
 
 
@@ -250,7 +280,7 @@ def test_clean_text() -> None:
     from newsletter.topics.text import Analyzer, clean
 
     assert "http" not in clean("see https://a.b/c?d=1 now")
-    assert clean(r"$\alpha$ \textbf{bold} test-time") .split() == ["bold", "test", "time"]
+    assert clean(r"$\alpha$ \textbf{bold} test-time").split() == ["bold", "test", "time"]
     grams = Analyzer(frozenset({"of"}))("Large language models (LLMs) use chain-of-thought.")
     assert "models llms" not in grams and "chain thought" in grams
 
@@ -263,8 +293,9 @@ def test_picks_follow_upvotes_when_weight_is_one(listings: list[Paper]) -> None:
     d = build_digest(listings, issue_date=DAY, settings=s)
     check_invariants(d, listings, s)
     for t in d.topics:
-        votes = sorted((p.upvotes or 0 for p in [*(pk.paper for pk in t.picks), *t.rest]),
-                       reverse=True)
+        votes = sorted(
+            (p.upvotes or 0 for p in [*(pk.paper for pk in t.picks), *t.rest]), reverse=True
+        )
         picked = sorted((pk.paper.upvotes or 0 for pk in t.picks), reverse=True)
         # MMR may trade one near-duplicate away, never the top paper
         assert picked[0] == votes[0]
@@ -276,7 +307,8 @@ def test_picks_ignore_upvotes_when_weight_is_zero(listings: list[Paper]) -> None
     bumped = [dataclasses.replace(p, upvotes=(p.upvotes or 0) * 100 + 7) for p in listings]
     d2 = build_digest(bumped, issue_date=DAY, settings=s)
     assert [[pk.paper.id for pk in t.picks] for t in d.topics] == [
-        [pk.paper.id for pk in t.picks] for t in d2.topics]
+        [pk.paper.id for pk in t.picks] for t in d2.topics
+    ]
     for t in d.topics:
         assert t.picks[0].centrality == max(pk.centrality for pk in t.picks)
 
@@ -285,10 +317,21 @@ def test_mmr_avoids_near_duplicate_picks() -> None:
     from newsletter.topics import pick
     from newsletter.topics.vectorize import vectorize
 
-    twins = [paper(i, "Sparse attention for long context models",
-                   "Sparse attention makes long context cheap for transformers.") for i in range(3)]
-    other = [paper(10, "Long context retrieval with sparse memory",
-                   "Retrieval of long context with a sparse memory for transformers.")]
+    twins = [
+        paper(
+            i,
+            "Sparse attention for long context models",
+            "Sparse attention makes long context cheap for transformers.",
+        )
+        for i in range(3)
+    ]
+    other = [
+        paper(
+            10,
+            "Long context retrieval with sparse memory",
+            "Retrieval of long context with a sparse memory for transformers.",
+        )
+    ]
     papers = twins + other
     vec = vectorize(papers, seed=0, lsa_dims=0)
     picks, _ = pick.rank(papers, vec.tfidf, pick.trending(papers), weight=0.0, count=2)
@@ -307,8 +350,11 @@ def test_trending_normalisation() -> None:
 
 
 def test_watched_keywords_and_authors(listings: list[Paper]) -> None:
-    papers = [*listings[:30], paper(1, "A note on URL parsing", "Nothing about that."),
-              paper(2, "Robots", "Plain text.", authors=("Ada  LOVELACE",))]
+    papers = [
+        *listings[:30],
+        paper(1, "A note on URL parsing", "Nothing about that."),
+        paper(2, "Robots", "Plain text.", authors=("Ada  LOVELACE",)),
+    ]
     s = TopicSettings(watch_keywords=("RL", "chain of thought"), watch_authors=("ada lovelace",))
     d = build_digest(papers, issue_date=DAY, settings=s)
     check_invariants(d, papers, s)
@@ -346,8 +392,24 @@ def test_format_respects_width(listings_digest: Digest) -> None:
 
 # ------------------------------------------------------------------ properties
 
-VOCAB = ["graph", "neural", "quantum", "galaxy", "protein", "market", "theorem", "robot",
-         "language", "vision", "spin", "lattice", "policy", "reward", "star", "gene"]
+VOCAB = [
+    "graph",
+    "neural",
+    "quantum",
+    "galaxy",
+    "protein",
+    "market",
+    "theorem",
+    "robot",
+    "language",
+    "vision",
+    "spin",
+    "lattice",
+    "policy",
+    "reward",
+    "star",
+    "gene",
+]
 
 
 @st.composite
@@ -358,15 +420,19 @@ def days(draw: st.DrawFn) -> list[Paper]:
         words = draw(st.lists(st.sampled_from(VOCAB), min_size=0, max_size=12))
         pid = draw(st.integers(0, 30))  # collisions: duplicate ids
         up = draw(st.one_of(st.none(), st.integers(0, 500)))
-        out.append(paper(pid, " ".join(words[:4]), " ".join(words), upvotes=up,
-                         authors=(f"Author {i % 3}",)))
+        out.append(
+            paper(
+                pid, " ".join(words[:4]), " ".join(words), upvotes=up, authors=(f"Author {i % 3}",)
+            )
+        )
     return out
 
 
 @hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(days(), st.sampled_from(["auto", 3]), st.sampled_from([(), ("graph",)]))
-def test_every_paper_in_exactly_one_topic(papers: list[Paper], k: int | str,
-                                          watch: tuple[str, ...]) -> None:
+def test_every_paper_in_exactly_one_topic(
+    papers: list[Paper], k: int | str, watch: tuple[str, ...]
+) -> None:
     s = TopicSettings(topics=k, min_papers=6, watch_keywords=watch)  # type: ignore[arg-type]
     d = build_digest(papers, issue_date=DAY, settings=s)
     unique = {p.id: p for p in papers}

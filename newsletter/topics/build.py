@@ -18,7 +18,7 @@ HOT_TOP = 3  # a topic's trending is the mean of its this-many most upvoted pape
 
 
 def _preference(p: Paper) -> tuple[object, ...]:
-    """Among records sharing an id, keep the richest; full tie-break so input order never matters."""
+    """Among records sharing an id, keep the richest; a full tie-break keeps it order-free."""
     return (
         p.upvotes if p.upvotes is not None else -1,
         p.comments if p.comments is not None else -1,
@@ -95,8 +95,15 @@ def build_digest(
     watch_topic = None
     if len(watched_idx):
         watch_topic = _topic(
-            WATCHED_LABEL, matched, unique, watched_idx, vec, trend, settings,
-            hot_weight=w, largest=len(watched_idx),
+            WATCHED_LABEL,
+            matched,
+            unique,
+            watched_idx,
+            vec,
+            trend,
+            settings,
+            hot_weight=w,
+            largest=len(watched_idx),
         )
         notes.append(
             f"watched: {len(watched_idx)} paper(s) matching {', '.join(matched)}, "
@@ -107,7 +114,10 @@ def build_digest(
     if clustered:
         x = vec.lsa[rest_idx]
         choice = cluster.choose_k(
-            x, settings.topics, settings.min_topics, settings.max_topics,
+            x,
+            settings.topics,
+            settings.min_topics,
+            settings.max_topics,
             seed=settings.seed,
         )
         assignment = cluster.fit(x, choice.k, seed=settings.seed)
@@ -121,7 +131,9 @@ def build_digest(
         )
     elif len(rest_idx):
         groups = [rest_idx]
-        notes.append(f"{len(rest_idx)} paper(s), under min_papers={settings.min_papers}: one section")
+        notes.append(
+            f"{len(rest_idx)} paper(s), under min_papers={settings.min_papers}: one section"
+        )
 
     # biggest first, so a contested label term goes to the larger topic; then by first id
     groups.sort(key=lambda g: (-len(g), int(g[0])))

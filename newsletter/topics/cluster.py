@@ -86,7 +86,9 @@ def stability(x: np.ndarray, k: int, *, seed: int) -> float:
     )
 
 
-def choose_k(x: np.ndarray, topics: int | str, min_topics: int, max_topics: int, *, seed: int) -> KChoice:
+def choose_k(
+    x: np.ndarray, topics: int | str, min_topics: int, max_topics: int, *, seed: int
+) -> KChoice:
     n = len(x)
     low, high = k_bounds(n, min_topics, max_topics)
     if topics != "auto":

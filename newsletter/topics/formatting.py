@@ -27,8 +27,9 @@ def _pick_lines(pk: Pick, width: int) -> list[str]:
     if p.upvotes is not None:
         meta.append(f"{p.upvotes} upvotes")
     meta.append(f"centrality {pk.centrality:.2f}, trending {pk.trending:.2f}")
-    body = textwrap.wrap(" · ".join(meta), width=width, initial_indent="    ",
-                         subsequent_indent="    ")
+    body = textwrap.wrap(
+        " · ".join(meta), width=width, initial_indent="    ", subsequent_indent="    "
+    )
     return head + body
 
 
@@ -36,15 +37,22 @@ def _topic_lines(n: int | None, t: Topic, width: int) -> list[str]:
     title = f"{n}. {t.label}" if n is not None else t.label
     lines = [f"{title} ({t.size} paper{'s' if t.size != 1 else ''})"]
     if t.terms:
-        lines += textwrap.wrap("terms: " + ", ".join(t.terms), width=width,
-                               initial_indent="   ", subsequent_indent="   ")
+        lines += textwrap.wrap(
+            "terms: " + ", ".join(t.terms),
+            width=width,
+            initial_indent="   ",
+            subsequent_indent="   ",
+        )
     for pk in t.picks:
         lines += _pick_lines(pk, width)
     if t.rest:
         lines.append(f"  also ({len(t.rest)}):")
         for p in t.rest:
-            lines.append(textwrap.shorten("    - " + _one_line(p.title or p.id), width=width,
-                                          placeholder=" …"))
+            lines.append(
+                textwrap.shorten(
+                    "    - " + _one_line(p.title or p.id), width=width, placeholder=" …"
+                )
+            )
     return lines
 
 
@@ -67,6 +75,7 @@ def format_digest(digest: Digest, *, width: int = 100) -> str:
     if digest.notes:
         lines += ["", "how this was built:"]
         for note in digest.notes:
-            lines += textwrap.wrap(note, width=width, initial_indent="  - ",
-                                   subsequent_indent="    ")
+            lines += textwrap.wrap(
+                note, width=width, initial_indent="  - ", subsequent_indent="    "
+            )
     return "\n".join(lines) + "\n"

@@ -14,7 +14,26 @@ TERMS_KEPT = 8  # distinctive terms kept on Topic.terms
 CANDIDATES = 40  # ranked terms looked at per topic
 BIGRAM_BOOST = 1.3  # a phrase reads better than two loose words
 HYPHEN_SAMPLE = 500  # papers looked at to decide "test-time" vs "test time"
-_STOP = frozenset(BOILERPLATE | {"of", "the", "a", "an", "and", "for", "to", "in", "on", "with", "by", "from", "as", "at", "or"})
+_STOP = frozenset(
+    BOILERPLATE
+    | {
+        "of",
+        "the",
+        "a",
+        "an",
+        "and",
+        "for",
+        "to",
+        "in",
+        "on",
+        "with",
+        "by",
+        "from",
+        "as",
+        "at",
+        "or",
+    }
+)
 
 
 def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
@@ -35,8 +54,10 @@ def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
 
 def _key(term: str) -> tuple[str, ...]:
     """Singular/plural variants share a key ("model"/"models", "llm"/"llms")."""
-    return tuple(w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-                 for w in term.split())
+    return tuple(
+        w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+        for w in term.split()
+    )
 
 
 def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> list[str]:

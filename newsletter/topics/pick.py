@@ -1,4 +1,4 @@
-"""Representative papers per topic: centrality blended with trending, near-duplicates avoided (MMR)."""
+"""Representative papers per topic: centrality blended with trending, no near-duplicates."""
 
 from __future__ import annotations
 
@@ -69,7 +69,12 @@ def rank(
             sims = np.asarray(vectors @ vectors[best].T.toarray()).ravel()
             max_sim = np.maximum(max_sim, sims)
     picks = tuple(
-        Pick(papers[i], float(round(cent[i], 6)), float(round(trend[i], 6)), float(round(score[i], 6)))
+        Pick(
+            papers[i],
+            float(round(cent[i], 6)),
+            float(round(trend[i], 6)),
+            float(round(score[i], 6)),
+        )
         for i in chosen
     )
     taken = set(chosen)

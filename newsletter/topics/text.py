@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 # Words that every abstract uses whatever its subject: they would only blur topics and labels.
@@ -32,7 +33,7 @@ BOILERPLATE = frozenset(
 _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.S)
 _LATEX_CMD = re.compile(r"\\[a-zA-Z@]+\*?|\\.")
-_HYPHEN = re.compile(r"(?<=[^\W\d_])[-‐‑–/](?=[^\W\d_])")
+_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010\u2011\u2013/](?=[^\W\d_])")
 #: A token: a letter followed by at least one letter or digit ("3d" and "2025" are not terms).
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"
 _TOKEN = re.compile(TOKEN_PATTERN)
@@ -67,7 +68,7 @@ class Analyzer:
         for segment in _BREAK.split(clean(text)):
             words = [w for w in _TOKEN.findall(segment) if w not in stop]
             out += words
-            out += [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            out += [f"{a} {b}" for a, b in itertools.pairwise(words)]
         return out
 
 
@@ -95,7 +96,11 @@ def display_form(term: str, raw_texts: list[str], stop_words: frozenset[str]) ->
             middle = m.group(1).replace("-", " ").split()
             if all(w.lower() in stop_words for w in middle):
                 end = m.end(2) if m.group(2) else m.end()
-                form = " ".join(m.group(0)[: end - m.start() - (len(m.group(2)) if m.group(2) else 0)].lower().split())
+                form = " ".join(
+                    m.group(0)[: end - m.start() - (len(m.group(2)) if m.group(2) else 0)]
+                    .lower()
+                    .split()
+                )
                 form = form.rstrip(" -")
                 forms[form] = forms.get(form, 0) + 1
                 total += 1
