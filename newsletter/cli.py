@@ -358,34 +358,379 @@ def digest(app: Context, date: dt.date | None, width: int) -> None:
 def demo(app: Context, directory: Path) -> None:
     """Run the whole job on the bundled sample feeds, offline.
 
-    Writes DIR/newsletter.toml pointing at the sample feeds shipped with the package, then
-    fetches them into DIR/newsletter.db and prints the day's digest.  Afterwards, try the
-    other commands with `-c DIR/newsletter.toml`.
+    Writes DIR/newsletter.toml pointing at the sample feeds shipped with the package and
+    adds three sample subscribers; fetches the feeds into DIR/newsletter.db and prints the
+    day's topics; then sends the issue as `newsletter send` does, through the outbox
+    transport: one .eml file per subscriber in DIR/outbox/DATE/.  Run it again and nobody
+    is mailed twice.  Afterwards, try the other commands with `-c DIR/newsletter.toml`.
     """
     from newsletter.config import load_settings
-    from newsletter.pipeline import build_issue_digest, issue_date_for, run_fetch
-    from newsletter.samples import write_demo_config
+    from newsletter.pipeline import build_issue_digest, issue_date_for, run_fetch, run_send
+    from newsletter.samples import DEMO_SUBSCRIBERS, write_demo_config
     from newsletter.store import Store
     from newsletter.topics import format_digest
 
     config_path = write_demo_config(directory)
     click.echo(f"demo config: {config_path}", err=True)
-    settings = load_settings(config_path)
+    settings = load_settings(config_path, env={})
     now = _now()
+    issue_date = issue_date_for(now, settings)
     with Store.open(settings.database_url) as store:
-        report = run_fetch(settings, store, now=now)
-        click.echo(render_fetch_report(report))
+        if not store.subscribers():
+            store.import_subscribers(DEMO_SUBSCRIBERS, now=now)
+        fetched = run_fetch(settings, store, now=now)
+        click.echo(render_fetch_report(fetched))
         click.echo()
-        d = build_issue_digest(store, settings, issue_date_for(now, settings))
-    click.echo(format_digest(d))
+        click.echo(format_digest(build_issue_digest(store, settings, issue_date)))
+        report = run_send(settings, store, issue_date=issue_date, now=_now, fetch=False)
+    code = _print_send_report(report)
+    outbox = Path(settings.delivery.outbox_dir) / issue_date.isoformat()
     click.secho(
-        f"\nok: {report.new} new paper(s) stored in {settings.database_url}; "
-        f"next: newsletter -c {config_path} papers",
+        f"\nok: the issue is in {outbox}/ (one .eml per subscriber); next: "
+        f"newsletter -c {config_path} preview --out {directory / 'preview'}",
         fg="green",
         err=True,
     )
-    if not report.ok:
+    sys.exit(max(code, 0 if fetched.ok else 1))
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+@cli.group()
+def subscribers() -> None:
+    """Add, remove, list, import and export subscribers."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name, used in the greeting.")
+@pass_app
+@reports_errors
+def subscribers_add(app: Context, email: str, name: str) -> None:
+    """Add EMAIL (or bring back someone who unsubscribed: an explicit add does that)."""
+    from newsletter.subscribers import clean_name, normalise_email
+
+    settings = app.settings()
+    addr = normalise_email(email)
+    with app.store(settings) as store:
+        sub, changed = store.add_subscriber(addr, clean_name(name), now=_now())
+    click.echo(f"{'added' if changed else 'already subscribed'}: {sub.email}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@pass_app
+@reports_errors
+def subscribers_remove(app: Context, email: str) -> None:
+    """Unsubscribe EMAIL: never mailed again unless added again explicitly."""
+    from newsletter.models import SubscriberStatus
+    from newsletter.subscribers import normalise_email
+
+    settings = app.settings()
+    addr = normalise_email(email)
+    with app.store(settings) as store:
+        sub = store.set_subscriber_status(addr, SubscriberStatus.UNSUBSCRIBED, now=_now())
+    if sub is None:
+        raise click.ClickException(f"no subscriber {addr}")
+    click.echo(f"unsubscribed: {sub.email}")
+
+
+@subscribers.command("list")
+@click.option(
+    "--status", type=click.Choice(["active", "unsubscribed", "bounced"]), help="Only these."
+)
+@pass_app
+@reports_errors
+def subscribers_list(app: Context, status: str | None) -> None:
+    """List subscribers with their status."""
+    from newsletter.models import SubscriberStatus
+
+    settings = app.settings()
+    with app.store(settings) as store:
+        subs = store.subscribers(SubscriberStatus(status) if status else None)
+    rows = [[s.email, s.name, s.status.value, s.created_at.date().isoformat()] for s in subs]
+    click.echo(_table(["EMAIL", "NAME", "STATUS", "SINCE"], rows))
+    click.echo(f"{len(subs)} subscriber(s)", err=True)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@pass_app
+@reports_errors
+def subscribers_import(app: Context, file: Any) -> None:
+    """Import subscribers from a CSV FILE with a header row (columns: email, name).
+
+    Bad rows are reported by line number and the good ones imported.  People who
+    unsubscribed or bounced are not brought back by an import.  Exit code 1 if any row
+    was bad.
+    """
+    from newsletter.subscribers import read_csv
+
+    settings = app.settings()
+    rows, problems = read_csv(file.read())
+    with app.store(settings) as store:
+        result = store.import_subscribers([(r.email, r.name) for r in rows], now=_now())
+    for p in problems:
+        click.secho(f"line {p.line}: {p.reason}", fg="red", err=True)
+    for email in result.kept_out:
+        click.echo(f"kept out (unsubscribed or bounced): {email}", err=True)
+    click.echo(
+        f"imported {result.added}, already subscribed {result.unchanged}, "
+        f"kept out {len(result.kept_out)}, bad rows {len(problems)}"
+    )
+    if problems:
         sys.exit(1)
+
+
+@subscribers.command("export")
+@click.option(
+    "--status", type=click.Choice(["active", "unsubscribed", "bounced"]), help="Only these."
+)
+@pass_app
+@reports_errors
+def subscribers_export(app: Context, status: str | None) -> None:
+    """Write subscribers as CSV to standard output (importable again)."""
+    from newsletter.models import SubscriberStatus
+    from newsletter.subscribers import write_csv
+
+    settings = app.settings()
+    with app.store(settings) as store:
+        click.echo(
+            write_csv(store.subscribers(SubscriberStatus(status) if status else None)), nl=False
+        )
+
+
+# --------------------------------------------------------------------------- send
+
+
+@cli.command()
+@click.option(
+    "--date",
+    "date",
+    callback=_parse_date,
+    metavar="DATE",
+    help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Build every message and send none; nothing is stored."
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="ADDRESS",
+    help="Send one test copy to ADDRESS; the ledger is not touched.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Send at most N messages in this run; the rest stay queued.",
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Also resend messages that failed with transient errors."
+)
+@click.option(
+    "--no-fetch", is_flag=True, help="Do not fetch; build the issue from the papers already stored."
+)
+@pass_app
+@reports_errors
+def send(
+    app: Context,
+    date: dt.date | None,
+    dry_run: bool,
+    to: str | None,
+    limit: int | None,
+    retry_failed: bool,
+    no_fetch: bool,
+) -> None:
+    """Fetch, group, render and deliver the day's issue to every subscriber, or resume it.
+
+    Safe to run again: the ledger makes sure nobody gets the same issue twice, and a run
+    that was interrupted picks up where it stopped.  Exit code 0 when everyone was
+    mailed, 1 when some messages failed or the run stopped early.
+    """
+    from newsletter import pipeline
+
+    settings = app.settings()
+    now = _now()
+    issue_date = date or pipeline.issue_date_for(now, settings)
+    with app.store(settings) as store:
+        if to:
+            reply = pipeline.send_test_copy(settings, store, to, issue_date=issue_date, now=now)
+            click.echo(f"test copy of {issue_date} sent to {to}: {reply}")
+            return
+        if dry_run:
+            r = pipeline.dry_run(settings, store, issue_date=issue_date, now=now)
+            if r.outcome == "empty":
+                click.echo(f"{issue_date}: no new papers; nothing would be sent")
+            else:
+                click.echo(
+                    f"dry run for {issue_date}: {r.dry_run_messages} message(s) built, "
+                    f"{r.dry_run_bytes:,} bytes; nothing sent"
+                )
+            return
+        bar: Any = None
+
+        def start(n: int) -> None:
+            nonlocal bar
+            if n and sys.stderr.isatty():
+                bar = click.progressbar(length=n, label=f"sending {issue_date}", file=sys.stderr)
+                bar.__enter__()
+
+        def step(_status: Any) -> None:
+            if bar is not None:
+                bar.update(1)
+
+        try:
+            report = pipeline.run_send(
+                settings,
+                store,
+                issue_date=issue_date,
+                now=_now,
+                fetch=not no_fetch,
+                retry_failed=retry_failed,
+                limit=limit,
+                on_start=start,
+                progress=step,
+            )
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+    sys.exit(_print_send_report(report))
+
+
+def _print_send_report(report: Any) -> int:
+    if report.fetch is not None:
+        click.echo(render_fetch_report(report.fetch), err=True)
+    if report.outcome == "empty":
+        click.echo(f"{report.issue_date}: no new papers; nothing sent (schedule.on_empty = skip)")
+        return 0
+    d = report.delivery
+    t = d.totals
+    click.echo(
+        f"{report.issue_date}: sent {d.sent}, failed {d.failed}, deferred {d.deferred}, "
+        f"skipped {d.skipped}, in doubt {d.in_doubt} in {d.elapsed:.1f}s ({d.rate:.1f}/s); "
+        f"issue total: {t['sent']} of {t['recipients']} sent, {t['queued']} pending"
+    )
+    for problem in d.problems:
+        click.secho(f"  {problem}", fg="red", err=True)
+    if d.stopped:
+        click.secho(
+            f"stopped: {d.stopped}; run `newsletter send` again to resume", fg="red", err=True
+        )
+    if report.outcome == "already-sent":
+        click.echo(f"{report.issue_date} was already sent to everyone; nothing to do")
+    return 0 if not (d.failed or d.deferred or d.stopped) else 1
+
+
+@cli.command()
+@click.option("--date", "date", callback=_parse_date, metavar="DATE", help="Only this issue.")
+@click.option(
+    "-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Issues shown."
+)
+@pass_app
+@reports_errors
+def status(app: Context, date: dt.date | None, limit: int) -> None:
+    """Show recent issues: recipients, sent, failed (with reasons), pending."""
+    from newsletter.lock import lock_holder
+
+    settings = app.settings()
+    with app.store(settings) as store:
+        issues = [i for i in [store.issue(date)] if i] if date else store.issues(limit)
+        rows, problems = [], []
+        for i in issues:
+            c = store.delivery_counts(i.id)
+            pending = c["queued"] + c["claimed"] + c["sending"]
+            rows.append(
+                [
+                    i.issue_date.isoformat(),
+                    i.status.value,
+                    str(i.paper_count),
+                    str(c["recipients"]),
+                    str(c["sent"]),
+                    str(c["failed"]),
+                    str(c["deferred"]),
+                    str(pending),
+                    str(c["in_doubt"]),
+                ]
+            )
+            if date:
+                problems = store.delivery_problems(i.id)
+    holder = lock_holder(settings.database_url)
+    if holder:
+        click.echo(f"sending now: {holder}")
+    if not rows:
+        click.echo("no issues yet" if not date else f"no issue for {date}")
+        return
+    click.echo(
+        _table(
+            [
+                "ISSUE",
+                "STATUS",
+                "PAPERS",
+                "RECIPIENTS",
+                "SENT",
+                "FAILED",
+                "DEFERRED",
+                "PENDING",
+                "IN DOUBT",
+            ],
+            rows,
+            right=frozenset(range(2, 9)),
+        )
+    )
+    for email, st, reply in problems:
+        click.echo(f"  {st}: {email}: {reply}")
+
+
+# --------------------------------------------------------------------------- preview
+
+
+@cli.command()
+@click.option(
+    "--date", "date", callback=_parse_date, metavar="DATE", help="Issue date; default today."
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("preview"),
+    show_default=True,
+    help="Folder to write into.",
+)
+@click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+@pass_app
+@reports_errors
+def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
+    """Write the issue as issue.html, issue.txt and issue.eml (as a sample subscriber gets it).
+
+    Uses the stored issue if it was already sent, else renders it from the stored papers
+    without saving anything.
+    """
+    from newsletter import pipeline
+    from newsletter.models import Subscriber, SubscriberStatus
+
+    settings = app.settings()
+    now = _now()
+    issue_date = date or pipeline.issue_date_for(now, settings)
+    with app.store(settings) as store:
+        paths = pipeline.write_preview(
+            settings,
+            store,
+            out,
+            issue_date=issue_date,
+            now=now,
+            subscriber=Subscriber(
+                0, "reader@example.org", "Sample Reader", SubscriberStatus.ACTIVE, now, now
+            ),
+        )
+    for p in paths:
+        click.echo(str(p))
+    if open_:
+        import webbrowser
+
+        if not webbrowser.open(paths[0].resolve().as_uri()):
+            click.echo("no browser found; open the HTML file yourself", err=True)
 
 
 def main() -> None:

@@ -104,6 +104,7 @@ class SmtpSettings:
     port: int = 587
     tls: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
+    ca_file: str = ""  # extra CA certificates to trust (a private relay); empty: the system's
     timeout: float = 30.0
     max_per_connection: int = 100
     connections: int = 1
@@ -413,6 +414,7 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         sources=sources,
         render=dataclasses.replace(s.render, templates_dir=rel(s.render.templates_dir)),
         delivery=dataclasses.replace(s.delivery, outbox_dir=rel(s.delivery.outbox_dir)),
+        smtp=dataclasses.replace(s.smtp, ca_file=rel(s.smtp.ca_file)),
     )
 
 

@@ -115,3 +115,39 @@ class SourceState:
     last_success_at: dt.datetime | None = None
     last_new: int | None = None
     last_total: int | None = None
+
+
+class SubscriberStatus(StrEnum):
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"  # never mailed again unless added again explicitly
+    BOUNCED = "bounced"  # a permanent "no such user"; not mailed until added again
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str  # normalised: trimmed, lower-case, IDNA domain
+    name: str
+    status: SubscriberStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    unsubscribed_at: dt.datetime | None = None
+    bounced_at: dt.datetime | None = None
+
+
+class IssueStatus(StrEnum):
+    READY = "ready"  # rendered and stored; the ledger may be partly done
+    SENT = "sent"  # every ledger row reached a final state
+    EMPTY = "empty"  # no new papers and on_empty = "skip": nothing to send
+
+
+class DeliveryStatus(StrEnum):
+    """One ledger row: an (issue, subscriber) pair."""
+
+    QUEUED = "queued"  # written before sending; nobody has it
+    CLAIMED = "claimed"  # a sender took it; nothing reached the server yet
+    SENDING = "sending"  # DATA is under way: if the sender dies now, it is "in doubt"
+    SENT = "sent"  # the server accepted it (reply recorded)
+    DEFERRED = "deferred"  # transient failures used up the attempts; --retry-failed resends
+    FAILED = "failed"  # a permanent failure (5xx); not retried
+    SKIPPED = "skipped"  # the subscriber left before their turn came

@@ -8,16 +8,33 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
-from newsletter.errors import ConfigError
-from newsletter.models import Digest, FetchStatus, Paper, SourceState
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.models import (
+    DeliveryStatus,
+    Digest,
+    FetchStatus,
+    IssueStatus,
+    Paper,
+    SourceState,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.sources import SourceResult, fetch_source
 from newsletter.sources.http import Fetcher, default_user_agent
-from newsletter.store import Store
+from newsletter.store import IssueRecord, Recovered, Store
+
+if TYPE_CHECKING:
+    from newsletter.delivery import DeliveryReport
+    from newsletter.delivery.transport import Transport
+    from newsletter.render import RenderedIssue
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +191,7 @@ def day_window(issue_date: dt.date, settings: Settings) -> tuple[dt.datetime, dt
 
 def papers_for_issue(store: Store, settings: Settings, issue_date: dt.date) -> list[Paper]:
     since, until = day_window(issue_date, settings)
-    return store.papers(since=since, until=until, unissued=True)
+    return store.papers(since=since, until=until, not_issued_before=issue_date)
 
 
 def build_issue_digest(store: Store, settings: Settings, issue_date: dt.date) -> Digest:
@@ -184,3 +201,274 @@ def build_issue_digest(store: Store, settings: Settings, issue_date: dt.date) ->
     papers = papers_for_issue(store, settings, issue_date)
     sources = tuple(sorted({p.source for p in papers if p.source}))
     return build_digest(papers, issue_date=issue_date, settings=settings.topics, sources=sources)
+
+
+# --------------------------------------------------------------------------- send
+
+
+class AllSourcesFailed(NewsletterError):
+    """Every source failed: that is a failure to report, not an empty day."""
+
+
+@dataclass
+class SendReport:
+    issue_date: dt.date
+    outcome: str  # "sent", "partial", "empty", "already-sent", "dry-run", "stopped"
+    fetch: FetchReport | None = None
+    issue: IssueRecord | None = None
+    delivery: DeliveryReport | None = None
+    recovered: Recovered | None = None
+    queued: int = 0  # rows added to the ledger by this run
+    dry_run_messages: int = 0
+    dry_run_bytes: int = 0
+
+
+def digest_papers(digest: Digest) -> list[tuple[str, str]]:
+    """(paper id, topic label) for every paper the digest carries, in order."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    topics = ([digest.watched] if digest.watched else []) + list(digest.topics)
+    for topic in topics:
+        for paper in [p.paper for p in topic.picks] + list(topic.rest):
+            if paper.id not in seen:
+                seen.add(paper.id)
+                out.append((paper.id, topic.label))
+    return out
+
+
+def render_for_date(
+    store: Store, settings: Settings, issue_date: dt.date
+) -> tuple[Digest, RenderedIssue]:
+    """Build and render the digest for ``issue_date`` from what the store holds."""
+    from newsletter.delivery.message import web_url
+    from newsletter.render import render_issue
+
+    digest = build_issue_digest(store, settings, issue_date)
+    return digest, render_issue(digest, settings, web_url=web_url(settings, issue_date))
+
+
+def prepare_issue(
+    settings: Settings,
+    store: Store,
+    issue_date: dt.date,
+    *,
+    now: dt.datetime,
+    fetch: bool = True,
+    on_source: Callable[[SourceRun], None] | None = None,
+) -> tuple[IssueRecord | None, FetchReport | None]:
+    """The stored issue for ``issue_date``, fetching, clustering and rendering it if new.
+
+    An issue that exists already is returned as it is (a resume sends the same bytes).
+    ``None`` means there is nothing to send (no new papers and ``on_empty = "skip"``).
+    """
+    existing = store.issue(issue_date)
+    if existing is not None:
+        return existing, None
+    report = None
+    if fetch and settings.sources:
+        report = run_fetch(settings, store, now=now, on_source=on_source)
+        if report.all_failed:
+            raise AllSourcesFailed(
+                "every source failed, so there is no issue to send: "
+                + "; ".join(f"{r.result.name}: {r.result.error}" for r in report.failed)
+            )
+    digest, rendered = render_for_date(store, settings, issue_date)
+    if digest.is_empty and settings.schedule.on_empty == "skip":
+        log.info("issue %s: no new papers; skipped (schedule.on_empty = skip)", issue_date)
+        return None, report
+    issue = store.save_issue(
+        issue_date,
+        status=IssueStatus.READY,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        papers=digest_papers(digest),
+        now=now,
+    )
+    log.info(
+        "issue %s: %d papers in %d topics, rendered",
+        issue_date,
+        digest.paper_count,
+        len(digest.topics),
+    )
+    return issue, report
+
+
+def run_send(
+    settings: Settings,
+    store: Store,
+    *,
+    issue_date: dt.date,
+    now: Callable[[], dt.datetime],
+    fetch: bool = True,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    on_source: Callable[[SourceRun], None] | None = None,
+    progress: Callable[[DeliveryStatus], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+    transport_factory: Callable[[], Transport] | None = None,
+) -> SendReport:
+    """Fetch → topics → render → deliver the issue of ``issue_date``, or resume it.
+
+    Holds the send lock throughout: a second process gets :class:`LockHeld` at once.
+    """
+    from newsletter.delivery import deliver, signing_secret
+    from newsletter.delivery.transport import make_transport_factory
+    from newsletter.lock import send_lock
+
+    signing_secret(settings)  # fail before any work when the key is missing
+    with send_lock(store.engine):
+        issue, fetched = prepare_issue(
+            settings, store, issue_date, now=now(), fetch=fetch, on_source=on_source
+        )
+        if issue is None:
+            return SendReport(issue_date, "empty", fetch=fetched)
+        recovered = store.recover(issue.id, now=now())
+        if recovered.in_doubt or recovered.requeued:
+            log.warning(
+                "issue %s: resuming after an interrupted send: %d in doubt, %d requeued",
+                issue_date,
+                recovered.in_doubt,
+                recovered.requeued,
+            )
+        if retry_failed:
+            store.requeue_deferred(issue.id, now=now())
+        queued = store.queue_deliveries(issue.id, now=now())
+        pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
+        if on_start:
+            on_start(pending if limit is None else min(pending, limit))
+        if transport_factory is None:
+            outbox = str(Path(settings.delivery.outbox_dir) / issue_date.isoformat())
+            transport_factory = make_transport_factory(settings, outbox)
+        delivery = deliver(
+            store,
+            settings,
+            issue,
+            transport_factory=transport_factory,
+            now=now,
+            connections=settings.smtp.connections if settings.delivery.transport == "smtp" else 1,
+            limit=limit,
+            stop=stop,
+            progress=progress,
+        )
+        if store.unfinished(issue.id) == 0:
+            store.set_issue_status(issue.id, IssueStatus.SENT, now=now())
+            outcome = "sent" if delivery.done or queued else "already-sent"
+        else:
+            outcome = "stopped" if delivery.stopped else "partial"
+        log.info(
+            "issue %s: sent %d, failed %d, deferred %d, in doubt %d",
+            issue_date,
+            delivery.sent,
+            delivery.failed,
+            delivery.deferred,
+            delivery.in_doubt,
+        )
+        return SendReport(
+            issue_date,
+            outcome,
+            fetch=fetched,
+            issue=issue,
+            delivery=delivery,
+            recovered=recovered,
+            queued=queued,
+        )
+
+
+def stored_or_draft(
+    store: Store, settings: Settings, issue_date: dt.date, *, now: dt.datetime
+) -> IssueRecord:
+    """The stored issue, else one rendered now and not stored (id 0): for looking, not sending."""
+    issue = store.issue(issue_date)
+    if issue is not None:
+        return issue
+    digest, rendered = render_for_date(store, settings, issue_date)
+    return IssueRecord(
+        id=0,
+        issue_date=issue_date,
+        status=IssueStatus.READY,
+        subject=rendered.subject,
+        preheader=rendered.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        paper_count=digest.paper_count,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def dry_run(
+    settings: Settings, store: Store, *, issue_date: dt.date, now: dt.datetime
+) -> SendReport:
+    """Build every subscriber's message for ``issue_date`` and send none; nothing is stored."""
+    from newsletter.delivery import IssueMailer, signing_secret
+
+    issue = stored_or_draft(store, settings, issue_date, now=now)
+    if issue.paper_count == 0 and issue.id == 0 and settings.schedule.on_empty == "skip":
+        return SendReport(issue_date, "empty")
+    mailer = IssueMailer(settings, issue, signing_secret(settings), now)
+    n = size = 0
+    for sub in store.iter_subscribers(SubscriberStatus.ACTIVE):
+        _, data = mailer.message(sub)
+        n += 1
+        size += len(data)
+    return SendReport(issue_date, "dry-run", issue=issue, dry_run_messages=n, dry_run_bytes=size)
+
+
+def send_test_copy(
+    settings: Settings,
+    store: Store,
+    address: str,
+    *,
+    issue_date: dt.date,
+    now: dt.datetime,
+    transport_factory: Callable[[], Transport] | None = None,
+) -> str:
+    """Mail the issue to one address outside the ledger; returns the server's reply."""
+    from newsletter.delivery import IssueMailer, signing_secret
+    from newsletter.delivery.transport import make_transport_factory
+    from newsletter.subscribers import normalise_email
+
+    email = normalise_email(address)
+    issue = stored_or_draft(store, settings, issue_date, now=now)
+    mailer = IssueMailer(settings, issue, signing_secret(settings), now)
+    test_subscriber = Subscriber(0, email, "", SubscriberStatus.ACTIVE, now, now)
+    _, data = mailer.message(test_subscriber)
+    factory = transport_factory or make_transport_factory(
+        settings, str(Path(settings.delivery.outbox_dir) / "test-copies")
+    )
+    transport = factory()
+    transport.open()
+    try:
+        return transport.send(settings.list.from_address, email, data, lambda: None)
+    finally:
+        transport.close()
+
+
+def write_preview(
+    settings: Settings,
+    store: Store,
+    out: Path,
+    *,
+    issue_date: dt.date,
+    now: dt.datetime,
+    subscriber: Subscriber,
+) -> list[Path]:
+    """issue.html, issue.txt and issue.eml for ``subscriber``; nothing is stored."""
+    from newsletter.delivery import IssueMailer, signing_secret
+
+    issue = stored_or_draft(store, settings, issue_date, now=now)
+    mailer = IssueMailer(settings, issue, signing_secret(settings), now)
+    _, eml = mailer.message(subscriber)
+    html, text, _ = mailer.personal(subscriber)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "issue.html", out / "issue.txt", out / "issue.eml"]
+        paths[0].write_text(html, encoding="utf-8")
+        paths[1].write_text(text, encoding="utf-8")
+        paths[2].write_bytes(eml)
+    except OSError as e:
+        raise NewsletterError(f"cannot write the preview to {out}: {e.strerror}") from e
+    return paths

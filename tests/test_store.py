@@ -158,7 +158,12 @@ def test_papers_window_and_unissued(store):
         conn.execute(
             schema.issue_papers.insert().values(issue_id=issue_id, paper_id="arxiv:2604.00002")
         )
-    assert [p.id for p in store.papers(unissued=True)] == ["arxiv:2604.00003", "arxiv:2604.00001"]
+    assert [p.id for p in store.papers(not_issued_before=dt.date(2026, 4, 27))] == [
+        "arxiv:2604.00003",
+        "arxiv:2604.00001",
+    ]
+    # The issue's own date still sees its papers; an earlier date does not exclude them.
+    assert len(store.papers(not_issued_before=dt.date(2026, 4, 26))) == 3
 
 
 def test_many_papers_in_one_upsert(store):

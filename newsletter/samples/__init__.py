@@ -6,6 +6,13 @@ from pathlib import Path
 
 FEEDS = Path(__file__).resolve().parent / "feeds"
 
+#: (email, name) of the demo's subscribers; example.org never receives mail.
+DEMO_SUBSCRIBERS = (
+    ("ada@example.org", "Ada"),
+    ("grace@example.org", "Grace"),
+    ("alan@example.org", ""),
+)
+
 _DEMO = """\
 # A demo configuration written by `newsletter demo`: the bundled sample feeds, offline.
 # Every key is explained in config.example.toml.

@@ -20,6 +20,10 @@ from newsletter.errors import StoreError
 from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
 from newsletter.sources.merge import merge_paper
 from newsletter.store import migrations, schema
+from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
+from newsletter.store.subscribers import ImportResult, SubscriberStore
+
+__all__ = ["Claim", "ImportResult", "IssueRecord", "Recovered", "Store", "UpsertResult"]
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -65,8 +69,11 @@ def _make_engine(url: str) -> sa.Engine:
     return engine
 
 
-class Store:
-    """Named operations on the database; open with :meth:`open`."""
+class Store(SubscriberStore, LedgerStore):
+    """Named operations on the database; open with :meth:`open`.
+
+    Papers and sources are here; subscribers and the send ledger come from the mixins.
+    """
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
@@ -94,6 +101,10 @@ class Store:
             store.close()
             raise StoreError(f"{store.safe_url} is not a usable database: {e.orig}") from e
         return store
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
 
     @property
     def safe_url(self) -> str:
@@ -174,12 +185,13 @@ class Store:
         *,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
-        unissued: bool = False,
+        not_issued_before: dt.date | None = None,
         limit: int | None = None,
     ) -> list[Paper]:
         """Stored papers first seen in [since, until), newest first then by id.
 
-        ``unissued`` leaves out papers that an earlier issue already carried.
+        ``not_issued_before``: leave out papers that an issue dated before it carried (the
+        issue of that date itself may hold them: rebuilding it gives the same papers).
         """
         t = schema.papers
         q = sa.select(t)
@@ -187,9 +199,13 @@ class Store:
             q = q.where(t.c.first_seen_at >= since)
         if until is not None:
             q = q.where(t.c.first_seen_at < until)
-        if unissued:
-            ip = schema.issue_papers
-            q = q.where(~sa.exists().where(ip.c.paper_id == t.c.id))
+        if not_issued_before is not None:
+            ip, iss = schema.issue_papers, schema.issues
+            q = q.where(
+                ~sa.exists()
+                .where(ip.c.paper_id == t.c.id, ip.c.issue_id == iss.c.id)
+                .where(iss.c.issue_date < not_issued_before)
+            )
         q = q.order_by(t.c.first_seen_at.desc(), t.c.id)
         if limit is not None:
             q = q.limit(limit)

@@ -91,6 +91,10 @@ issues = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("subject", sa.Text),
     sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+    # The rendered issue, stored once so a resumed or shared send mails the same bytes.
+    sa.Column("html", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("preheader", sa.Text),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -134,6 +138,9 @@ deliveries = sa.Table(
     sa.Column("claimed_at", UTCDateTime),
     sa.Column("sent_at", UTCDateTime),
     sa.Column("reply", sa.Text),  # the server's reply to DATA, or the failure's code and text
+    # Set when a row found SENDING after a crash is sent again: the recipient may have two
+    # copies (with the same Message-ID).
+    sa.Column("in_doubt", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
 )

@@ -1,0 +1,295 @@
+"""Delivery: mail a stored issue to every queued subscriber, exactly once, through the ledger.
+
+Parallel senders (``smtp.connections`` threads, each with its own connection) claim small
+batches of ledger rows, build each subscriber's message from the issue rendered once,
+mark the row SENDING just before DATA and SENT (or FAILED / DEFERRED) right after.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from newsletter.config import Settings
+from newsletter.delivery.message import (
+    build_message,
+    message_id,
+    to_bytes,
+    unsubscribe_token,
+    unsubscribe_url,
+)
+from newsletter.delivery.transport import (
+    RateLimiter,
+    SendError,
+    Transport,
+    TransportUnavailable,
+)
+from newsletter.errors import ConfigError
+from newsletter.models import DeliveryStatus, Subscriber, SubscriberStatus
+from newsletter.store import Claim, IssueRecord, Store
+
+log = logging.getLogger(__name__)
+
+#: Rows one sender claims at a time: small, so a stop leaves little to hand back.
+BATCH = 10
+#: Attempts per message within one run for transient failures (4xx, dropped connections).
+MAX_ATTEMPTS = 3
+#: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
+_OUTBOX_ONLY_SECRET = "newsletter-outbox-only-not-secret"
+_warned: list[bool] = []  # warn about the demo key once per process
+
+
+def signing_secret(settings: Settings) -> str:
+    """NEWSLETTER_SECRET_KEY; only the offline outbox may run without one."""
+    if settings.secrets.secret_key:
+        return settings.secrets.secret_key
+    if settings.delivery.transport == "outbox":
+        if not _warned:
+            _warned.append(True)
+            log.warning("NEWSLETTER_SECRET_KEY is not set; links are signed with a public demo key")
+        return _OUTBOX_ONLY_SECRET
+    raise ConfigError(
+        "NEWSLETTER_SECRET_KEY is not set: it signs the unsubscribe links in every email "
+        "(a long random value, e.g. from "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+        key="NEWSLETTER_SECRET_KEY",
+    )
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class DeliveryReport:
+    """What one delivery run did (counts are for this run; ``totals`` for the issue)."""
+
+    issue_date: dt.date
+    sent: int = 0
+    failed: int = 0
+    deferred: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    in_doubt: int = 0  # rows sent again after a crash or a connection lost in DATA
+    elapsed: float = 0.0
+    stopped: str | None = None  # why the run stopped before the queue was empty
+    problems: list[str] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.deferred + self.skipped
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class IssueMailer:
+    """Turns the stored issue into one subscriber's message; cheap per subscriber."""
+
+    def __init__(self, settings: Settings, issue: IssueRecord, secret: str, now: dt.datetime):
+        from newsletter.render import RenderedIssue
+
+        self.settings = settings
+        self.issue = issue
+        self.secret = secret
+        self.date = now
+        self.rendered = RenderedIssue(
+            subject=issue.subject, preheader=issue.preheader, html=issue.html, text=issue.text
+        )
+
+    def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
+        """(html, text, unsubscribe token) for one subscriber."""
+        from newsletter.render import personalize
+
+        token = unsubscribe_token(self.secret, subscriber.id)
+        html, text = personalize(
+            self.rendered,
+            unsubscribe_url=unsubscribe_url(self.settings, token),
+            name=subscriber.name,
+            email=subscriber.email,
+        )
+        return html, text, token
+
+    def message(self, subscriber: Subscriber) -> tuple[str, bytes]:
+        """(Message-ID, the message as it goes on the wire)."""
+        html, text, token = self.personal(subscriber)
+        mid = message_id(self.settings, self.secret, self.issue.issue_date, subscriber.id)
+        msg = build_message(
+            settings=self.settings,
+            subscriber=subscriber,
+            subject=self.issue.subject,
+            html=html,
+            text=text,
+            token=token,
+            msg_id=mid,
+            date=self.date,
+        )
+        return mid, to_bytes(msg)
+
+
+class _Budget:
+    """How many more messages this run may send (``send --limit``)."""
+
+    def __init__(self, limit: int | None):
+        self.left = limit
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        if self.left is None:
+            return True
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def deliver(
+    store: Store,
+    settings: Settings,
+    issue: IssueRecord,
+    *,
+    transport_factory: Callable[[], Transport],
+    now: Callable[[], dt.datetime],
+    connections: int = 1,
+    limit: int | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[DeliveryStatus], None] | None = None,
+    backoff: float = 1.0,
+) -> DeliveryReport:
+    """Send every QUEUED row of ``issue``; the caller holds the send lock and ran recovery."""
+    secret = signing_secret(settings)
+    mailer = IssueMailer(settings, issue, secret, now())
+    report = DeliveryReport(issue.issue_date)
+    stop = stop or threading.Event()
+    budget = _Budget(limit)
+    rate = RateLimiter(settings.smtp.rate_limit if settings.delivery.transport == "smtp" else 0)
+    lock = threading.Lock()
+    base_worker = worker_id()
+    started = time.monotonic()
+
+    def count(
+        status: DeliveryStatus, *, doubt: bool = False, bounced: bool = False, why: str = ""
+    ) -> None:
+        with lock:
+            if status is DeliveryStatus.SENT:
+                report.sent += 1
+            elif status is DeliveryStatus.FAILED:
+                report.failed += 1
+            elif status is DeliveryStatus.DEFERRED:
+                report.deferred += 1
+            elif status is DeliveryStatus.SKIPPED:
+                report.skipped += 1
+            report.in_doubt += doubt
+            report.bounced += bounced
+            if why and len(report.problems) < 20:
+                report.problems.append(why)
+        if progress:
+            progress(status)
+
+    def halt(reason: str) -> None:
+        with lock:
+            report.stopped = report.stopped or reason
+        stop.set()
+
+    def send_one(transport: Transport, claim: Claim) -> None:
+        sub = claim.subscriber
+        if sub.status is not SubscriberStatus.ACTIVE:
+            store.mark_done(
+                claim, DeliveryStatus.SKIPPED, f"subscriber is {sub.status.value}", now=now()
+            )
+            count(DeliveryStatus.SKIPPED)
+            return
+        mid, data = mailer.message(sub)
+        doubt = claim.in_doubt
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            rate.acquire()
+            try:
+                reply = transport.send(
+                    settings.list.from_address,
+                    sub.email,
+                    data,
+                    lambda: store.mark_sending(claim, mid, now=now()),
+                )
+            except SendError as e:
+                if e.permanent:
+                    store.mark_done(claim, DeliveryStatus.FAILED, e.reason, now=now())
+                    if e.bounce:
+                        store.set_subscriber_status(sub.id, SubscriberStatus.BOUNCED, now=now())
+                    count(
+                        DeliveryStatus.FAILED,
+                        doubt=doubt,
+                        bounced=e.bounce,
+                        why=f"{sub.email}: {e.reason}",
+                    )
+                    return
+                # A connection lost in DATA may have delivered: the resend is in doubt.
+                doubt = doubt or (e.stage == "data" and e.code is None)
+                if attempt == MAX_ATTEMPTS or stop.is_set():
+                    if e.stage == "connect":
+                        store.requeue(claim, now=now())
+                        raise TransportUnavailable(e.reason) from e
+                    store.mark_done(claim, DeliveryStatus.DEFERRED, e.reason, now=now())
+                    count(DeliveryStatus.DEFERRED, doubt=doubt, why=f"{sub.email}: {e.reason}")
+                    return
+                delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
+                log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
+                if stop.wait(delay):
+                    store.requeue(claim, now=now())
+                    return
+            else:
+                store.mark_sent(claim, reply, now=now())
+                count(DeliveryStatus.SENT, doubt=doubt)
+                return
+
+    def run(n: int) -> None:
+        me = f"{base_worker}:{n}"
+        transport = transport_factory()
+        try:
+            transport.open()
+            while not stop.is_set():
+                claims = store.claim(issue.id, me, BATCH, now=now())
+                if not claims:
+                    return
+                for i, claim in enumerate(claims):
+                    if stop.is_set() or not budget.take():
+                        store.release(claims[i:], now=now())
+                        if not stop.is_set():
+                            halt(f"stopped after --limit {limit}")
+                        return
+                    try:
+                        send_one(transport, claim)
+                    except TransportUnavailable:
+                        store.release(claims[i + 1 :], now=now())
+                        raise
+        except TransportUnavailable as e:
+            halt(str(e))
+        except BaseException as e:  # a bug: stop the others, re-raised below
+            crashed.append(e)
+            halt(f"a sender crashed: {e!r}")
+        finally:
+            transport.close()
+
+    crashed: list[BaseException] = []
+    threads = [
+        threading.Thread(target=run, args=(n,), name=f"sender-{n}")
+        for n in range(max(1, connections))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report.elapsed = time.monotonic() - started
+    if crashed:
+        raise crashed[0]
+    report.totals = store.delivery_counts(issue.id)
+    return report

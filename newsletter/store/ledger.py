@@ -1,0 +1,362 @@
+"""Store operations on issues and the send ledger (mixed into :class:`newsletter.store.Store`).
+
+Each (issue, subscriber) pair is one ``deliveries`` row, written before anything is sent
+and moved through QUEUED → CLAIMED → SENDING → SENT / DEFERRED / FAILED / SKIPPED as it
+happens, each step in its own short write transaction.  A claim is one UPDATE of rows that
+are still QUEUED, so two senders can never take the same row; SENDING is written just
+before DATA, so after a crash the only rows whose fate is unknown are those.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.models import DeliveryStatus, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.store import schema
+from newsletter.store.subscribers import subscriber_from_row
+
+FINAL = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.DEFERRED,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRecord:
+    id: int
+    issue_date: dt.date
+    status: IssueStatus
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    paper_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A ledger row a sender holds: who to mail, and whether this is a resend after a crash."""
+
+    issue_id: int
+    subscriber: Subscriber
+    attempts: int
+    in_doubt: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    requeued: int = 0  # claimed by a sender that died before sending anything
+    in_doubt: int = 0  # in DATA when the sender died: will be sent again, same Message-ID
+
+
+def _issue_from_row(row: Any) -> IssueRecord:
+    return IssueRecord(
+        id=row.id,
+        issue_date=row.issue_date,
+        status=IssueStatus(row.status),
+        subject=row.subject or "",
+        preheader=row.preheader or "",
+        html=row.html or "",
+        text=row.text or "",
+        paper_count=row.paper_count,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+class LedgerStore:
+    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    @property
+    def dialect(self) -> str:  # provided by Store
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------- issues
+
+    def issue(self, issue_date: dt.date) -> IssueRecord | None:
+        t = schema.issues
+        with self.read() as conn:
+            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).first()
+        return _issue_from_row(row) if row else None
+
+    def issues(self, limit: int = 30) -> list[IssueRecord]:
+        t = schema.issues
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t).order_by(t.c.issue_date.desc()).limit(limit)).all()
+        return [_issue_from_row(r) for r in rows]
+
+    def save_issue(
+        self,
+        issue_date: dt.date,
+        *,
+        status: IssueStatus,
+        subject: str,
+        preheader: str,
+        html: str,
+        text: str,
+        papers: Sequence[tuple[str, str]],
+        now: dt.datetime,
+    ) -> IssueRecord:
+        """Store a rendered issue and the papers it carries (paper id, topic label).
+
+        If the issue exists already (another sender got there first), that one is kept
+        and returned: an issue is rendered once.
+        """
+        t = schema.issues
+        with self.write() as conn:
+            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).first()
+            if row is None:
+                inserted = conn.execute(
+                    t.insert().values(
+                        issue_date=issue_date,
+                        status=status.value,
+                        subject=subject,
+                        preheader=preheader,
+                        html=html,
+                        text=text,
+                        paper_count=len(papers),
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                issue_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                if papers:
+                    conn.execute(
+                        schema.issue_papers.insert(),
+                        [
+                            {"issue_id": issue_id, "paper_id": pid, "topic": topic, "position": i}
+                            for i, (pid, topic) in enumerate(papers)
+                        ],
+                    )
+            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).one()
+        return _issue_from_row(row)
+
+    def set_issue_status(self, issue_id: int, status: IssueStatus, *, now: dt.datetime) -> None:
+        t = schema.issues
+        with self.write() as conn:
+            conn.execute(
+                t.update().where(t.c.id == issue_id).values(status=status.value, updated_at=now)
+            )
+
+    # ----------------------------------------------------------------------- ledger
+
+    def queue_deliveries(self, issue_id: int, *, now: dt.datetime) -> int:
+        """One QUEUED row per active subscriber who has none yet for this issue."""
+        d, s = schema.deliveries, schema.subscribers
+        missing = sa.select(
+            sa.literal(issue_id),
+            s.c.id,
+            sa.literal(DeliveryStatus.QUEUED.value),
+            sa.literal(now, schema.UTCDateTime),
+        ).where(
+            s.c.status == SubscriberStatus.ACTIVE.value,
+            ~sa.exists().where(d.c.issue_id == issue_id, d.c.subscriber_id == s.c.id),
+        )
+        with self.write() as conn:
+            result = conn.execute(
+                d.insert().from_select(
+                    ["issue_id", "subscriber_id", "status", "updated_at"], missing
+                )
+            )
+        return result.rowcount or 0
+
+    def recover(self, issue_id: int, *, now: dt.datetime) -> Recovered:
+        """Hand back rows left by a sender that died; call only while holding the send lock.
+
+        CLAIMED rows never reached a server and are simply queued again.  SENDING rows may
+        or may not have been delivered: they are queued again and marked in doubt, so they
+        go out with the same Message-ID and are counted.
+        """
+        d = schema.deliveries
+        with self.write() as conn:
+            requeued = conn.execute(
+                d.update()
+                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.CLAIMED.value)
+                .values(
+                    status=DeliveryStatus.QUEUED.value,
+                    claimed_by=None,
+                    claimed_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            in_doubt = conn.execute(
+                d.update()
+                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.SENDING.value)
+                .values(
+                    status=DeliveryStatus.QUEUED.value,
+                    in_doubt=True,
+                    claimed_by=None,
+                    claimed_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+        return Recovered(requeued or 0, in_doubt or 0)
+
+    def claim(self, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claim]:
+        """Take up to ``limit`` QUEUED rows for ``worker``, in subscriber order."""
+        d, s = schema.deliveries, schema.subscribers
+        with self.write() as conn:
+            pick = (
+                sa.select(d.c.subscriber_id)
+                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.QUEUED.value)
+                .order_by(d.c.subscriber_id)
+                .limit(limit)
+            )
+            if self.dialect == "postgresql":
+                pick = pick.with_for_update(skip_locked=True)
+            ids = list(conn.execute(pick).scalars())
+            if not ids:
+                return []
+            conn.execute(
+                d.update()
+                .where(
+                    d.c.issue_id == issue_id,
+                    d.c.subscriber_id.in_(ids),
+                    d.c.status == DeliveryStatus.QUEUED.value,
+                )
+                .values(
+                    status=DeliveryStatus.CLAIMED.value,
+                    claimed_by=worker,
+                    claimed_at=now,
+                    updated_at=now,
+                )
+            )
+            rows = conn.execute(
+                sa.select(s, d.c.attempts, d.c.in_doubt)
+                .join(d, d.c.subscriber_id == s.c.id)
+                .where(
+                    d.c.issue_id == issue_id,
+                    d.c.claimed_by == worker,
+                    d.c.status == DeliveryStatus.CLAIMED.value,
+                    d.c.subscriber_id.in_(ids),
+                )
+                .order_by(s.c.id)
+            ).all()
+        return [Claim(issue_id, subscriber_from_row(r), r.attempts, bool(r.in_doubt)) for r in rows]
+
+    def _mark(self, claim: Claim, now: dt.datetime, **values: Any) -> None:
+        d = schema.deliveries
+        with self.write() as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.issue_id == claim.issue_id, d.c.subscriber_id == claim.subscriber.id)
+                .values(updated_at=now, **values)
+            )
+
+    def mark_sending(self, claim: Claim, message_id: str, *, now: dt.datetime) -> None:
+        self._mark(
+            claim,
+            now,
+            status=DeliveryStatus.SENDING.value,
+            message_id=message_id,
+            attempts=schema.deliveries.c.attempts + 1,
+        )
+
+    def mark_sent(self, claim: Claim, reply: str, *, now: dt.datetime) -> None:
+        self._mark(claim, now, status=DeliveryStatus.SENT.value, reply=reply[:1000], sent_at=now)
+
+    def mark_done(
+        self, claim: Claim, status: DeliveryStatus, reply: str, *, now: dt.datetime
+    ) -> None:
+        """FAILED, DEFERRED or SKIPPED, with the reason."""
+        self._mark(claim, now, status=status.value, reply=reply[:1000], claimed_by=None)
+
+    def requeue(self, claim: Claim, *, now: dt.datetime) -> None:
+        """Put one row back in the queue (the run stopped before its fate was settled)."""
+        self._mark(claim, now, status=DeliveryStatus.QUEUED.value, claimed_by=None, claimed_at=None)
+
+    def release(self, claims: Sequence[Claim], *, now: dt.datetime) -> None:
+        """Give rows back untouched (a sender stopping before it reached them)."""
+        d = schema.deliveries
+        by_issue: dict[int, list[int]] = {}
+        for c in claims:
+            by_issue.setdefault(c.issue_id, []).append(c.subscriber.id)
+        with self.write() as conn:
+            for issue_id, ids in by_issue.items():
+                conn.execute(
+                    d.update()
+                    .where(
+                        d.c.issue_id == issue_id,
+                        d.c.subscriber_id.in_(ids),
+                        d.c.status == DeliveryStatus.CLAIMED.value,
+                    )
+                    .values(
+                        status=DeliveryStatus.QUEUED.value,
+                        claimed_by=None,
+                        claimed_at=None,
+                        updated_at=now,
+                    )
+                )
+
+    def requeue_deferred(self, issue_id: int, *, now: dt.datetime) -> int:
+        """``send --retry-failed``: transient failures go back in the queue."""
+        d = schema.deliveries
+        with self.write() as conn:
+            n = conn.execute(
+                d.update()
+                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.DEFERRED.value)
+                .values(status=DeliveryStatus.QUEUED.value, updated_at=now)
+            ).rowcount
+        return n or 0
+
+    def delivery_counts(self, issue_id: int) -> dict[str, int]:
+        """Rows per status, plus ``in_doubt`` and ``recipients``."""
+        d = schema.deliveries
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(d.c.status, sa.func.count())
+                .where(d.c.issue_id == issue_id)
+                .group_by(d.c.status)
+            ).all()
+            doubt = conn.execute(
+                sa.select(sa.func.count()).where(d.c.issue_id == issue_id, d.c.in_doubt.is_(True))
+            ).scalar_one()
+        counts = {s.value: 0 for s in DeliveryStatus}
+        counts.update(dict(rows))
+        counts["in_doubt"] = doubt
+        counts["recipients"] = sum(
+            n for k, n in counts.items() if k in {s.value for s in DeliveryStatus}
+        )
+        return counts
+
+    def delivery_problems(self, issue_id: int, limit: int = 50) -> list[tuple[str, str, str]]:
+        """(email, status, reply) of FAILED and DEFERRED rows."""
+        d, s = schema.deliveries, schema.subscribers
+        with self.read() as conn:
+            rows = conn.execute(
+                sa.select(s.c.email, d.c.status, d.c.reply)
+                .join(s, s.c.id == d.c.subscriber_id)
+                .where(
+                    d.c.issue_id == issue_id,
+                    d.c.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.DEFERRED.value]),
+                )
+                .order_by(s.c.email)
+                .limit(limit)
+            ).all()
+        return [(r.email, r.status, r.reply or "") for r in rows]
+
+    def unfinished(self, issue_id: int) -> int:
+        """Rows not in a final state."""
+        d = schema.deliveries
+        with self.read() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).where(
+                        d.c.issue_id == issue_id, d.c.status.not_in([s.value for s in FINAL])
+                    )
+                ).scalar_one()
+            )

@@ -1,0 +1,156 @@
+"""Store operations on subscribers (mixed into :class:`newsletter.store.Store`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.store import schema
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    added: int = 0
+    unchanged: int = 0  # already active
+    kept_out: tuple[str, ...] = ()  # unsubscribed or bounced: an import does not bring them back
+
+
+def subscriber_from_row(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row.id,
+        email=row.email,
+        name=row.name,
+        status=SubscriberStatus(row.status),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        unsubscribed_at=row.unsubscribed_at,
+        bounced_at=row.bounced_at,
+    )
+
+
+class SubscriberStore:
+    """Adding, removing and listing subscribers; addresses arrive already normalised."""
+
+    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def add_subscriber(self, email: str, name: str, *, now: dt.datetime) -> tuple[Subscriber, bool]:
+        """Add or re-activate ``email`` (an explicit add brings back someone who left).
+
+        Returns the subscriber and whether anything changed.
+        """
+        t = schema.subscribers
+        with self.write() as conn:
+            row = conn.execute(sa.select(t).where(t.c.email == email)).first()
+            if row is None:
+                conn.execute(
+                    t.insert().values(
+                        email=email,
+                        name=name,
+                        status=SubscriberStatus.ACTIVE.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                changed = True
+            elif row.status != SubscriberStatus.ACTIVE or (name and name != row.name):
+                conn.execute(
+                    t.update()
+                    .where(t.c.id == row.id)
+                    .values(
+                        status=SubscriberStatus.ACTIVE.value,
+                        name=name or row.name,
+                        updated_at=now,
+                        unsubscribed_at=None,
+                        bounced_at=None,
+                    )
+                )
+                changed = True
+            else:
+                changed = False
+            row = conn.execute(sa.select(t).where(t.c.email == email)).one()
+        return subscriber_from_row(row), changed
+
+    def import_subscribers(
+        self, rows: Iterable[tuple[str, str]], *, now: dt.datetime
+    ) -> ImportResult:
+        """Add many (email, name) pairs in one transaction; people who left stay out."""
+        t = schema.subscribers
+        added = unchanged = 0
+        kept_out: list[str] = []
+        with self.write() as conn:
+            for email, name in rows:
+                row = conn.execute(sa.select(t.c.status).where(t.c.email == email)).first()
+                if row is None:
+                    conn.execute(
+                        t.insert().values(
+                            email=email,
+                            name=name,
+                            status=SubscriberStatus.ACTIVE.value,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    added += 1
+                elif row.status == SubscriberStatus.ACTIVE:
+                    unchanged += 1
+                else:
+                    kept_out.append(email)
+        return ImportResult(added, unchanged, tuple(kept_out))
+
+    def set_subscriber_status(
+        self, subscriber: int | str, status: SubscriberStatus, *, now: dt.datetime
+    ) -> Subscriber | None:
+        """Unsubscribe or mark bounced, by id or address; ``None`` if there is no such one."""
+        t = schema.subscribers
+        where = t.c.id == subscriber if isinstance(subscriber, int) else t.c.email == subscriber
+        values: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if status is SubscriberStatus.UNSUBSCRIBED:
+            values["unsubscribed_at"] = now
+        elif status is SubscriberStatus.BOUNCED:
+            values["bounced_at"] = now
+        with self.write() as conn:
+            row = conn.execute(sa.select(t).where(where)).first()
+            if row is None:
+                return None
+            if row.status != status.value:
+                conn.execute(t.update().where(t.c.id == row.id).values(**values))
+            row = conn.execute(sa.select(t).where(t.c.id == row.id)).one()
+        return subscriber_from_row(row)
+
+    def subscriber(self, subscriber: int | str) -> Subscriber | None:
+        t = schema.subscribers
+        where = t.c.id == subscriber if isinstance(subscriber, int) else t.c.email == subscriber
+        with self.read() as conn:
+            row = conn.execute(sa.select(t).where(where)).first()
+        return subscriber_from_row(row) if row else None
+
+    def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        return list(self.iter_subscribers(status))
+
+    def iter_subscribers(self, status: SubscriberStatus | None = None) -> Iterator[Subscriber]:
+        t = schema.subscribers
+        q = sa.select(t).order_by(t.c.email)
+        if status is not None:
+            q = q.where(t.c.status == status.value)
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+        for row in rows:
+            yield subscriber_from_row(row)
+
+    def count_subscribers(self) -> dict[SubscriberStatus, int]:
+        t = schema.subscribers
+        with self.read() as conn:
+            rows = conn.execute(sa.select(t.c.status, sa.func.count()).group_by(t.c.status)).all()
+        counts = dict.fromkeys(SubscriberStatus, 0)
+        counts.update({SubscriberStatus(s): n for s, n in rows})
+        return counts
