@@ -513,7 +513,9 @@ def subscribers_export(app: Context, status: str | None) -> None:
     help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
 )
 @click.option(
-    "--dry-run", is_flag=True, help="Build every message and send none; nothing is stored."
+    "--dry-run",
+    is_flag=True,
+    help="Fetch, then build every message and send none; the ledger is not touched.",
 )
 @click.option(
     "--to",
@@ -555,6 +557,10 @@ def send(
     now = _now()
     issue_date = date or pipeline.issue_date_for(now, settings)
     with app.store(settings) as store:
+        if (to or dry_run) and not no_fetch and store.issue(issue_date) is None:
+            fetched = pipeline.run_fetch(settings, store, now=now)
+            if fetched.all_failed:
+                raise pipeline.AllSourcesFailed("every source failed; see `newsletter fetch`")
         if to:
             reply = pipeline.send_test_copy(settings, store, to, issue_date=issue_date, now=now)
             click.echo(f"test copy of {issue_date} sent to {to}: {reply}")

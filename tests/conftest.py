@@ -150,3 +150,28 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def smtp_server():
+    """Start real SMTP servers (aiosmtpd on 127.0.0.1): ``smtp_server(handler=..., tls=...)``."""
+    from smtp_server import SmtpServer
+
+    started: list[SmtpServer] = []
+
+    def start(*args, **kwargs) -> SmtpServer:
+        server = SmtpServer(*args, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_ca():
+    """A throwaway certificate authority and a server certificate for 127.0.0.1."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    return ca, ca.issue_cert("127.0.0.1", "localhost")

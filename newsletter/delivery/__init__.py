@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 BATCH = 10
 #: Attempts per message within one run for transient failures (4xx, dropped connections).
 MAX_ATTEMPTS = 3
+#: Seconds before the first retry; doubled each time, with jitter.
+BACKOFF = 1.0
 #: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
 _OUTBOX_ONLY_SECRET = "newsletter-outbox-only-not-secret"
 _warned: list[bool] = []  # warn about the demo key once per process
@@ -164,9 +166,10 @@ def deliver(
     limit: int | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[DeliveryStatus], None] | None = None,
-    backoff: float = 1.0,
+    backoff: float | None = None,
 ) -> DeliveryReport:
     """Send every QUEUED row of ``issue``; the caller holds the send lock and ran recovery."""
+    backoff = BACKOFF if backoff is None else backoff
     secret = signing_secret(settings)
     mailer = IssueMailer(settings, issue, secret, now())
     report = DeliveryReport(issue.issue_date)
@@ -251,11 +254,21 @@ def deliver(
                 count(DeliveryStatus.SENT, doubt=doubt)
                 return
 
+    def open_with_retries(transport: Transport) -> None:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                transport.open()
+                return
+            except SendError as e:
+                log.info("%s; %d attempt(s) left", e.reason, MAX_ATTEMPTS - attempt)
+                if attempt == MAX_ATTEMPTS or stop.wait(backoff * 2 ** (attempt - 1)):
+                    raise TransportUnavailable(e.reason) from e
+
     def run(n: int) -> None:
         me = f"{base_worker}:{n}"
         transport = transport_factory()
         try:
-            transport.open()
+            open_with_retries(transport)
             while not stop.is_set():
                 claims = store.claim(issue.id, me, BATCH, now=now())
                 if not claims:

@@ -23,8 +23,11 @@ from newsletter.models import Subscriber
 from newsletter.tokens import sign
 
 UNSUBSCRIBE = "unsubscribe"
-#: serialisation for the wire: CRLF, header folding at 78, RFC 2047 where needed.
-WIRE = email.policy.SMTP
+#: Serialisation for the wire: CRLF line endings, RFC 2047 for non-ASCII header text.
+#: Headers are folded only past 998 octets: folding at 78 turns a long unbreakable
+#: List-Unsubscribe URI into an RFC 2047 encoded word, which mail clients do not decode
+#: there (RFC 2369 wants the URIs as they are).  Body lines stay short (quoted-printable).
+WIRE = email.policy.SMTP.clone(max_line_length=998)
 
 
 def _domain(settings: Settings) -> str:

@@ -141,22 +141,35 @@ class SmtpTransport:
         return f"{self.cfg.host}:{self.cfg.port}"
 
     def open(self) -> None:
-        self._connect()
+        self._connect_or_explain()
 
     def _connect(self) -> None:
         self.close()
         cfg = self.cfg
+        conn: smtplib.SMTP | None = None
         try:
             if cfg.tls == "tls":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn = smtplib.SMTP_SSL(
                     cfg.host, cfg.port, timeout=cfg.timeout, context=self.ssl_context
                 )
             else:
                 conn = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+            self._greet(conn)
+        except BaseException:
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.close()
+            raise
+        self.conn = conn
+        self.sent_on_conn = 0
+
+    def _greet(self, conn: smtplib.SMTP) -> None:
+        """EHLO, STARTTLS and login on a fresh connection, failures named for the operator."""
+        cfg = self.cfg
+        try:
             conn.ehlo()
             if cfg.tls == "starttls":
                 if not conn.has_extn("starttls"):
-                    conn.close()
                     raise TransportUnavailable(
                         f"SMTP server {self._where()} does not offer STARTTLS; "
                         'set smtp.tls = "tls" or "none" if that is intended'
@@ -172,46 +185,54 @@ class SmtpTransport:
             ) from e
         except smtplib.SMTPNotSupportedError as e:
             raise TransportUnavailable(f"SMTP server {self._where()}: {e}") from e
-        except ssl.SSLError as e:
-            raise TransportUnavailable(f"TLS with {self._where()} failed: {e.reason or e}") from e
-        except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected) as e:
-            raise SendError(f"cannot connect to {self._where()}: {e}", stage="connect") from e
         except smtplib.SMTPResponseException as e:
             raise SendError(
                 f"{e.smtp_code} {_text(e.smtp_error)}", code=e.smtp_code, stage="connect"
             ) from e
+
+    def _connect_or_explain(self) -> None:
+        """Connect; network failures become a transient SendError or TransportUnavailable."""
+        try:
+            self._connect()
         except socket.gaierror as e:
             raise TransportUnavailable(
-                f"cannot resolve SMTP host {cfg.host!r}: {e.strerror}"
+                f"cannot resolve SMTP host {self.cfg.host!r}: {e.strerror}"
             ) from e
+        except ssl.SSLCertVerificationError as e:
+            raise TransportUnavailable(
+                f"TLS with {self._where()} failed: certificate verify failed: "
+                f"{e.verify_message}; set smtp.ca_file if the server uses a private CA"
+            ) from e
+        except ssl.SSLError as e:
+            raise TransportUnavailable(f"TLS with {self._where()} failed: {e.reason or e}") from e
+        except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected) as e:
+            raise SendError(f"cannot connect to {self._where()}: {e}", stage="connect") from e
         except (TimeoutError, OSError) as e:
             raise SendError(
                 f"cannot connect to {self._where()}: {e.strerror or e}", stage="connect"
             ) from e
-        self.conn = conn
-        self.sent_on_conn = 0
 
     def send(
         self, sender: str, recipient: str, data: bytes, before_data: Callable[[], None]
     ) -> str:
         if self.conn is None or self.sent_on_conn >= self.cfg.max_per_connection:
-            self._connect()
+            self._connect_or_explain()
         conn = self.conn
         assert conn is not None
         stage = "mail"
         try:
             code, resp = conn.mail(sender)
             if code != 250:
-                self._reset()
-                raise _failure(code, resp, "MAIL FROM")
+                raise self._refused(code, resp, "MAIL FROM")
             stage = "rcpt"
             code, resp = conn.rcpt(recipient)
             if code not in (250, 251):
-                self._reset()
-                raise _failure(code, resp, "RCPT TO", rcpt=True)
+                raise self._refused(code, resp, "RCPT TO", rcpt=True)
             stage = "data"
             before_data()
             code, resp = conn.data(data)
+            if code != 250:  # smtplib returns, not raises, a refusal of the message itself
+                raise self._refused(code, resp, "DATA")
         except smtplib.SMTPDataError as e:
             self._reset()
             raise _failure(e.smtp_code, e.smtp_error, "DATA") from e
@@ -221,8 +242,21 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise SendError(f"connection lost during {stage.upper()}: {e}", stage=stage) from e
+        except UnicodeEncodeError as e:  # a non-ASCII address; subscribers are ASCII by rule
+            self._reset()
+            raise SendError(
+                f"address {recipient!r} is not ASCII", permanent=True, stage=stage
+            ) from e
         self.sent_on_conn += 1
         return f"{code} {_text(resp)}"
+
+    def _refused(self, code: int, resp: bytes, stage: str, *, rcpt: bool = False) -> SendError:
+        """The error for a refusal; the connection is reset, or dropped after a 421."""
+        if code == 421:  # the server is closing the connection
+            self._drop()
+        else:
+            self._reset()
+        return _failure(code, resp, stage, rcpt=rcpt)
 
     def _reset(self) -> None:
         try:

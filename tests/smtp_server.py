@@ -1,0 +1,229 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1 with scripted faults.
+
+Used by the delivery tests and, run as ``python tests/smtp_server.py``, as a sink in a separate
+process for the crash tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import socket
+import ssl
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def free_port() -> int:
+    """aiosmtpd's Controller cannot take port 0: find a free port first."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    session: int  # which connection delivered it
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.data, policy=email.policy.default)  # type: ignore[return-value]
+
+
+@dataclass
+class Faults:
+    """Scripted misbehaviour.  ``rcpt`` / ``data`` map an address to a list of replies played
+    in order on successive attempts (``None`` = accept); ``"DISCONNECT"`` drops the
+    connection in DATA after reading the message (it may count as received or not, see
+    ``deliver_before_disconnect``)."""
+
+    rcpt: dict[str, list[str | None]] = field(default_factory=dict)
+    data: dict[str, list[str | None]] = field(default_factory=dict)
+    mail: list[str | None] = field(default_factory=list)  # replies to successive MAIL FROMs
+    delay: float = 0.0  # seconds added to every reply to MAIL, RCPT and DATA
+    deliver_before_disconnect: bool = False
+
+
+class Handler:
+    def __init__(self, faults: Faults | None = None):
+        self.faults = faults or Faults()
+        self.received: list[Received] = []
+        self.attempts: Counter[tuple[str, str]] = Counter()
+        self.sessions = 0
+        self._session_ids: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+    def _session(self, session: Any) -> int:
+        with self.lock:
+            key = id(session)
+            if key not in self._session_ids:
+                self.sessions += 1
+                self._session_ids[key] = self.sessions
+            return self._session_ids[key]
+
+    def _play(self, script: dict[str, list[str | None]], stage: str, addr: str) -> str | None:
+        with self.lock:
+            n = self.attempts[(stage, addr)]
+            self.attempts[(stage, addr)] += 1
+        replies = script.get(addr)
+        if not replies:
+            return None
+        return replies[min(n, len(replies) - 1)]
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        self._session(session)
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+        with self.lock:
+            n = self.attempts[("mail", "")]
+            self.attempts[("mail", "")] += 1
+        if n < len(self.faults.mail) and self.faults.mail[n]:
+            return self.faults.mail[n]  # type: ignore[return-value]
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+        reply = self._play(self.faults.rcpt, "rcpt", address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+        rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
+        reply = self._play(self.faults.data, "data", rcpt)
+        record = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content,
+                          self._session(session))
+        if reply == "DISCONNECT":
+            if self.faults.deliver_before_disconnect:
+                with self.lock:
+                    self.received.append(record)
+            server.transport.close()
+            return "421 closing"  # never reaches the client
+        if reply:
+            return reply
+        with self.lock:
+            self.received.append(record)
+        return "250 2.0.0 Message accepted"
+
+    # ------------------------------------------------------------------ queries
+
+    def by_rcpt(self) -> dict[str, list[Received]]:
+        out: dict[str, list[Received]] = defaultdict(list)
+        for r in self.received:
+            for to in r.rcpt_tos:
+                out[to].append(r)
+        return out
+
+
+class SmtpServer:
+    """aiosmtpd on 127.0.0.1 in a thread; ``tls`` is None, "starttls" or "tls" (implicit)."""
+
+    def __init__(
+        self,
+        handler: Handler | None = None,
+        *,
+        tls: str | None = None,
+        cert: Any = None,  # a trustme LeafCert for TLS
+        users: dict[str, str] | None = None,
+    ):
+        self.handler = handler or Handler()
+        self.port = free_port()
+        self.tls = tls
+        self.users = users
+        kwargs: dict[str, Any] = {"ready_timeout": 10}
+        ctx = None
+        if tls:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            cert.configure_cert(ctx)
+        if tls == "starttls":
+            kwargs.update(tls_context=ctx, require_starttls=True)
+        elif tls == "tls":
+            kwargs.update(ssl_context=ctx)
+        if users is not None:
+            # aiosmtpd cannot tell that an implicit-TLS session is encrypted, so it would hide
+            # AUTH there if it were told to require TLS for it.
+            kwargs.update(authenticator=self._authenticate, auth_required=True,
+                          auth_require_tls=tls == "starttls")
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        if isinstance(auth_data, LoginPassword) and self.users is not None:
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            if self.users.get(user) == password:
+                return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+    def start(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def config(self, **extra: Any) -> str:
+        """The [delivery] and [smtp] tables pointing at this server."""
+        lines = ['[delivery]', 'transport = "smtp"', "[smtp]", 'host = "127.0.0.1"', f"port = {self.port}",
+                 f'tls = "{self.tls or "none"}"', "timeout = 5"]
+        lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in extra.items()]
+        return "\n".join(lines).replace("'", '"') + "\n"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+if __name__ == "__main__":
+    # A sink in its own process: `python tests/smtp_server.py PORT [DELAY]` prints "ready" and
+    # counts what it receives; each message's recipient and Message-ID go to stdout.
+    import sys
+
+    port = int(sys.argv[1])
+    delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+
+    class Sink(Handler):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if self.faults.delay:
+                await asyncio.sleep(self.faults.delay)
+            mid = ""
+            for line in (envelope.original_content or envelope.content).split(b"\r\n"):
+                if line.lower().startswith(b"message-id:"):
+                    mid = line.split(b":", 1)[1].strip().decode()
+                    break
+                if not line:
+                    break
+            print(f"{envelope.rcpt_tos[0]} {mid}", flush=True)
+            return "250 OK"
+
+    ctl = Controller(Sink(Faults(delay=delay)), hostname="127.0.0.1", port=port, ready_timeout=10)
+    ctl.start()
+    print("ready", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        ctl.stop()

@@ -1,0 +1,394 @@
+"""Delivery through a real SMTP server (aiosmtpd on 127.0.0.1) and the outbox, with the ledger."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from smtp_server import Faults, Handler
+
+from newsletter.cli import cli
+from newsletter.config import load_settings
+from newsletter.lock import LockHeld, send_lock
+from newsletter.models import DeliveryStatus, SubscriberStatus
+from newsletter.pipeline import run_send
+from newsletter.store import Store, schema
+from newsletter.tokens import verify
+
+SECRET = "test-secret-key-0123456789abcdef"
+ENV = {"NEWSLETTER_SECRET_KEY": SECRET}
+DAY = dt.datetime.now(dt.UTC).date()  # papers count for the day they are first seen
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch):
+    """Retries keep their order and count; the waits between them shrink."""
+    import newsletter.delivery
+
+    monkeypatch.setattr(newsletter.delivery, "BACKOFF", 0.01)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def base_config(sample_feeds: Path, extra: str = "") -> str:
+    return f"""
+[list]
+name = "Lab Papers"
+id = "lab-papers.example.org"
+from_name = "Lab Papers — Ünïcode"
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "UTC"
+on_empty = "skip"
+[fetch]
+window_days = 1
+[[sources]]
+name = "hf-daily"
+path = "{sample_feeds}/hf-daily.json"
+{extra}
+"""
+
+
+@pytest.fixture
+def setup(write_config, sample_feeds, tmp_path):
+    """A config with the bundled sample feeds plus a way to add SMTP settings and subscribers."""
+
+    def make(extra: str = "", subscribers: int = 5, names: dict[str, str] | None = None):
+        path = write_config(base_config(sample_feeds) + extra)
+        settings = load_settings(path, env=ENV)
+        with Store.open(settings.database_url) as store:
+            rows = [(f"reader{i:03d}@example.org", "") for i in range(subscribers)]
+            rows += list((names or {}).items())
+            store.import_subscribers(rows, now=now())
+        return path, settings
+
+    return make
+
+
+def send(path: Path, *args: str, env: dict | None = None):
+    result = CliRunner().invoke(cli, ["-c", str(path), "send", "--date", DAY.isoformat(), *args], env=env or ENV)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a bug: show its traceback
+    return result
+
+
+def ledger(settings) -> dict[str, str]:
+    with Store.open(settings.database_url) as store, store.read() as conn:
+        d, s = schema.deliveries, schema.subscribers
+        rows = conn.execute(sa.select(s.c.email, d.c.status).join_from(d, s, s.c.id == d.c.subscriber_id)).all()
+        return {r.email: r.status for r in rows}
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def test_each_subscriber_gets_one_well_formed_message(setup, smtp_server):
+    server = smtp_server()
+    path, settings = setup(server.config(), subscribers=3, names={"zoe@example.org": "Zoë Ñandú\r\nBcc: evil@x.org"})
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    assert "sent 4, failed 0" in r.stdout
+    got = server.handler.by_rcpt()
+    assert sorted(got) == ["reader000@example.org", "reader001@example.org", "reader002@example.org", "zoe@example.org"]
+    assert all(len(v) == 1 for v in got.values())
+
+    raw = got["zoe@example.org"][0].data
+    assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")  # CRLF only
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert b"Bcc:" not in raw.split(b"\r\n\r\n")[0]  # a CR/LF in a name never makes a header
+    msg = got["zoe@example.org"][0].message
+    assert msg["To"].addresses[0].display_name == "Zoë Ñandú Bcc: evil@x.org"
+    assert msg["From"].addresses[0].display_name == "Lab Papers — Ünïcode"
+    assert msg["From"].addresses[0].addr_spec == "papers@example.org"
+    assert msg["List-Id"] == "Lab Papers <lab-papers.example.org>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Subject"].startswith(f"Lab Papers — {DAY.isoformat()}: ")
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in msg.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert all(p["Content-Transfer-Encoding"] == "quoted-printable" for p in msg.iter_parts())
+
+    # The unsubscribe link carries a token that verifies for this subscriber only.
+    https, mailto = [u.strip(" <>") for u in msg["List-Unsubscribe"].split(",")]
+    assert https.startswith("https://papers.example.org/unsubscribe/")
+    assert mailto.startswith("mailto:papers@example.org?subject=unsubscribe%20")
+    token = https.rsplit("/", 1)[1]
+    with Store.open(settings.database_url) as store:
+        zoe = store.subscriber("zoe@example.org")
+    assert verify(SECRET, "unsubscribe", token, now=time.time()) == str(zoe.id)
+    html = msg.get_body(("html",)).get_content()
+    text = msg.get_body(("plain",)).get_content()
+    assert https in html and https in text
+    assert "%%NL_" not in html and "%%NL_" not in text
+
+    # The Message-ID is stable for (issue, subscriber): a preview for the same pair agrees.
+    mids = {m[0].message["Message-ID"] for m in got.values()}
+    assert len(mids) == 4 and all(m.endswith("@example.org>") for m in mids)
+
+
+def test_rerun_sends_nobody_twice_and_status_shows_it(setup, smtp_server):
+    server = smtp_server()
+    path, _settings = setup(server.config(), subscribers=4)
+    assert send(path).exit_code == 0
+    again = send(path)
+    assert again.exit_code == 0
+    assert "already sent to everyone" in again.stdout
+    assert len(server.received) == 4
+    status = CliRunner().invoke(cli, ["-c", str(path), "status"], env=ENV)
+    row = status.stdout.splitlines()[2].split()
+    assert row[:2] == [DAY.isoformat(), "sent"] and row[3:6] == ["4", "4", "0"]
+
+
+def test_subscribers_added_later_get_the_issue_on_the_next_run(setup, smtp_server):
+    server = smtp_server()
+    path, _settings = setup(server.config(), subscribers=2)
+    assert send(path).exit_code == 0
+    CliRunner().invoke(cli, ["-c", str(path), "subscribers", "add", "late@example.org"], env=ENV)
+    r = send(path)
+    assert "sent 1" in r.stdout
+    assert sorted(server.handler.by_rcpt()) == ["late@example.org", "reader000@example.org", "reader001@example.org"]
+
+
+def test_unsubscribed_are_never_mailed(setup, smtp_server):
+    server = smtp_server()
+    path, _settings = setup(server.config(), subscribers=3)
+    CliRunner().invoke(cli, ["-c", str(path), "subscribers", "remove", "reader001@example.org"], env=ENV)
+    assert send(path).exit_code == 0
+    assert sorted(server.handler.by_rcpt()) == ["reader000@example.org", "reader002@example.org"]
+
+
+# --------------------------------------------------------------------------- TLS and login
+
+
+def test_starttls_and_login(setup, smtp_server, tls_ca, tmp_path):
+    ca, cert = tls_ca
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = smtp_server(tls="starttls", cert=cert, users={"sender": "s3cret"})
+    path, _settings = setup(server.config(username="sender", ca_file=str(ca_file)), subscribers=3)
+    r = send(path, env=ENV | {"NEWSLETTER_SMTP_PASSWORD": "s3cret"})
+    assert r.exit_code == 0, r.output
+    assert len(server.received) == 3
+
+
+# aiosmtpd warns that AUTH without required TLS is unsafe; its notion of TLS does not
+# include implicit TLS, which is what this server uses.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_implicit_tls(setup, smtp_server, tls_ca, tmp_path):
+    ca, cert = tls_ca
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = smtp_server(tls="tls", cert=cert, users={"sender": "pw"})
+    path, _ = setup(server.config(username="sender", ca_file=str(ca_file)), subscribers=2)
+    r = send(path, env=ENV | {"NEWSLETTER_SMTP_PASSWORD": "pw"})
+    assert r.exit_code == 0, r.output
+    assert len(server.received) == 2
+
+
+def test_untrusted_certificate_stops_before_anyone_is_mailed(setup, smtp_server, tls_ca):
+    _, cert = tls_ca
+    server = smtp_server(tls="starttls", cert=cert)
+    path, _settings = setup(server.config(), subscribers=2)
+    r = send(path)
+    assert r.exit_code == 1
+    assert "TLS with 127.0.0.1" in r.stderr and "certificate verify failed" in r.stderr
+    assert server.received == []
+    assert set(ledger(_settings).values()) == {DeliveryStatus.QUEUED.value}
+
+
+def test_wrong_password_stops_and_a_rerun_resumes(setup, smtp_server, tls_ca, tmp_path):
+    ca, cert = tls_ca
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = smtp_server(tls="starttls", cert=cert, users={"sender": "right"})
+    path, _settings = setup(server.config(username="sender", ca_file=str(ca_file)), subscribers=3)
+    bad = send(path, env=ENV | {"NEWSLETTER_SMTP_PASSWORD": "wrong"})
+    assert bad.exit_code == 1
+    assert "refused the login for 'sender'" in bad.stderr
+    assert "run `newsletter send` again to resume" in bad.stderr
+    assert server.received == []
+    good = send(path, env=ENV | {"NEWSLETTER_SMTP_PASSWORD": "right"})
+    assert good.exit_code == 0, good.output
+    assert len(server.received) == 3
+
+
+def test_unreachable_server(setup):
+    from smtp_server import free_port
+
+    path, settings = setup(f'[delivery]\ntransport = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {free_port()}\ntls = "none"\ntimeout = 2\n')
+    r = send(path)
+    assert r.exit_code == 1
+    assert "cannot connect to 127.0.0.1" in r.stderr
+    assert set(ledger(settings).values()) == {DeliveryStatus.QUEUED.value}
+
+
+def test_missing_secret_key_is_a_config_error(setup, smtp_server):
+    server = smtp_server()
+    path, _ = setup(server.config())
+    r = send(path, env={"NEWSLETTER_SECRET_KEY": ""})
+    assert r.exit_code == 2 and "NEWSLETTER_SECRET_KEY is not set" in r.stderr
+    assert server.received == []
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_faults_are_retried_recorded_and_bounced(setup, smtp_server, monkeypatch):
+    import newsletter.delivery as delivery
+
+    monkeypatch.setattr(delivery, "MAX_ATTEMPTS", 3)
+    faults = Faults(
+        mail=["421 4.3.2 try again later"],
+        rcpt={
+            "reader001@example.org": ["550 5.1.1 no such user"],
+            "reader002@example.org": ["452 4.2.2 mailbox full"],
+        },
+        data={
+            "reader003@example.org": ["451 4.3.0 temporary", "451 4.3.0 temporary", None],
+            "reader004@example.org": ["554 5.7.1 rejected as spam"],
+            "reader005@example.org": ["DISCONNECT", None],
+        },
+    )
+    server = smtp_server(Handler(faults))
+    path, settings = setup(server.config(), subscribers=7)
+    r = send(path)
+    assert r.exit_code == 1, r.output
+    got = server.handler.by_rcpt()
+    assert sorted(got) == ["reader000@example.org", "reader003@example.org", "reader005@example.org", "reader006@example.org"]
+    assert all(len(v) == 1 for v in got.values())
+    assert "sent 4, failed 2, deferred 1, skipped 0, in doubt 1" in r.stdout
+    assert "reader001@example.org: 550 5.1.1 no such user" in r.stderr
+    states = ledger(settings)
+    assert states["reader001@example.org"] == "failed"
+    assert states["reader002@example.org"] == "deferred"
+    assert states["reader004@example.org"] == "failed"
+    with Store.open(settings.database_url) as store:
+        assert store.subscriber("reader001@example.org").status is SubscriberStatus.BOUNCED
+        assert store.subscriber("reader004@example.org").status is SubscriberStatus.ACTIVE
+    status = CliRunner().invoke(cli, ["-c", str(path), "status", "--date", DAY.isoformat()], env=ENV)
+    assert "deferred: reader002@example.org: 452 4.2.2 mailbox full (after RCPT TO)" in status.stdout
+
+    # --retry-failed resends only the transient failure.
+    faults.rcpt.pop("reader002@example.org")
+    retry = send(path, "--retry-failed")
+    assert retry.exit_code == 0, retry.output  # this run failed nobody
+    assert "sent 1, failed 0" in retry.stdout and "issue total: 5 of 7 sent" in retry.stdout
+    assert len(server.handler.by_rcpt()["reader002@example.org"]) == 1
+
+
+def test_slow_server_within_the_timeout(setup, smtp_server):
+    server = smtp_server(Handler(Faults(delay=0.3)))
+    path, _ = setup(server.config(), subscribers=2)
+    assert send(path).exit_code == 0
+    assert len(server.received) == 2
+
+
+def test_connection_reuse_cap_and_parallel_connections(setup, smtp_server):
+    server = smtp_server()
+    path, _ = setup(server.config(max_per_connection=4, connections=3), subscribers=25)
+    assert send(path).exit_code == 0
+    got = server.handler.by_rcpt()
+    assert len(got) == 25 and all(len(v) == 1 for v in got.values())
+    per_session: dict[int, int] = {}
+    for m in server.received:
+        per_session[m.session] = per_session.get(m.session, 0) + 1
+    assert max(per_session.values()) <= 4
+    assert len(per_session) >= 7  # 25 messages, at most 4 per connection
+
+
+def test_rate_limit(setup, smtp_server):
+    server = smtp_server()
+    path, _ = setup(server.config(rate_limit=20.0), subscribers=10)
+    start = time.monotonic()
+    assert send(path).exit_code == 0
+    assert time.monotonic() - start >= 0.45  # 10 messages at 20/s
+
+
+# --------------------------------------------------------------------------- the ledger
+
+
+def test_crash_leftovers_are_resent_in_doubt_with_the_same_message_id(setup, smtp_server):
+    server = smtp_server()
+    path, settings = setup(server.config(), subscribers=4)
+    assert send(path, "--limit", "2").exit_code == 1  # stopped after --limit: resumable
+    assert len(server.received) == 2
+    first = {m.rcpt_tos[0]: m.message["Message-ID"] for m in server.received}
+    # Pretend the process died in DATA for one sent row and after claiming another.
+    with Store.open(settings.database_url) as store, store.write() as conn:
+        d, s = schema.deliveries, schema.subscribers
+        sent_id = conn.execute(s.select().where(s.c.email == "reader000@example.org")).one().id
+        queued_id = conn.execute(s.select().where(s.c.email == "reader003@example.org")).one().id
+        conn.execute(d.update().where(d.c.subscriber_id == sent_id).values(status="sending"))
+        conn.execute(d.update().where(d.c.subscriber_id == queued_id).values(status="claimed", claimed_by="dead:1"))
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    assert "in doubt 1" in r.stdout
+    got = server.handler.by_rcpt()
+    assert all(len(got[f"reader00{i}@example.org"]) == 1 for i in (1, 2, 3))
+    copies = got["reader000@example.org"]
+    assert len(copies) == 2 and copies[1].message["Message-ID"] == first["reader000@example.org"]
+
+
+def test_a_second_sender_is_told_who_holds_the_lock(setup, smtp_server):
+    server = smtp_server()
+    path, settings = setup(server.config(), subscribers=2)
+    with Store.open(settings.database_url) as store, send_lock(store.engine):
+        r = send(path)
+        assert r.exit_code == 1
+        assert "another newsletter process is sending: pid" in r.stderr
+        with pytest.raises(LockHeld):
+            run_send(settings, store, issue_date=DAY, now=now)
+        status = CliRunner().invoke(cli, ["-c", str(path), "status"], env=ENV)
+        assert "sending now: pid" in status.stdout
+    assert server.received == []
+    assert send(path).exit_code == 0
+
+
+def test_dry_run_and_test_copy_leave_the_ledger_alone(setup, smtp_server):
+    server = smtp_server()
+    path, settings = setup(server.config(), subscribers=3)
+    dry = send(path, "--dry-run")
+    assert dry.exit_code == 0 and "3 message(s) built" in dry.stdout
+    assert server.received == []
+    copy = send(path, "--to", "Editor@Example.ORG")
+    assert copy.exit_code == 0, copy.output
+    assert [m.rcpt_tos for m in server.received] == [["editor@example.org"]]
+    with Store.open(settings.database_url) as store:
+        assert store.issues() == []
+    bad = send(path, "--to", "not-an-address")
+    assert bad.exit_code == 1 and "expected exactly one @" in bad.stderr
+
+
+def test_outbox_transport_writes_one_file_per_subscriber(setup, tmp_path):
+    path, _settings = setup('[delivery]\ntransport = "outbox"\noutbox_dir = "mail"\n', subscribers=3)
+    assert send(path).exit_code == 0
+    files = sorted((tmp_path / "mail" / DAY.isoformat()).glob("*.eml"))
+    assert [f.name for f in files] == [f"reader00{i}@example.org.eml" for i in range(3)]
+    msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "reader000@example.org"
+
+
+def test_an_empty_day_sends_nothing(write_config, tmp_path):
+    empty = tmp_path / "empty.xml"
+    empty.write_text('<?xml version="1.0"?><rss version="2.0" xmlns:arxiv="http://arxiv.org/schemas/atom"><channel><title>cs updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs</link><description>x</description></channel></rss>')
+    path = write_config(f'[schedule]\ntimezone = "UTC"\n[[sources]]\nname = "a"\nkind = "arxiv-rss"\npath = "{empty}"\n')
+    settings = load_settings(path, env=ENV)
+    with Store.open(settings.database_url) as store:
+        store.add_subscriber("a@example.org", "", now=now())
+    r = send(path)
+    assert r.exit_code == 0 and "no new papers; nothing sent" in r.stdout
+
+
+def test_every_source_failing_is_a_failure(write_config, tmp_path):
+    path = write_config(f'[[sources]]\nname = "a"\npath = "{tmp_path}/missing.xml"\n')
+    r = send(path)
+    assert r.exit_code == 1 and "every source failed" in r.stderr and "no such file" in r.stderr
