@@ -302,3 +302,36 @@ def test_help_does_not_import_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+def test_non_utf8_and_api_feeds_over_http(feed_server, write_config):
+    latin = feed_server.add(
+        "/revue.xml",
+        {
+            "body": (FEEDS / "rss20_iso-8859-1.xml").read_bytes(),
+            "headers": {"Content-Type": "application/rss+xml; charset=ISO-8859-1"},
+        },
+    )
+    api = feed_server.add(
+        "/api/query?search_query=cat:cs.RO",
+        {
+            "body": (FEEDS / "arxiv_api_atom_legacy_2025-10-17_cs.RO_2entries.xml").read_bytes(),
+            "headers": {"Content-Type": "application/atom+xml"},
+        },
+    )
+    settings = load_settings(
+        write_config(
+            f'[fetch]\nmin_interval = 0\n[[sources]]\nname = "revue"\nurl = "{latin}"\n'
+            f'[[sources]]\nname = "api"\nurl = "{api}"\nkind = "arxiv-api"\n'
+        ),
+        env={},
+    )
+    with Store.open(settings.database_url) as store:
+        report = run_fetch(settings, store, now=NOW)
+        assert report.ok, [r.result.error for r in report.runs]
+        assert [r.new for r in report.runs] == [1, 2]
+        (revue,) = [p for p in store.papers() if p.source == "revue"]
+        assert revue.title == "Équations de Schrödinger non linéaires"
+        assert revue.authors == ("José Müller", "Françoise Lefèvre", "Søren Ødegård")
+        api_papers = [p for p in store.papers() if p.source == "api"]
+        assert all(p.id.startswith("arxiv:") and p.categories and p.authors for p in api_papers)
