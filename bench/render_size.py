@@ -57,13 +57,13 @@ def main() -> None:
         d = sample_digest(n, topics=8, watched=5 if n else 0)
         passes: list[float] = []
         real = render.inline_css
-        render.inline_css = _timed(real, passes)  # type: ignore[assignment]
+        render.inline_css = _timed(real, passes)
         try:
             issue = render.render_issue(d, settings, web_url=WEB)
             passes_first = len(passes)
             full = _best(lambda: render.render_issue(d, settings, web_url=WEB), args.repeat)  # noqa: B023
         finally:
-            render.inline_css = real  # type: ignore[assignment]
+            render.inline_css = real
         premailer_s = min(passes)
         html, text = render.personalize(issue, unsubscribe_url=UNSUB, name="Ada", email="a@b.org")
         per = _best(

@@ -212,7 +212,7 @@ def test_max_authors_and_snippet_settings() -> None:
     issue = render_issue(d, settings(max_authors=1, snippet_chars=100))
     pick = doc(issue.html).cssselect(".snippet")[0].text_content()
     assert len(pick) <= 100 and pick.endswith(".")
-    assert "A et al." in issue.html
+    assert "A\u00a0et\u00a0al." in issue.html  # "et al." never starts a line
 
 
 def test_unsafe_urls_are_not_links() -> None:
@@ -341,9 +341,14 @@ def test_css_is_inlined_and_media_rules_kept(small: tuple[Digest, RenderedIssue]
 def test_typical_day_shows_everything_with_one_premailer_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls = []
+    calls: list[str] = []
     real = render.inline_css
-    monkeypatch.setattr(render, "inline_css", lambda h: calls.append(1) or real(h))
+
+    def counting(html: str) -> str:
+        calls.append(html)
+        return real(html)
+
+    monkeypatch.setattr(render, "inline_css", counting)
     d = sample_digest(120, topics=6, watched=2)
     issue = render_issue(d, settings(), web_url=WEB)
     assert len(calls) == 1
@@ -352,9 +357,14 @@ def test_typical_day_shows_everything_with_one_premailer_pass(
 
 
 def test_2000_paper_day_stays_under_gmail_clip(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
+    calls: list[str] = []
     real = render.inline_css
-    monkeypatch.setattr(render, "inline_css", lambda h: calls.append(1) or real(h))
+
+    def counting(html: str) -> str:
+        calls.append(html)
+        return real(html)
+
+    monkeypatch.setattr(render, "inline_css", counting)
     d = sample_digest(2000, topics=8, watched=5)
     issue = render_issue(d, settings(), web_url=WEB)
     assert len(calls) == 1
