@@ -665,6 +665,9 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
     holder = lock_holder(settings.database_url)
     if holder:
         click.echo(f"sending now: {holder}")
+    daemon_line = _daemon_summary(settings)
+    if daemon_line:
+        click.echo(daemon_line)
     if not rows:
         click.echo("no issues yet" if not date else f"no issue for {date}")
         return
@@ -687,6 +690,54 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
     )
     for email, st, reply in problems:
         click.echo(f"  {st}: {email}: {reply}")
+
+
+def _daemon_summary(settings: Any) -> str | None:
+    from newsletter.daemon import read_status
+
+    doc = read_status(settings)
+    if doc is None:
+        return None
+    if not doc["running"]:
+        return f"daemon: not running (last seen as pid {doc.get('pid')}, {doc.get('state')})"
+    line = (
+        f"daemon: {doc.get('state')} (pid {doc.get('pid')} since {doc.get('started_at')}); "
+        f"next run {doc.get('next_run') or 'none'}"
+    )
+    last = doc.get("last")
+    if last:
+        line += (
+            f"; last: {last.get('issue_date')} {last.get('outcome')}"
+            + (f", sent {last['sent']}/{last.get('recipients')}" if "sent" in last else "")
+            + (f", failed {last['failed']}" if last.get("failed") else "")
+            + (f" ({last['error']})" if last.get("error") else "")
+        )
+    return line
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+@cli.command()
+@pass_app
+@reports_errors
+def daemon(app: Context) -> None:
+    """Send each day's issue at schedule.send_at (schedule.timezone) on schedule.days.
+
+    Runs until SIGTERM or SIGINT: the message in flight is finished, the ledger left
+    consistent, and the exit code is 0 (a second signal exits at once).  At start, a send
+    that is due (send time passed within schedule.misfire_grace_time) or was interrupted
+    runs at once.  One daemon per database: a second one exits saying who runs.  Use
+    `newsletter status` to see its state and next run; `-v` for a line per event, and
+    `--log-format json` for log collectors.
+    """
+    from newsletter.daemon import run_daemon
+
+    settings = app.settings()
+    if not logging.getLogger("newsletter").isEnabledFor(logging.INFO):
+        logging.getLogger("newsletter").setLevel(logging.INFO)  # a daemon's log is its output
+    with app.store(settings) as store:
+        run_daemon(settings, store, now=_now)
 
 
 # --------------------------------------------------------------------------- preview

@@ -418,7 +418,7 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
     )
 
 
-_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
 _DAYS = re.compile(rf"^(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -459,9 +459,15 @@ def _validate(s: Settings, where: str) -> None:
         if getattr(f, name) < 0 or (name in ("timeout", "max_bytes") and getattr(f, name) == 0):
             fail(f"fetch.{name}", f"expected a positive number, got {getattr(f, name)}")
     if not _TIME.match(s.schedule.send_at):
-        fail("schedule.send_at", f"expected HH:MM (24-hour), got {s.schedule.send_at!r}")
+        fail(
+            "schedule.send_at",
+            f"expected HH:MM (24-hour, optionally :SS), got {s.schedule.send_at!r}",
+        )
     if s.schedule.fetch_at and not _TIME.match(s.schedule.fetch_at):
-        fail("schedule.fetch_at", f"expected HH:MM (24-hour), got {s.schedule.fetch_at!r}")
+        fail(
+            "schedule.fetch_at",
+            f"expected HH:MM (24-hour, optionally :SS), got {s.schedule.fetch_at!r}",
+        )
     if not _DAYS.match(s.schedule.days.strip().lower()):
         fail(
             "schedule.days",

@@ -1,8 +1,9 @@
-"""The send lock: one process at a time delivers issues for a database.
+"""Locks between processes: one sender at a time, one daemon at a time, per database.
 
-For SQLite a file lock next to the database file (``<db>.lock``, flock: released by the
-kernel when the holder dies, even by SIGKILL); for PostgreSQL a session advisory lock.
-The lock file says who holds it, so the second process can tell the operator.
+For SQLite a file lock next to the database file (``<db>.lock`` for sending,
+``<db>.daemon.lock`` for the daemon; flock, released by the kernel when the holder dies,
+even by SIGKILL); for PostgreSQL a session advisory lock.  A lock file says who holds it,
+so the second process can tell the operator.
 """
 
 from __future__ import annotations
@@ -12,45 +13,53 @@ import fcntl
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from newsletter.errors import NewsletterError
 
-_PG_KEY = 7263012
+#: PostgreSQL advisory lock keys, one per kind of lock.
+_PG_KEYS = {"send": 7263012, "daemon": 7263013}
+_WHAT = {"send": "sending", "daemon": "running as the daemon"}
 
 
 class LockHeld(NewsletterError):
-    """Another newsletter process is delivering; the message says which."""
+    """Another newsletter process holds the lock; the message says which."""
 
 
-def lock_path(database_url: str) -> Path | None:
+def lock_path(database_url: str, name: str = "send") -> Path | None:
+    """``<db>.lock`` (send) or ``<db>.daemon.lock``; None when the database is no file."""
     url = sa.engine.make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database + ".lock")
+    return Path(url.database + (".lock" if name == "send" else f".{name}.lock"))
+
+
+def send_lock(engine: sa.Engine) -> AbstractContextManager[None]:
+    """Hold the send lock for the block, or raise :class:`LockHeld` at once."""
+    return hold_lock(engine, "send")
 
 
 @contextmanager
-def send_lock(engine: sa.Engine, *, purpose: str = "send") -> Iterator[None]:
-    """Hold the send lock for the block, or raise :class:`LockHeld` at once."""
+def hold_lock(engine: sa.Engine, name: str) -> Iterator[None]:
+    """Hold the lock ``name`` ("send" or "daemon"), or raise :class:`LockHeld` at once."""
+    what = _WHAT[name]
     if engine.dialect.name == "postgresql":
+        key = _PG_KEYS[name]
         with engine.connect() as conn:
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": _PG_KEY}).scalar()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             if not got:
-                raise LockHeld(
-                    "another newsletter process is sending (PostgreSQL advisory lock held)"
-                )
+                raise LockHeld(f"another newsletter process is {what} (PostgreSQL advisory lock)")
             try:
                 yield
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_KEY})
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                 conn.commit()
         return
-    path = lock_path(engine.url.render_as_string(hide_password=False))
+    path = lock_path(engine.url.render_as_string(hide_password=False), name)
     if path is None:
         yield
         return
@@ -61,10 +70,10 @@ def send_lock(engine: sa.Engine, *, purpose: str = "send") -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "unknown process"
             raise LockHeld(
-                f"another newsletter process is sending: {holder} (lock {path})"
+                f"another newsletter process is {what}: {holder} (lock {path})"
             ) from None
         since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        info = f"pid {os.getpid()} on {socket.gethostname()}, {purpose} since {since}\n"
+        info = f"pid {os.getpid()} on {socket.gethostname()}, {what} since {since}\n"
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         try:
@@ -76,9 +85,9 @@ def send_lock(engine: sa.Engine, *, purpose: str = "send") -> Iterator[None]:
         os.close(fd)
 
 
-def lock_holder(database_url: str) -> str | None:
-    """Who holds the send lock now (for `newsletter status`), or None."""
-    path = lock_path(database_url)
+def lock_holder(database_url: str, name: str = "send") -> str | None:
+    """Who holds the lock now (for `newsletter status`), or None."""
+    path = lock_path(database_url, name)
     if path is None or not path.exists():
         return None
     fd = os.open(path, os.O_RDONLY)

@@ -1,0 +1,279 @@
+"""`newsletter daemon`: the daily job at the operator's local time, for months, unattended.
+
+APScheduler 3's BlockingScheduler runs the same ``pipeline.run_send`` as `newsletter send`
+from a CronTrigger in ``schedule.timezone``.  One daemon per database (a lock file next to
+it); SIGTERM/SIGINT stop it cleanly (the message in flight is finished, the ledger left
+consistent, exit 0); a second signal exits at once.  A JSON status file next to the
+database tells `newsletter status` what the daemon is doing and when it runs next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from newsletter import schedule as sched
+from newsletter.config import Settings
+from newsletter.errors import NewsletterError
+from newsletter.lock import LockHeld, hold_lock, lock_path
+from newsletter.models import IssueStatus
+from newsletter.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def status_path(settings: Settings) -> Path:
+    """``<database>.daemon.json`` for SQLite, else ``newsletter-daemon.json`` by the config."""
+    lock = lock_path(settings.database_url)
+    if lock is not None:
+        return lock.with_name(lock.name.removesuffix(".lock") + ".daemon.json")
+    base = Path(settings.config_path).parent if settings.config_path else Path.cwd()
+    return base / "newsletter-daemon.json"
+
+
+def read_status(settings: Settings) -> dict[str, Any] | None:
+    """The daemon's status file, with ``running`` telling whether its pid is alive here."""
+    path = status_path(settings)
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pid = doc.get("pid")
+    alive = False
+    if (
+        isinstance(pid, int)
+        and doc.get("host") == socket.gethostname()
+        and doc.get("state") != "stopped"
+    ):
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+    doc["running"] = alive
+    return doc
+
+
+class Daemon:
+    def __init__(self, settings: Settings, store: Store, *, now: Callable[[], dt.datetime]):
+        self.settings = settings
+        self.store = store
+        self.now = now
+        self.tz = sched.zone(settings.schedule)
+        self.stop = threading.Event()
+        self.status: dict[str, Any] = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": now().isoformat(timespec="seconds"),
+            "timezone": sched.zone_name(self.tz),
+            "send_at": settings.schedule.send_at,
+            "days": settings.schedule.days,
+            "state": "starting",
+            "next_run": None,
+            "last": None,
+        }
+        self.scheduler: Any = None
+        self.trigger: Any = None
+        self._busy = threading.Lock()  # held while a job runs
+        self._signals = 0
+
+    # ------------------------------------------------------------------ status file
+
+    def _write_status(self, **changes: Any) -> None:
+        self.status.update(changes)
+        if self.trigger is not None and self.status.get("state") != "stopped":
+            nxt = self.trigger.get_next_fire_time(None, self.now())
+            self.status["next_run"] = nxt.isoformat() if nxt else None
+        path = status_path(self.settings)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            log.warning("cannot write the status file %s: %s", path, e.strerror)
+
+    # ------------------------------------------------------------------ jobs
+
+    def send_job(self, when: str = "scheduled") -> None:
+        from newsletter.pipeline import AllSourcesFailed, issue_date_for, run_send
+
+        if self.stop.is_set():
+            return
+        issue_date = issue_date_for(self.now(), self.settings)
+        self._write_status(state="sending", current=issue_date.isoformat())
+        log.info("issue %s: %s run started", issue_date, when)
+        last: dict[str, Any] = {"issue_date": issue_date.isoformat(), "at": None}
+        try:
+            report = run_send(
+                self.settings, self.store, issue_date=issue_date, now=self.now, stop=self.stop
+            )
+            last["outcome"] = report.outcome
+            if report.delivery is not None:
+                d = report.delivery
+                last.update(
+                    sent=d.sent,
+                    failed=d.failed,
+                    deferred=d.deferred,
+                    in_doubt=d.in_doubt,
+                    recipients=d.totals.get("recipients", 0),
+                )
+                level = logging.WARNING if (d.failed or d.deferred or d.stopped) else logging.INFO
+                log.log(
+                    level,
+                    "issue %s: %s: sent %d/%d, failed %d, deferred %d, in doubt %d%s",
+                    issue_date,
+                    report.outcome,
+                    d.totals.get("sent", 0),
+                    d.totals.get("recipients", 0),
+                    d.failed,
+                    d.deferred,
+                    d.in_doubt,
+                    f" ({d.stopped})" if d.stopped else "",
+                )
+            else:
+                log.info(
+                    "issue %s: no new papers; skipped (schedule.on_empty = %s)",
+                    issue_date,
+                    self.settings.schedule.on_empty,
+                )
+        except LockHeld as e:
+            last["outcome"] = "locked"
+            log.warning("issue %s: not sent by this daemon: %s", issue_date, e)
+        except AllSourcesFailed as e:
+            last["outcome"] = "failed"
+            last["error"] = str(e)
+            log.error("issue %s: %s", issue_date, e)
+        except NewsletterError as e:
+            last["outcome"] = "failed"
+            last["error"] = str(e)
+            log.error("issue %s: %s", issue_date, e)
+        except Exception as e:  # keep the daemon alive for tomorrow; the traceback is logged
+            last["outcome"] = "crashed"
+            last["error"] = repr(e)
+            log.exception("issue %s: the run crashed", issue_date)
+        last["at"] = self.now().isoformat(timespec="seconds")
+        self._write_status(state="idle", current=None, last=last)
+        self._log_next()
+
+    def fetch_job(self) -> None:
+        from newsletter.pipeline import run_fetch
+
+        if self.stop.is_set():
+            return
+        try:
+            report = run_fetch(self.settings, self.store, now=self.now())
+        except NewsletterError as e:
+            log.error("fetch failed: %s", e)
+            return
+        log.info(
+            "fetched: %d new paper(s); %d of %d source(s) failed",
+            report.new,
+            len(report.failed),
+            len(report.runs),
+        )
+
+    def _log_next(self) -> None:
+        nxt = self.status.get("next_run")
+        if nxt:
+            log.info("next run at %s", nxt)
+
+    # ------------------------------------------------------------------ signals
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1:
+            log.warning("%s again: exiting now; the next run resumes the ledger", name)
+            os._exit(1)
+        log.info("%s: stopping after the message in flight (send it again to exit at once)", name)
+        self.stop.set()
+        self._write_status(state="stopping")
+        if self.scheduler is not None and self.scheduler.running:
+            # wait=False: the handler runs on the main thread, which must get back to
+            # run() to wait for the job (deliver() sees self.stop and winds down).
+            self.scheduler.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ main
+
+    def run(self) -> None:
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        s = self.settings.schedule
+        self.trigger = sched.cron_trigger(s.send_at, s, self.tz)
+        self.scheduler = BlockingScheduler(
+            timezone=self.tz,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": s.misfire_grace_time,
+            },
+        )
+        self.scheduler.add_job(self._guarded(self.send_job), self.trigger, id="send")
+        if s.fetch_at:
+            fetch_trigger = sched.cron_trigger(s.fetch_at, s, self.tz)
+            self.scheduler.add_job(self._guarded(self.fetch_job), fetch_trigger, id="fetch")
+        decision = self._catch_up()
+        log.info("%s: %s", "catch-up" if decision.due else "no catch-up", decision.reason)
+        if decision.due:
+            self.scheduler.add_job(
+                self._guarded(self.send_job), "date", run_date=self.now(), args=["catch-up"]
+            )
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        log.info(
+            "daemon started (pid %d): sending at %s %s on %s%s",
+            os.getpid(),
+            s.send_at,
+            sched.zone_name(self.tz),
+            s.days,
+            f", fetching at {s.fetch_at}" if s.fetch_at else "",
+        )
+        self._write_status(state="idle")
+        self._log_next()
+        self.scheduler.start()  # returns after shutdown (a signal)
+        with self._busy:  # wait for the job in flight to wind down
+            pass
+        self._write_status(state="stopped", next_run=None)
+        log.info("daemon stopped")
+
+    def _guarded(self, job: Callable[..., None]) -> Callable[..., None]:
+        def run(*args: Any) -> None:
+            with self._busy:
+                job(*args)
+
+        return run
+
+    def _catch_up(self) -> sched.CatchUp:
+        issue = self.store.issue(
+            sched.catch_up(
+                self.now(), self.settings.schedule, self.tz, issue_finished=None
+            ).issue_date
+        )
+        finished: bool | None
+        if issue is None:
+            finished = None
+        else:
+            finished = issue.status is IssueStatus.SENT or (
+                self.store.unfinished(issue.id) == 0
+                and self.store.delivery_counts(issue.id)["recipients"] > 0
+            )
+        return sched.catch_up(self.now(), self.settings.schedule, self.tz, issue_finished=finished)
+
+
+def run_daemon(settings: Settings, store: Store, *, now: Callable[[], dt.datetime]) -> None:
+    """Run until SIGTERM/SIGINT; :class:`LockHeld` at once if another daemon runs."""
+    with hold_lock(store.engine, "daemon"):
+        Daemon(settings, store, now=now).run()

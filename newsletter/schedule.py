@@ -1,0 +1,112 @@
+"""The schedule: when the daemon fetches and sends, and whether a missed send is due now.
+
+The decisions here are pure (a time, the schedule, the issue's state in; a decision out);
+``newsletter.daemon`` does the waiting and the signals.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from newsletter.config import ScheduleSettings
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
+
+_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_time(hhmm: str) -> dt.time:
+    """ "07:30" or "07:30:15" (validated by the config loader)."""
+    parts = [int(p) for p in hhmm.split(":")] + [0]
+    return dt.time(parts[0], parts[1], parts[2])
+
+
+def zone(schedule: ScheduleSettings) -> dt.tzinfo:
+    """schedule.timezone, else the machine's zone."""
+    if schedule.timezone:
+        return zoneinfo.ZoneInfo(schedule.timezone)
+    local = dt.datetime.now().astimezone().tzinfo
+    return local if local is not None else dt.UTC
+
+
+def zone_name(tz: dt.tzinfo) -> str:
+    return getattr(tz, "key", None) or str(tz)
+
+
+def cron_trigger(at: str, schedule: ScheduleSettings, tz: dt.tzinfo) -> CronTrigger:
+    """A CronTrigger at local wall-clock time ``at`` on ``schedule.days``, in ``tz``.
+
+    Day names only: APScheduler 3 counts numeric days from Monday = 0, unlike crontab.
+    """
+    from apscheduler.triggers.cron import CronTrigger
+
+    t = parse_time(at)
+    return CronTrigger(
+        day_of_week=schedule.days.strip().lower(),
+        hour=t.hour,
+        minute=t.minute,
+        second=t.second,
+        timezone=tz,
+    )
+
+
+def runs_on(day: dt.date, schedule: ScheduleSettings) -> bool:
+    """Whether ``schedule.days`` includes ``day``."""
+    spec = schedule.days.strip().lower()
+    if spec == "*":
+        return True
+    today = day.weekday()
+    for part in spec.split(","):
+        first, _, last = part.partition("-")
+        a = _DAY_NAMES.index(first)
+        b = _DAY_NAMES.index(last) if last else a
+        if (a <= today <= b) if a <= b else (today >= a or today <= b):
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    due: bool
+    issue_date: dt.date
+    reason: str
+
+
+def catch_up(
+    now: dt.datetime, schedule: ScheduleSettings, tz: dt.tzinfo, *, issue_finished: bool | None
+) -> CatchUp:
+    """Whether today's issue should be sent now, at start-up.
+
+    Due when today is a sending day, its send time has passed by no more than
+    ``misfire_grace_time`` seconds, and the issue is not finished (``issue_finished``:
+    None = no issue yet, False = begun and unfinished, True = done).
+    """
+    local = now.astimezone(tz)
+    today = local.date()
+    if issue_finished:
+        return CatchUp(False, today, f"the issue of {today} is already sent")
+    if not runs_on(today, schedule):
+        return CatchUp(False, today, f"{today:%A} is not a sending day ({schedule.days})")
+    send_at = dt.datetime.combine(today, parse_time(schedule.send_at), tz)
+    # A wall-clock time inside a DST gap does not exist; fold it onto the real timeline.
+    send_at = send_at.astimezone(dt.UTC).astimezone(tz)
+    late = (local - send_at).total_seconds()
+    if late < 0:
+        return CatchUp(False, today, f"today's send time {schedule.send_at} is still ahead")
+    if late > schedule.misfire_grace_time:
+        if issue_finished is False:
+            # Begun and interrupted: finishing it late beats leaving people out.
+            return CatchUp(True, today, f"the issue of {today} was interrupted; resuming")
+        return CatchUp(
+            False,
+            today,
+            f"missed today's send time by {late / 60:.0f} min, more than the "
+            f"{schedule.misfire_grace_time / 60:.0f}-min grace (schedule.misfire_grace_time)",
+        )
+    if issue_finished is False:
+        return CatchUp(True, today, f"the issue of {today} was interrupted; resuming")
+    return CatchUp(True, today, f"today's send time passed {late / 60:.0f} min ago; sending now")
