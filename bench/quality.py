@@ -1,9 +1,14 @@
 """Clustering quality of newsletter.topics against arXiv's own labels, with the baseline.
 
-Baseline (the data README's reference): TF-IDF of title + abstract, English stop words,
-sublinear tf, min_df=3, max_df=0.5, k-means with k = number of labels.
+Baseline (the data README's reference), computed in the same run: TF-IDF of title +
+abstract, English stop words, sublinear tf, min_df=3, max_df=0.5, KMeans with k = number of
+labels (n_init=1). Ours: ``build_digest`` with ``topics = #labels`` and with ``topics =
+"auto"``. On the balanced subsets auto k gets bounds that contain the true k
+(min_topics=2, max_topics=max(8, 2 x true k)); on the realistic days it gets the reader-facing
+defaults (3..8). Scores: NMI, ARI, V-measure against the subset's own labels and against the
+other level (category / archive), mean ± population s.d. over the seeds.
 
-    python bench/topics_quality.py [--seeds 3] [--data ../shared/data/arxiv-labeled.jsonl.xz]
+    python bench/quality.py [--seeds 3] [--days 8] [--data ../shared/data/arxiv-labeled.jsonl.xz]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ def load(path: Path) -> list[dict]:
 
 
 def draw(rows: list[dict], key: str, values: list[str] | None, per: int, seed: int) -> list[dict]:
+    """``per`` papers of each label (balanced), seeded."""
     rng = np.random.default_rng(seed)
     groups: dict[str, list[dict]] = {}
     for r in rows:
@@ -48,6 +54,18 @@ def draw(rows: list[dict], key: str, values: list[str] | None, per: int, seed: i
     return out
 
 
+def draw_day(rows: list[dict], seed: int, cs_share: float = 0.6) -> list[dict]:
+    """A realistic day: 200-1,500 papers, ``cs_share`` of them cs.*, the rest spread
+    uniformly over the other categories' papers."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(rng.integers(200, 1501))
+    cs = [i for i, r in enumerate(rows) if r["archive"] == "cs"]
+    other = [i for i, r in enumerate(rows) if r["archive"] != "cs"]
+    n_cs = round(cs_share * n)
+    idx = [*rng.choice(cs, size=n_cs, replace=False), *rng.choice(other, n - n_cs, replace=False)]
+    return [rows[i] for i in sorted(idx)]
+
+
 def baseline(data: list[dict], key: str, seed: int) -> np.ndarray:
     k = len({r[key] for r in data})
     x = TfidfVectorizer(stop_words="english", sublinear_tf=True, min_df=3, max_df=0.5)
@@ -55,10 +73,9 @@ def baseline(data: list[dict], key: str, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=1, random_state=seed).fit_predict(m)
 
 
-def ours(data: list[dict], topics: int | str, seed: int) -> tuple[np.ndarray, int]:
+def ours(data: list[dict], settings: TopicSettings) -> tuple[np.ndarray, int]:
     papers = [Paper(id=f"arxiv:{r['id']}", title=r["title"], abstract=r["abstract"]) for r in data]
-    s = TopicSettings(topics=topics, seed=seed)  # type: ignore[arg-type]
-    d = build_digest(papers, issue_date=dt.date(2020, 1, 1), settings=s)
+    d = build_digest(papers, issue_date=dt.date(2020, 1, 1), settings=settings)
     where = {
         p.id: i for i, t in enumerate(d.topics) for p in [*(pk.paper for pk in t.picks), *t.rest]
     }
@@ -98,42 +115,104 @@ SUBSETS = [
     ),
 ]
 
+METRICS = ("NMI", "ARI", "V")
+
+
+def run_subsets(rows: list[dict], seeds: int, only: set[int] | None) -> None:
+    print(
+        "| subset | n | true k | auto bounds | auto k per seed | metric | baseline (k=true) "
+        "| ours (k=true) | ours (auto k) | other level: baseline | other level: ours auto |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for si, (name, key, values, per) in enumerate(SUBSETS):
+        if only is not None and si not in only:
+            continue
+        other = "category" if key == "archive" else "archive"
+        res: dict[str, list[float]] = {}
+        ks: list[int] = []
+        t0 = time.perf_counter()
+        for seed in range(seeds):
+            data = draw(rows, key, values, per, seed)
+            y = [r[key] for r in data]
+            y2 = [r[other] for r in data]
+            k = len(set(y))
+            high = max(8, 2 * k)
+            b = baseline(data, key, seed)
+            f, _ = ours(data, TopicSettings(topics=k, seed=seed))
+            a, ka = ours(data, TopicSettings(min_topics=2, max_topics=high, seed=seed))
+            ks.append(ka)
+            b2 = baseline(data, other, seed)  # told the number of labels at the other level
+            for tag, v in (
+                ("b", scores(y, b)),
+                ("f", scores(y, f)),
+                ("a", scores(y, a)),
+                ("B", scores(y2, b2)),
+                ("A", scores(y2, a)),
+            ):
+                for m, x in zip(METRICS, v, strict=True):
+                    res.setdefault(tag + m, []).append(x)
+        for i, m in enumerate(METRICS):
+            head = (
+                f"| {name} | {len(data)} | {k} ({key}) | 2..{high} | {', '.join(map(str, ks))} "
+                if i == 0
+                else "| | | | | "
+            )
+            print(
+                head + f"| {m} | {fmt(res['b' + m])} | {fmt(res['f' + m])} | {fmt(res['a' + m])} "
+                f"| {fmt(res['B' + m])} ({other}) | {fmt(res['A' + m])} |",
+                flush=True,
+            )
+        print(f"<!-- {name}: {time.perf_counter() - t0:.0f} s -->", flush=True)
+
+
+def run_days(rows: list[dict], days: int) -> None:
+    print(
+        "\n| day | n | categories / archives present | auto k (3..8) | metric "
+        "| category: baseline (k=#categories) | category: ours auto "
+        "| archive: baseline (k=#archives) | archive: ours auto |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    res: dict[str, list[float]] = {}
+    t0 = time.perf_counter()
+    for day in range(days):
+        data = draw_day(rows, day)
+        yc = [r["category"] for r in data]
+        ya = [r["archive"] for r in data]
+        a, ka = ours(data, TopicSettings(seed=day))
+        row = {
+            "bc": scores(yc, baseline(data, "category", day)),
+            "ac": scores(yc, a),
+            "ba": scores(ya, baseline(data, "archive", day)),
+            "aa": scores(ya, a),
+        }
+        for tag, v in row.items():
+            for m, x in zip(METRICS, v, strict=True):
+                res.setdefault(tag + m, []).append(x)
+        print(
+            f"| {day} | {len(data)} | {len(set(yc))} / {len(set(ya))} | {ka} | NMI "
+            f"| {row['bc'][0]:.3f} | {row['ac'][0]:.3f} "
+            f"| {row['ba'][0]:.3f} | {row['aa'][0]:.3f} |",
+            flush=True,
+        )
+    for m in METRICS:
+        print(
+            f"| mean ± s.d. | | | | {m} | {fmt(res['bc' + m])} | {fmt(res['ac' + m])} "
+            f"| {fmt(res['ba' + m])} | {fmt(res['aa' + m])} |"
+        )
+    print(f"<!-- days: {time.perf_counter() - t0:.0f} s -->", flush=True)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--days", type=int, default=8)
+    ap.add_argument("--subsets", type=int, nargs="*", help="indexes into SUBSETS (default all)")
     args = ap.parse_args()
     rows = load(args.data)
-    print(
-        "| subset | n | baseline NMI (k=#labels) | ours NMI (k=#labels) | ours NMI (auto k) "
-        "| auto k | baseline ARI | ours ARI (k=#labels) | ours ARI (auto) | ours V (k=#labels) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, key, values, per in SUBSETS:
-        res: dict[str, list[float]] = {}
-        ks: list[int] = []
-        t0 = time.perf_counter()
-        for seed in range(args.seeds):
-            data = draw(rows, key, values, per, seed)
-            y = [r[key] for r in data]
-            k = len(set(y))
-            b = scores(y, baseline(data, key, seed))
-            o, _ = ours(data, k, seed)
-            of = scores(y, o)
-            a, ka = ours(data, "auto", seed)
-            oa = scores(y, a)
-            ks.append(ka)
-            for tag, v in (("b", b), ("o", of), ("a", oa)):
-                for m, x in zip("nav", v, strict=True):
-                    res.setdefault(tag + m, []).append(x)
-        print(
-            f"| {name} | {len(data)} | {fmt(res['bn'])} | {fmt(res['on'])} | {fmt(res['an'])} "
-            f"| {', '.join(map(str, ks))} | {fmt(res['ba'])} | {fmt(res['oa'])} "
-            f"| {fmt(res['aa'])} | {fmt(res['ov'])} |",
-            flush=True,
-        )
-        print(f"<!-- {name}: {time.perf_counter() - t0:.0f} s -->", flush=True)
+    run_subsets(rows, args.seeds, set(args.subsets) if args.subsets is not None else None)
+    if args.days:
+        run_days(rows, args.days)
 
 
 if __name__ == "__main__":

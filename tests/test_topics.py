@@ -234,6 +234,79 @@ def test_known_structure_is_recovered(archives: list[tuple[Paper, str]]) -> None
     assert nmi >= 0.45  # measured 0.52; the reference TF-IDF + k-means (k=4) gives ~0.4 here
 
 
+def test_planted_three_groups_are_recovered(archives: list[tuple[Paper, str]]) -> None:
+    """Three far-apart archives (astro-ph, math, cs: 100 papers each), auto k, default
+    bounds 3..8: exactly three topics that follow the archives."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    picked = [(p, a) for p, a in archives if a in ("astro-ph", "math", "cs")]
+    papers = [p for p, _ in picked]
+    d = build_digest(papers, issue_date=DAY, settings=SETTINGS)
+    check_invariants(d, papers)
+    assert len(d.topics) == 3, d.notes
+    pred = {
+        p.id: i for i, t in enumerate(d.topics) for p in [*(pk.paper for pk in t.picks), *t.rest]
+    }
+    nmi = normalized_mutual_info_score([a for _, a in picked], [pred[p.id] for p in papers])
+    assert nmi >= 0.6  # measured 0.67
+
+
+def test_identical_abstracts_make_one_topic_with_distinct_picks() -> None:
+    same = "We study sparse attention for long context transformers and their memory cost."
+    twins = [paper(i, "Sparse attention for long context", same) for i in range(10)]
+    other = [
+        paper(100 + i, f"Galaxy cluster survey {w}", f"Galaxy clusters observed in {w} light.")
+        for i, w in enumerate(["radio", "optical", "infrared", "ultraviolet", "x-ray", "gamma"])
+    ]
+    papers = twins + other
+    d = build_digest(papers, issue_date=DAY, settings=SETTINGS)
+    check_invariants(d, papers)
+    twin_ids = {p.id for p in twins}
+    homes = {
+        i
+        for i, t in enumerate(d.topics)
+        for p in all_papers(Digest(DAY, (t,), 0))
+        if p.id in twin_ids
+    }
+    assert len(homes) == 1  # identical papers are never split across topics
+    assert d == build_digest(list(reversed(papers)), issue_date=DAY, settings=SETTINGS)
+
+
+def test_non_english_and_latex_heavy_day() -> None:
+    latex = [
+        paper(
+            i,
+            rf"On the $L^{{{i}}}$ norm of $\zeta(s)$ and \textbf{{p-adic}} $L$-functions",
+            r"Let $K/\mathbb{Q}$ be a number field and $\chi$ a character. We prove that "
+            r"$\sum_{n\le x} \chi(n) \ll x^{1/2+\epsilon}$ for p-adic $L$-functions "
+            r"\cite{a,b}, see \url{https://example.org}. $$\int_0^1 f(x)\,dx$$",
+        )
+        for i in range(10)
+    ]
+    foreign = [
+        paper(50 + i, t, a)
+        for i, (t, a) in enumerate(
+            [
+                ("Modèles de langue et traduction", "Nous étudions les modèles de langue."),
+                ("Traduction automatique neuronale", "Nous comparons des modèles de traduction."),
+                ("Große Sprachmodelle im Vergleich", "Wir vergleichen große Sprachmodelle."),
+                ("Sprachmodelle für Übersetzung", "Wir untersuchen Übersetzung mit Modellen."),
+                ("大规模语言模型的推理", "我们研究推理能力。"),
+                ("Модели языка для перевода", "Мы изучаем модели языка и перевод."),
+            ]
+        )
+    ]
+    papers = latex + foreign
+    d = build_digest(papers, issue_date=DAY, settings=SETTINGS)
+    check_invariants(d, papers)
+    text = format_digest(d)
+    words = " ".join(" ".join(t.terms) + " " + t.label for t in d.topics).split()
+    for bad in ("mathbb", "textbf", "cite", "url", "https", "epsilon", "zeta", "le", "ll"):
+        assert bad not in words, bad
+    assert "p-adic" in words or any("p-adic" in w for w in words)
+    assert "Модели языка для перевода" in text
+
+
 def test_fixed_number_of_topics(archives: list[tuple[Paper, str]]) -> None:
     papers = [p for p, _ in archives[::4]]
     s = TopicSettings(topics=5)
@@ -299,6 +372,29 @@ def test_picks_follow_upvotes_when_weight_is_one(listings: list[Paper]) -> None:
         picked = sorted((pk.paper.upvotes or 0 for pk in t.picks), reverse=True)
         # MMR may trade one near-duplicate away, never the top paper
         assert picked[0] == votes[0]
+        assert (t.picks[0].paper.upvotes or 0) == votes[0]  # and it comes first
+
+
+def test_picks_are_the_most_upvoted_when_weight_is_one() -> None:
+    """Distinct papers in one topic, weight 1: the picks are the top upvoted, in order."""
+    subjects = [
+        ("Graph neural networks", "message passing over nodes and edges"),
+        ("Protein folding", "amino acid contact maps"),
+        ("Exoplanet transits", "light curves of distant stars"),
+        ("Option pricing", "stochastic volatility of markets"),
+        ("Quantum error correction", "surface codes and logical qubits"),
+        ("Robot grasping", "tactile sensors on grippers"),
+        ("Prime gaps", "sieve bounds for consecutive primes"),
+    ]
+    papers = [
+        paper(i, title, f"We study {abstract}.", upvotes=(i * 7) % 23)
+        for i, (title, abstract) in enumerate(subjects)
+    ]
+    s = TopicSettings(trending_weight=1.0, picks_per_topic=3)
+    d = build_digest(papers, issue_date=DAY, settings=s)
+    assert len(d.topics) == 1  # under min_papers: one section
+    got = [pk.paper.upvotes for pk in d.topics[0].picks]
+    assert got == sorted((p.upvotes or 0 for p in papers), reverse=True)[:3]
 
 
 def test_picks_ignore_upvotes_when_weight_is_zero(listings: list[Paper]) -> None:
@@ -437,5 +533,12 @@ def test_every_paper_in_exactly_one_topic(
     d = build_digest(papers, issue_date=DAY, settings=s)
     unique = {p.id: p for p in papers}
     check_invariants(d, list(unique.values()), s)
+    # sizes add up: topics + watched = the day's distinct papers
+    watched = d.watched.size if d.watched else 0
+    assert sum(t.size for t in d.topics) + watched == d.paper_count == len(unique)
+    if d.watched is not None:
+        assert all(
+            "graph" in f"{p.title} {p.abstract}" for p in all_papers(Digest(DAY, (d.watched,), 0))
+        )
     shuffled = list(reversed(papers))
     assert build_digest(shuffled, issue_date=DAY, settings=s) == d

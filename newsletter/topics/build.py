@@ -137,7 +137,7 @@ def build_digest(
 
     # biggest first, so a contested label term goes to the larger topic; then by first id
     groups.sort(key=lambda g: (-len(g), int(g[0])))
-    labels = label.label_groups(vec.counts, vec.terms, groups, raw)
+    labels = label.label_groups(vec.counts, vec.terms, groups, raw, vec.titles)
     largest = max((len(g) for g in groups), default=0)
     topics = [
         _topic(lab, terms, unique, g, vec, trend, settings, hot_weight=w, largest=largest)

@@ -18,8 +18,13 @@ MINIBATCH_ABOVE = 5000
 CHOOSE_ON_AT_MOST = 2000
 STABILITY_RUNS = 8
 STABILITY_FRACTION = 0.8
-#: A smaller k wins when its stability is within this of the best: fewer sections read better.
-STABILITY_TOLERANCE = 0.02
+#: k-means restarts per subsample: with one, bad local optima pass for instability.
+STABILITY_INITS = 3
+#: The largest k whose stability is within this of the best wins (see choose_k).
+STABILITY_TOLERANCE = 0.05
+#: Candidate k are every integer up to this, then a geometric grid (x GRID_STEP).
+DENSE_UP_TO = 12
+GRID_STEP = 1.15
 
 
 @dataclass(frozen=True)
@@ -79,7 +84,7 @@ def stability(x: np.ndarray, k: int, *, seed: int) -> float:
     labelings = []
     for run in range(STABILITY_RUNS):
         idx = np.sort(rng.choice(n, size=m, replace=False))
-        km = KMeans(n_clusters=k, n_init=1, random_state=seed + run).fit(x[idx])
+        km = KMeans(n_clusters=k, n_init=STABILITY_INITS, random_state=seed + run).fit(x[idx])
         labelings.append(km.predict(x))
     return float(
         np.mean([adjusted_rand_score(a, b) for a, b in itertools.combinations(labelings, 2)])
@@ -102,10 +107,21 @@ def choose_k(
         sample = x[np.sort(rng.choice(n, size=CHOOSE_ON_AT_MOST, replace=False))]
     if len(np.unique(sample, axis=0)) <= high:  # too few distinct papers to tell
         return KChoice(low, low, high, "auto", {})
-    scores = {k: stability(sample, k, seed=seed) for k in range(low, high + 1)}
-    best = max(scores.values())
-    k = min(k for k, s in scores.items() if s >= best - STABILITY_TOLERANCE)
+    scores = {k: stability(sample, k, seed=seed) for k in candidates(low, high)}
+    # k=2 is left out of "best": halving any cloud of points is stable, structure or not
+    best = max((s for k, s in scores.items() if k >= 3), default=max(scores.values()))
+    k = max(k for k, s in scores.items() if s >= best - STABILITY_TOLERANCE)
     return KChoice(k, low, high, "auto", scores)
+
+
+def candidates(low: int, high: int) -> list[int]:
+    """Every k up to DENSE_UP_TO, then a geometric grid (wide ranges stay affordable)."""
+    out = list(range(low, min(high, DENSE_UP_TO) + 1))
+    k = float(max(low, DENSE_UP_TO))
+    while k < high:
+        k = max(k * GRID_STEP, k + 1)
+        out.append(min(round(k), high))
+    return sorted(set(out))
 
 
 def null_reference(x: np.ndarray, *, seed: int) -> np.ndarray:

@@ -35,7 +35,11 @@ def _pick_lines(pk: Pick, width: int) -> list[str]:
 
 def _topic_lines(n: int | None, t: Topic, width: int) -> list[str]:
     title = f"{n}. {t.label}" if n is not None else t.label
-    lines = [f"{title} ({t.size} paper{'s' if t.size != 1 else ''})"]
+    lines = textwrap.wrap(
+        f"{title} ({t.size} paper{'s' if t.size != 1 else ''})",
+        width=width,
+        subsequent_indent="   ",
+    )
     if t.terms:
         lines += textwrap.wrap(
             "terms: " + ", ".join(t.terms),

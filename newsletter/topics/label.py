@@ -36,6 +36,26 @@ _STOP = frozenset(
 )
 
 
+#: Words too vague to lead a label ("quality", "paradigm", "data"): their weight is cut
+#: so that a more specific term wins when there is one; they stay usable otherwise.
+VAGUE = frozenset(
+    """
+    ability abilities accuracy accurate additional analysis application applications art
+    aware capabilities capability complex critical crucial data deep diverse domain domains
+    effectiveness efficiency end evidence form function functions general generation
+    great human impact information insights large learning level limited limitations model
+    models multiple order paradigm potential powerful practical process promising properties
+    prove quality range real reliable remarkable robust robustness role scale set setting
+    settings small specific strategies strategy structure struggle success successful
+    support system systems theoretical time training type types understanding world
+    """.split()  # noqa: SIM905
+)
+VAGUE_FACTOR = 0.35
+#: Weight x (1 + this x share of the topic's titles holding the term as written): authors'
+#: own phrases ("speculative decoding") read better than abstract filler.
+TITLE_BOOST = 1.0
+
+
 def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
     """Class-based TF-IDF, one row per group: (share of the group's papers with the term)
     x log(1 + papers / papers with the term). Terms in a single paper of a larger group get 0.
@@ -60,6 +80,13 @@ def _key(term: str) -> tuple[str, ...]:
     )
 
 
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Two phrases say much the same: one's words inside the other's, they chain ("large
+    language" / "language models") or start alike ("test time scaling" / "test time
+    compute"). "test time" and "inference time" do not."""
+    return set(a) <= set(b) or set(b) <= set(a) or a[-1] == b[0] or b[-1] == a[0] or a[0] == b[0]
+
+
 def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> list[str]:
     """Greedy: no unigram inside a chosen bigram, no two bigrams sharing a word, no variants."""
     chosen: list[str] = []
@@ -72,10 +99,12 @@ def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> l
             if any(key[0] in _key(c) for c in chosen):
                 continue  # "test" after "test time"
         else:
-            if any(len(_key(c)) > 1 and words & set(_key(c)) for c in chosen):
+            longer = [c for c in chosen if len(_key(c)) > 1 and set(_key(c)) < words]
+            if any(len(_key(c)) > 1 and c not in longer and _overlap(key, _key(c)) for c in chosen):
                 continue  # "language models" after "large language"
-            inside = [c for c in chosen if len(_key(c)) == 1 and _key(c)[0] in words]
-            if inside:  # "test time" replaces "test" (and "time") where "test" stood
+            inside = longer + [c for c in chosen if len(_key(c)) == 1 and _key(c)[0] in words]
+            if inside:  # "test time" replaces "test" (and "time") where "test" stood;
+                # "inference time scaling" replaces "inference time"
                 at = chosen.index(inside[0])
                 chosen = [c for c in chosen if c not in inside]
                 chosen.insert(min(at, len(chosen)), term)
@@ -107,9 +136,11 @@ def label_groups(
     terms: np.ndarray,
     groups: Sequence[np.ndarray],
     raw_texts: Sequence[str],
+    titles: sp.csr_matrix | None = None,
 ) -> list[tuple[str, tuple[str, ...]]]:
     """(label, distinctive terms) per group, groups in the order given (earlier ones win a
-    contested term, so pass the biggest first). Labels are lower-case and unique."""
+    contested term, so pass the biggest first). Labels are lower-case and unique.
+    ``titles``: binary title-term matrix over the same vocabulary (boosts title phrases)."""
     out: list[tuple[str, tuple[str, ...]]] = []
     if binary.shape[1] == 0:
         weights = np.zeros((len(groups), 0))
@@ -117,6 +148,11 @@ def label_groups(
         weights = ctfidf(binary, groups)
         is_bigram = np.array([" " in t for t in terms])
         weights = weights * np.where(is_bigram, BIGRAM_BOOST, 1.0)
+        vague = np.array([all(w in VAGUE or w in _STOP for w in t.split()) for t in terms])
+        weights = weights * np.where(vague, VAGUE_FACTOR, 1.0)
+        if titles is not None:
+            share = np.vstack([np.asarray(titles[idx].mean(axis=0)).ravel() for idx in groups])
+            weights = weights * (1.0 + TITLE_BOOST * share)
     used: set[tuple[str, ...]] = set()
     labels_seen: set[str] = set()
     for g, idx in enumerate(groups):

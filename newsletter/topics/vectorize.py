@@ -27,6 +27,7 @@ class Vectors:
     terms: np.ndarray  # vocabulary, column order
     min_df: int
     max_df: float
+    titles: sp.csr_matrix  # binary title-term matrix, same columns (for labels)
 
 
 def paper_text(p: Paper) -> str:
@@ -79,6 +80,13 @@ def vectorize(papers: Sequence[Paper], *, seed: int, lsa_dims: int | None = None
     tfidf = sp.csr_matrix(tfidf)
     binary = sp.csr_matrix(counts, copy=True)
     binary.data[:] = 1
+    if counts.shape[1]:
+        title_cv = CountVectorizer(
+            analyzer=Analyzer(STOP_WORDS), vocabulary=cv.vocabulary_, binary=True, dtype=np.float32
+        )
+        titles = sp.csr_matrix(title_cv.transform([p.title for p in papers]))
+    else:
+        titles = sp.csr_matrix((n, 0), dtype=np.float32)
     if lsa_dims is None:
         lsa_dims = lsa_dims_for(n)
     dims = min(lsa_dims, tfidf.shape[1] - 1, n - 1)
@@ -91,4 +99,4 @@ def vectorize(papers: Sequence[Paper], *, seed: int, lsa_dims: int | None = None
             lsa = normalize(svd.fit_transform(tfidf)).astype(np.float32)
     else:
         lsa = tfidf.toarray()
-    return Vectors(binary, tfidf, lsa, terms, min_df, max_df)
+    return Vectors(binary, tfidf, lsa, terms, min_df, max_df, titles)
