@@ -18,13 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from newsletter.config import Settings
-from newsletter.delivery.message import (
-    build_message,
-    message_id,
-    to_bytes,
-    unsubscribe_token,
-    unsubscribe_url,
-)
+from newsletter.delivery.message import MessageTemplate, unsubscribe_token, unsubscribe_url
 from newsletter.delivery.transport import (
     RateLimiter,
     SendError,
@@ -98,23 +92,29 @@ class IssueMailer:
     """Turns the stored issue into one subscriber's message; cheap per subscriber."""
 
     def __init__(self, settings: Settings, issue: IssueRecord, secret: str, now: dt.datetime):
-        from newsletter.render import RenderedIssue
-
         self.settings = settings
         self.issue = issue
         self.secret = secret
-        self.date = now
-        self.rendered = RenderedIssue(
-            subject=issue.subject, preheader=issue.preheader, html=issue.html, text=issue.text
+        self.template = MessageTemplate(
+            settings,
+            subject=issue.subject,
+            html=issue.html,
+            text=issue.text,
+            date=now,
+            secret=secret,
+            issue_date=issue.issue_date,
         )
 
     def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
-        """(html, text, unsubscribe token) for one subscriber."""
-        from newsletter.render import personalize
+        """(html, text, unsubscribe token) for one subscriber, as the message carries them."""
+        from newsletter.render import RenderedIssue, personalize
 
         token = unsubscribe_token(self.secret, subscriber.id)
+        rendered = RenderedIssue(
+            self.issue.subject, self.issue.preheader, self.issue.html, self.issue.text
+        )
         html, text = personalize(
-            self.rendered,
+            rendered,
             unsubscribe_url=unsubscribe_url(self.settings, token),
             name=subscriber.name,
             email=subscriber.email,
@@ -123,19 +123,7 @@ class IssueMailer:
 
     def message(self, subscriber: Subscriber) -> tuple[str, bytes]:
         """(Message-ID, the message as it goes on the wire)."""
-        html, text, token = self.personal(subscriber)
-        mid = message_id(self.settings, self.secret, self.issue.issue_date, subscriber.id)
-        msg = build_message(
-            settings=self.settings,
-            subscriber=subscriber,
-            subject=self.issue.subject,
-            html=html,
-            text=text,
-            token=token,
-            msg_id=mid,
-            date=self.date,
-        )
-        return mid, to_bytes(msg)
+        return self.template.render(subscriber)
 
 
 class _Budget:
@@ -239,7 +227,7 @@ def deliver(
                 doubt = doubt or (e.stage == "data" and e.code is None)
                 if attempt == MAX_ATTEMPTS or stop.is_set():
                     if e.stage == "connect":
-                        store.requeue(claim, now=now())
+                        store.requeue(claim, now=now(), in_doubt=doubt)
                         raise TransportUnavailable(e.reason) from e
                     store.mark_done(claim, DeliveryStatus.DEFERRED, e.reason, now=now())
                     count(DeliveryStatus.DEFERRED, doubt=doubt, why=f"{sub.email}: {e.reason}")
@@ -247,7 +235,7 @@ def deliver(
                 delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
                 log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
                 if stop.wait(delay):
-                    store.requeue(claim, now=now())
+                    store.requeue(claim, now=now(), in_doubt=doubt)
                     return
             else:
                 store.mark_sent(claim, reply, now=now())

@@ -51,7 +51,7 @@ PLACEHOLDERS = {
     "name": "%%NL_NAME%%",
     "email": "%%NL_EMAIL%%",
 }
-_PLACEHOLDER_RE = re.compile(r"%%NL_[A-Z_]+%%")
+PLACEHOLDER_RE = re.compile(r"%%NL_[A-Z_]+%%")
 
 _MONTHS = [
     "January", "February", "March", "April", "May", "June",
@@ -145,10 +145,10 @@ def render_web(digest: Digest, settings: Settings) -> str:
     return _render(env, HTML_TEMPLATE, context)
 
 
-def personalize(
-    issue: RenderedIssue, *, unsubscribe_url: str, name: str = "", email: str = ""
-) -> tuple[str, str]:
-    """Fill the per-subscriber placeholders: ``(html, text)``.  One regex pass per part."""
+def placeholder_values(
+    *, unsubscribe_url: str, name: str = "", email: str = ""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What each placeholder token becomes for one subscriber: ``(for html, for text)``."""
     name = _clean(name, neutralise=False)
     email = _clean(email, neutralise=False)
     url = _clean(unsubscribe_url, neutralise=False).replace(" ", "%20")
@@ -159,10 +159,17 @@ def personalize(
         PLACEHOLDERS["name"]: name,
         PLACEHOLDERS["email"]: email,
     }
-    escaped = {k: html_lib.escape(v, quote=True) for k, v in values.items()}
+    return {k: html_lib.escape(v, quote=True) for k, v in values.items()}, values
+
+
+def personalize(
+    issue: RenderedIssue, *, unsubscribe_url: str, name: str = "", email: str = ""
+) -> tuple[str, str]:
+    """Fill the per-subscriber placeholders: ``(html, text)``.  One regex pass per part."""
+    escaped, values = placeholder_values(unsubscribe_url=unsubscribe_url, name=name, email=email)
     # A single pass: a value that itself looks like a token is not expanded again.
-    html = _PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
-    text = _PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), issue.text)
+    html = PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
+    text = PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), issue.text)
     return html, text
 
 

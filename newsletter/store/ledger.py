@@ -275,9 +275,17 @@ class LedgerStore:
         """FAILED, DEFERRED or SKIPPED, with the reason."""
         self._mark(claim, now, status=status.value, reply=reply[:1000], claimed_by=None)
 
-    def requeue(self, claim: Claim, *, now: dt.datetime) -> None:
-        """Put one row back in the queue (the run stopped before its fate was settled)."""
-        self._mark(claim, now, status=DeliveryStatus.QUEUED.value, claimed_by=None, claimed_at=None)
+    def requeue(self, claim: Claim, *, now: dt.datetime, in_doubt: bool = False) -> None:
+        """Put one row back in the queue (the run stopped before its fate was settled).
+
+        ``in_doubt``: it may have been delivered (the connection dropped in DATA); the mark
+        is kept so the resend is counted.
+        """
+        extra = {"in_doubt": True} if in_doubt else {}
+        self._mark(
+            claim, now, status=DeliveryStatus.QUEUED.value, claimed_by=None, claimed_at=None,
+            **extra,
+        )
 
     def release(self, claims: Sequence[Claim], *, now: dt.datetime) -> None:
         """Give rows back untouched (a sender stopping before it reached them)."""
