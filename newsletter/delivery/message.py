@@ -82,11 +82,15 @@ def _header(name: str, value: str) -> str:
 
 
 def _qp(text: str) -> str:
-    """Quoted-printable of UTF-8 ``text`` with CRLF line breaks (lines ≤ 76)."""
+    """Quoted-printable of UTF-8 ``text`` with CRLF line breaks.
+
+    Lines of at most 75 octets, so the soft break appended after a piece keeps every line
+    within quoted-printable's 76.
+    """
     if not text:
         return ""
     return email.quoprimime.body_encode(
-        text.encode("utf-8").decode("latin-1"), maxlinelen=76, eol=_CRLF
+        text.encode("utf-8").decode("latin-1"), maxlinelen=75, eol=_CRLF
     )
 
 
