@@ -20,6 +20,7 @@ import click
 
 from newsletter import __version__
 from newsletter.errors import NewsletterError
+from newsletter.models import SubscriberStatus
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -424,7 +425,6 @@ def subscribers_add(app: Context, email: str, name: str) -> None:
 @reports_errors
 def subscribers_remove(app: Context, email: str) -> None:
     """Unsubscribe EMAIL: never mailed again unless added again explicitly."""
-    from newsletter.models import SubscriberStatus
     from newsletter.subscribers import normalise_email
 
     settings = app.settings()
@@ -438,14 +438,12 @@ def subscribers_remove(app: Context, email: str) -> None:
 
 @subscribers.command("list")
 @click.option(
-    "--status", type=click.Choice(["active", "unsubscribed", "bounced"]), help="Only these."
+    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
 )
 @pass_app
 @reports_errors
 def subscribers_list(app: Context, status: str | None) -> None:
     """List subscribers with their status."""
-    from newsletter.models import SubscriberStatus
-
     settings = app.settings()
     with app.store(settings) as store:
         subs = store.subscribers(SubscriberStatus(status) if status else None)
@@ -485,13 +483,12 @@ def subscribers_import(app: Context, file: Any) -> None:
 
 @subscribers.command("export")
 @click.option(
-    "--status", type=click.Choice(["active", "unsubscribed", "bounced"]), help="Only these."
+    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
 )
 @pass_app
 @reports_errors
 def subscribers_export(app: Context, status: str | None) -> None:
     """Write subscribers as CSV to standard output (importable again)."""
-    from newsletter.models import SubscriberStatus
     from newsletter.subscribers import write_csv
 
     settings = app.settings()
@@ -765,7 +762,7 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
     without saving anything.
     """
     from newsletter import pipeline
-    from newsletter.models import Subscriber, SubscriberStatus
+    from newsletter.models import Subscriber
 
     settings = app.settings()
     now = _now()

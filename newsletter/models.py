@@ -118,6 +118,7 @@ class SourceState:
 
 
 class SubscriberStatus(StrEnum):
+    PENDING = "pending"  # signed up on the web, not confirmed yet: receives nothing else
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"  # never mailed again unless added again explicitly
     BOUNCED = "bounced"  # a permanent "no such user"; not mailed until added again
