@@ -403,6 +403,11 @@ def subscribers() -> None:
     """Add, remove, list, import and export subscribers."""
 
 
+_status_option = click.option(
+    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
+)
+
+
 @subscribers.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="The subscriber's name, used in the greeting.")
@@ -437,9 +442,7 @@ def subscribers_remove(app: Context, email: str) -> None:
 
 
 @subscribers.command("list")
-@click.option(
-    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
-)
+@_status_option
 @pass_app
 @reports_errors
 def subscribers_list(app: Context, status: str | None) -> None:
@@ -482,9 +485,7 @@ def subscribers_import(app: Context, file: Any) -> None:
 
 
 @subscribers.command("export")
-@click.option(
-    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
-)
+@_status_option
 @pass_app
 @reports_errors
 def subscribers_export(app: Context, status: str | None) -> None:

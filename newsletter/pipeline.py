@@ -6,6 +6,7 @@ same call with the same inputs does the same thing.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -144,30 +145,28 @@ def run_fetch(
 
 def _next_state(prev: SourceState | None, run: SourceRun, now: dt.datetime) -> SourceState:
     r = run.result
+    base = SourceState(
+        name=r.name,
+        url=r.url,
+        last_status=r.status,
+        last_http_status=r.http_status,
+        last_attempt_at=now,
+    )
     if r.failed:
         # Keep the validators of the last good fetch: the next try can still get a 304.
-        return SourceState(
-            name=r.name,
-            url=r.url,
+        return dataclasses.replace(
+            base,
             etag=prev.etag if prev else None,
             last_modified=prev.last_modified if prev else None,
-            last_status=r.status,
-            last_http_status=r.http_status,
             last_error=r.error,
-            last_attempt_at=now,
             last_success_at=prev.last_success_at if prev else None,
             last_new=0,
             last_total=0,
         )
-    return SourceState(
-        name=r.name,
-        url=r.url,
+    return dataclasses.replace(
+        base,
         etag=r.etag,
         last_modified=r.last_modified,
-        last_status=r.status,
-        last_http_status=r.http_status,
-        last_error=None,
-        last_attempt_at=now,
         last_success_at=now,
         last_new=run.new,
         last_total=run.total,
