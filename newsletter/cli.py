@@ -530,6 +530,12 @@ def subscribers_export(app: Context, status: str | None) -> None:
     "--retry-failed", is_flag=True, help="Also resend messages that failed with transient errors."
 )
 @click.option(
+    "--worker",
+    is_flag=True,
+    help="Share the issue with other `send --worker` processes (here or on other machines "
+    "with PostgreSQL); a dead worker's rows are taken over after delivery.lease_seconds.",
+)
+@click.option(
     "--no-fetch", is_flag=True, help="Do not fetch; build the issue from the papers already stored."
 )
 @pass_app
@@ -542,6 +548,7 @@ def send(
     limit: int | None,
     retry_failed: bool,
     no_fetch: bool,
+    worker: bool,
 ) -> None:
     """Fetch, group, render and deliver the day's issue to every subscriber, or resume it.
 
@@ -594,6 +601,7 @@ def send(
                 fetch=not no_fetch,
                 retry_failed=retry_failed,
                 limit=limit,
+                worker=worker,
                 on_start=start,
                 progress=step,
             )

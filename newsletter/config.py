@@ -96,6 +96,7 @@ class RenderSettings:
 class DeliverySettings:
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: str = "outbox"
+    lease_seconds: float = 120.0  # `send --worker`: a silent worker's rows are taken over
 
 
 @dataclass(frozen=True)
@@ -483,6 +484,10 @@ def _validate(s: Settings, where: str) -> None:
             )
     if not 0 < s.smtp.port < 65536:
         fail("smtp.port", f"expected a port from 1 to 65535, got {s.smtp.port}")
+    if s.delivery.lease_seconds <= 0:
+        fail(
+            "delivery.lease_seconds", f"expected a positive number, got {s.delivery.lease_seconds}"
+        )
     if s.smtp.connections < 1 or s.smtp.max_per_connection < 1:
         fail(
             "smtp.connections", "expected positive integers for connections and max_per_connection"

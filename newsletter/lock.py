@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from newsletter.errors import NewsletterError
 
 #: PostgreSQL advisory lock keys, one per kind of lock.
-_PG_KEYS = {"send": 7263012, "daemon": 7263013}
-_WHAT = {"send": "sending", "daemon": "running as the daemon"}
+_PG_KEYS = {"send": 7263012, "daemon": 7263013, "prepare": 7263014}
+_WHAT = {"send": "sending", "daemon": "running as the daemon", "prepare": "preparing an issue"}
 
 
 class LockHeld(NewsletterError):
@@ -43,20 +43,28 @@ def send_lock(engine: sa.Engine) -> AbstractContextManager[None]:
 
 
 @contextmanager
-def hold_lock(engine: sa.Engine, name: str) -> Iterator[None]:
-    """Hold the lock ``name`` ("send" or "daemon"), or raise :class:`LockHeld` at once."""
+def hold_lock(
+    engine: sa.Engine, name: str, *, shared: bool = False, wait: bool = False
+) -> Iterator[None]:
+    """Hold the lock ``name`` ("send", "daemon" or "prepare") for the block.
+
+    ``shared``: many holders at once (send workers), but none beside an exclusive holder.
+    Raises :class:`LockHeld` at once when taken, unless ``wait``.
+    """
     what = _WHAT[name]
     if engine.dialect.name == "postgresql":
         key = _PG_KEYS[name]
+        kind = "_shared" if shared else ""
+        take = f"pg_{'' if wait else 'try_'}advisory_lock{kind}(:k)"
         with engine.connect() as conn:
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            got = conn.execute(sa.text(f"SELECT {take}"), {"k": key}).scalar()
             conn.commit()
-            if not got:
+            if not wait and not got:
                 raise LockHeld(f"another newsletter process is {what} (PostgreSQL advisory lock)")
             try:
                 yield
             finally:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.execute(sa.text(f"SELECT pg_advisory_unlock{kind}(:k)"), {"k": key})
                 conn.commit()
         return
     path = lock_path(engine.url.render_as_string(hide_password=False), name)
@@ -66,20 +74,24 @@ def hold_lock(engine: sa.Engine, name: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "unknown process"
+            holder = os.pread(fd, 500, 0).decode("utf-8", "replace").strip()
+            holder = holder or "one or more send workers"
             raise LockHeld(
                 f"another newsletter process is {what}: {holder} (lock {path})"
             ) from None
-        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        info = f"pid {os.getpid()} on {socket.gethostname()}, {what} since {since}\n"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode(), 0)
+        if not shared:  # shared holders would overwrite each other's line
+            since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            info = f"pid {os.getpid()} on {socket.gethostname()}, {what} since {since}\n"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, info.encode(), 0)
         try:
             yield
         finally:
-            os.ftruncate(fd, 0)
+            if not shared:
+                os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

@@ -303,6 +303,7 @@ def run_send(
     fetch: bool = True,
     retry_failed: bool = False,
     limit: int | None = None,
+    worker: bool = False,
     stop: threading.Event | None = None,
     on_source: Callable[[SourceRun], None] | None = None,
     progress: Callable[[DeliveryStatus], None] | None = None,
@@ -311,30 +312,36 @@ def run_send(
 ) -> SendReport:
     """Fetch → topics → render → deliver the issue of ``issue_date``, or resume it.
 
-    Holds the send lock throughout: a second process gets :class:`LockHeld` at once.
+    Alone, it holds the send lock exclusively throughout: another sender gets
+    :class:`LockHeld` at once, and rows a dead sender left are taken back immediately.
+    As a ``worker`` it holds the lock shared with other workers (on this machine or, with
+    PostgreSQL, others): the issue is prepared by whichever worker comes first, then all
+    deliver it together, each taking over rows a dead worker has not renewed for
+    ``delivery.lease_seconds``.
     """
     from newsletter.delivery import deliver, signing_secret
     from newsletter.delivery.transport import make_transport_factory
-    from newsletter.lock import send_lock
+    from newsletter.lock import hold_lock
 
     signing_secret(settings)  # fail before any work when the key is missing
-    with send_lock(store.engine):
-        issue, fetched = prepare_issue(
-            settings, store, issue_date, now=now(), fetch=fetch, on_source=on_source
-        )
-        if issue is None:
-            return SendReport(issue_date, "empty", fetch=fetched)
-        recovered = store.recover(issue.id, now=now())
-        if recovered.in_doubt or recovered.requeued:
-            log.warning(
-                "issue %s: resuming after an interrupted send: %d in doubt, %d requeued",
-                issue_date,
-                recovered.in_doubt,
-                recovered.requeued,
+    with hold_lock(store.engine, "send", shared=worker):
+        with hold_lock(store.engine, "prepare", wait=True):
+            issue, fetched = prepare_issue(
+                settings, store, issue_date, now=now(), fetch=fetch, on_source=on_source
             )
-        if retry_failed:
-            store.requeue_deferred(issue.id, now=now())
-        queued = store.queue_deliveries(issue.id, now=now())
+            if issue is None:
+                return SendReport(issue_date, "empty", fetch=fetched)
+            recovered = Recovered() if worker else store.recover(issue.id, now=now())
+            if recovered.in_doubt or recovered.requeued:
+                log.warning(
+                    "issue %s: resuming after an interrupted send: %d in doubt, %d requeued",
+                    issue_date,
+                    recovered.in_doubt,
+                    recovered.requeued,
+                )
+            if retry_failed:
+                store.requeue_deferred(issue.id, now=now())
+            queued = store.queue_deliveries(issue.id, now=now())
         pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
         if on_start:
             on_start(pending if limit is None else min(pending, limit))
@@ -351,6 +358,7 @@ def run_send(
             limit=limit,
             stop=stop,
             progress=progress,
+            lease=settings.delivery.lease_seconds if worker else None,
         )
         if store.unfinished(issue.id) == 0:
             store.set_issue_status(issue.id, IssueStatus.SENT, now=now())

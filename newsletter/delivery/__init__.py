@@ -155,8 +155,15 @@ def deliver(
     stop: threading.Event | None = None,
     progress: Callable[[DeliveryStatus], None] | None = None,
     backoff: float | None = None,
+    lease: float | None = None,
 ) -> DeliveryReport:
-    """Send every QUEUED row of ``issue``; the caller holds the send lock and ran recovery."""
+    """Send every QUEUED row of ``issue``.
+
+    Alone (``lease`` None) the caller holds the send lock exclusively and has run
+    recovery.  As one of several workers (``lease`` in seconds) it also takes over rows
+    whose holder stopped renewing them for ``lease`` seconds, renews its own claims
+    meanwhile, and keeps going until no row of the issue is left unfinished.
+    """
     backoff = BACKOFF if backoff is None else backoff
     secret = signing_secret(settings)
     mailer = IssueMailer(settings, issue, secret, now())
@@ -258,9 +265,13 @@ def deliver(
         try:
             open_with_retries(transport)
             while not stop.is_set():
-                claims = store.claim(issue.id, me, BATCH, now=now())
+                claims = store.claim(issue.id, me, BATCH, now=now(), lease=lease)
                 if not claims:
-                    return
+                    if lease is None or store.unfinished(issue.id) == 0:
+                        return
+                    # Other workers hold the rest; one of them may die: look again later.
+                    stop.wait(min(lease / 4, 5.0))
+                    continue
                 for i, claim in enumerate(claims):
                     if stop.is_set() or not budget.take():
                         store.release(claims[i:], now=now())
@@ -280,15 +291,26 @@ def deliver(
         finally:
             transport.close()
 
+    def heartbeat() -> None:
+        assert lease is not None
+        while not finished.wait(lease / 3):
+            for n in range(len(threads)):
+                store.renew_claims(issue.id, f"{base_worker}:{n}", now=now())
+
     crashed: list[BaseException] = []
+    finished = threading.Event()
     threads = [
         threading.Thread(target=run, args=(n,), name=f"sender-{n}")
         for n in range(max(1, connections))
     ]
+    beat = threading.Thread(target=heartbeat, name="lease-renewal", daemon=True)
     for t in threads:
         t.start()
+    if lease is not None:
+        beat.start()
     for t in threads:
         t.join()
+    finished.set()
     report.elapsed = time.monotonic() - started
     if crashed:
         raise crashed[0]

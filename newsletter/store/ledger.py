@@ -51,6 +51,7 @@ class Claim:
     subscriber: Subscriber
     attempts: int
     in_doubt: bool
+    worker: str  # who holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,13 +207,35 @@ class LedgerStore:
             ).rowcount
         return Recovered(requeued or 0, in_doubt or 0)
 
-    def claim(self, issue_id: int, worker: str, limit: int, *, now: dt.datetime) -> list[Claim]:
-        """Take up to ``limit`` QUEUED rows for ``worker``, in subscriber order."""
+    def claim(
+        self,
+        issue_id: int,
+        worker: str,
+        limit: int,
+        *,
+        now: dt.datetime,
+        lease: float | None = None,
+    ) -> list[Claim]:
+        """Take up to ``limit`` rows for ``worker``, in subscriber order.
+
+        QUEUED rows, and with ``lease`` (seconds) also rows whose holder has not renewed
+        its claim for that long (a dead worker's): CLAIMED ones simply change hands,
+        SENDING ones are marked in doubt.  One statement guarded by the same condition
+        takes them, so two claimers never get the same row (SQLite: BEGIN IMMEDIATE;
+        PostgreSQL: FOR UPDATE SKIP LOCKED).
+        """
         d, s = schema.deliveries, schema.subscribers
+        takeable = d.c.status == DeliveryStatus.QUEUED.value
+        if lease is not None:
+            expired = sa.and_(
+                d.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value]),
+                d.c.claimed_at < now - dt.timedelta(seconds=lease),
+            )
+            takeable = sa.or_(takeable, expired)
         with self.write() as conn:
             pick = (
                 sa.select(d.c.subscriber_id)
-                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.QUEUED.value)
+                .where(d.c.issue_id == issue_id, takeable)
                 .order_by(d.c.subscriber_id)
                 .limit(limit)
             )
@@ -223,13 +246,13 @@ class LedgerStore:
                 return []
             conn.execute(
                 d.update()
-                .where(
-                    d.c.issue_id == issue_id,
-                    d.c.subscriber_id.in_(ids),
-                    d.c.status == DeliveryStatus.QUEUED.value,
-                )
+                .where(d.c.issue_id == issue_id, d.c.subscriber_id.in_(ids), takeable)
                 .values(
                     status=DeliveryStatus.CLAIMED.value,
+                    in_doubt=sa.case(
+                        (d.c.status == DeliveryStatus.SENDING.value, sa.true()),
+                        else_=d.c.in_doubt,
+                    ),
                     claimed_by=worker,
                     claimed_at=now,
                     updated_at=now,
@@ -246,14 +269,38 @@ class LedgerStore:
                 )
                 .order_by(s.c.id)
             ).all()
-        return [Claim(issue_id, subscriber_from_row(r), r.attempts, bool(r.in_doubt)) for r in rows]
+        return [
+            Claim(issue_id, subscriber_from_row(r), r.attempts, bool(r.in_doubt), worker)
+            for r in rows
+        ]
+
+    def renew_claims(self, issue_id: int, worker: str, *, now: dt.datetime) -> int:
+        """Keep ``worker``'s claims from expiring (its heartbeat)."""
+        d = schema.deliveries
+        with self.write() as conn:
+            n = conn.execute(
+                d.update()
+                .where(
+                    d.c.issue_id == issue_id,
+                    d.c.claimed_by == worker,
+                    d.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value]),
+                )
+                .values(claimed_at=now)
+            ).rowcount
+        return n or 0
 
     def _mark(self, claim: Claim, now: dt.datetime, **values: Any) -> None:
+        # Only while the claim is still this sender's: after its lease expired and another
+        # worker took the row over, a late write must not overwrite the new holder's.
         d = schema.deliveries
         with self.write() as conn:
             conn.execute(
                 d.update()
-                .where(d.c.issue_id == claim.issue_id, d.c.subscriber_id == claim.subscriber.id)
+                .where(
+                    d.c.issue_id == claim.issue_id,
+                    d.c.subscriber_id == claim.subscriber.id,
+                    d.c.claimed_by == claim.worker,
+                )
                 .values(updated_at=now, **values)
             )
 
@@ -283,7 +330,11 @@ class LedgerStore:
         """
         extra = {"in_doubt": True} if in_doubt else {}
         self._mark(
-            claim, now, status=DeliveryStatus.QUEUED.value, claimed_by=None, claimed_at=None,
+            claim,
+            now,
+            status=DeliveryStatus.QUEUED.value,
+            claimed_by=None,
+            claimed_at=None,
             **extra,
         )
 
