@@ -100,6 +100,9 @@ class Store(SubscriberStore, LedgerStore):
         except sa.exc.DatabaseError as e:
             store.close()
             raise StoreError(f"{store.safe_url} is not a usable database: {e.orig}") from e
+        except BaseException:
+            store.close()
+            raise
         return store
 
     @property
