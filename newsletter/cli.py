@@ -668,7 +668,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
             )
             if date:
                 problems = store.delivery_problems(i.id)
-    holder = lock_holder(settings.database_url)
+        holder = lock_holder(store.engine)
     if holder:
         click.echo(f"sending now: {holder}")
     daemon_line = _daemon_summary(settings)
@@ -794,6 +794,70 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
 
         if not webbrowser.open(paths[0].resolve().as_uri()):
             click.echo("no browser found; open the HTML file yourself", err=True)
+
+
+# --------------------------------------------------------------------------- web
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port."
+)
+@click.option(
+    "--threads", type=click.IntRange(min=1), default=4, show_default=True, help="Worker threads."
+)
+@click.option(
+    "--trusted-proxy",
+    metavar="IP",
+    help="The front web server's address: its X-Forwarded-For names the client.",
+)
+@pass_app
+@reports_errors
+def serve(app: Context, host: str, port: int, threads: int, trusted_proxy: str | None) -> None:
+    """Serve the pages the emails link to: one-click unsubscribe (RFC 8058), sign-up with
+    an emailed confirmation link, and the archive of past issues.
+
+    Runs waitress until SIGINT or SIGTERM.  Needs NEWSLETTER_SECRET_KEY (the key the
+    emails were signed with); list.base_url is the address people reach it at, normally
+    through a web server that terminates TLS (see docs/web.md).
+    """
+    from newsletter.web import listening, make_app, make_server, run
+
+    settings = app.settings()
+    with app.store(settings) as store:
+        server = make_server(
+            make_app(settings, store),
+            host=host,
+            port=port,
+            threads=threads,
+            trusted_proxy=trusted_proxy,
+        )
+        where = ", ".join(listening(server))
+        click.echo(f"serving {settings.list.base_url} on {where} (Ctrl-C stops)", err=True)
+        run(server)
+
+
+@cli.group()
+def archive() -> None:
+    """The archive of past issues as web pages."""
+
+
+@archive.command("build")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@pass_app
+@reports_errors
+def archive_build(app: Context, directory: Path) -> None:
+    """Write the archive as static files: DIRECTORY/index.html and one
+    DIRECTORY/YYYY-MM-DD/index.html per issue, the pages `newsletter serve` shows under
+    /archive/, for hosting them elsewhere.
+    """
+    from newsletter.web.archive import build_archive
+
+    settings = app.settings()
+    with app.store(settings) as store:
+        paths = build_archive(store, settings, directory)
+    click.echo(f"wrote {len(paths) - 1} issue page(s) and the index to {directory}")
 
 
 def main() -> None:

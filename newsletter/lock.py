@@ -22,6 +22,11 @@ from newsletter.errors import NewsletterError
 
 #: PostgreSQL advisory lock keys, one per kind of lock.
 _PG_KEYS = {"send": 7263012, "daemon": 7263013, "prepare": 7263014}
+#: Who holds an advisory lock: the holders' application_name (see store.client_name).
+_PG_HOLDERS = sa.text(
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k ORDER BY a.pid"
+)
 _WHAT = {"send": "sending", "daemon": "running as the daemon", "prepare": "preparing an issue"}
 
 
@@ -60,7 +65,11 @@ def hold_lock(
             got = conn.execute(sa.text(f"SELECT {take}"), {"k": key}).scalar()
             conn.commit()
             if not wait and not got:
-                raise LockHeld(f"another newsletter process is {what} (PostgreSQL advisory lock)")
+                holders = conn.execute(_PG_HOLDERS, {"k": key}).scalars().all()
+                who = ", ".join(h or "an unnamed client" for h in holders) or "unknown"
+                raise LockHeld(
+                    f"another newsletter process is {what}: {who} (PostgreSQL advisory lock)"
+                )
             try:
                 yield
             finally:
@@ -97,14 +106,19 @@ def hold_lock(
         os.close(fd)
 
 
-def lock_holder(database_url: str, name: str = "send") -> str | None:
-    """Who holds the lock now (for `newsletter status`), or None."""
-    path = lock_path(database_url, name)
+def lock_holder(engine: sa.Engine, name: str = "send") -> str | None:
+    """Who holds the lock exclusively now (for `newsletter status`), or None."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            holders = conn.execute(_PG_HOLDERS, {"k": _PG_KEYS[name]}).scalars().all()
+        return ", ".join(h or "an unnamed client" for h in holders) or None
+    path = lock_path(engine.url.render_as_string(hide_password=False), name)
     if path is None or not path.exists():
         return None
     fd = os.open(path, os.O_RDONLY)
     try:
         try:
+            # A shared probe: it never stands in the way of a sender taking the lock.
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "unknown process"

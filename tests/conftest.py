@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import uuid
 import http.server
 import threading
 import time
@@ -138,14 +140,46 @@ def sample_feeds() -> Path:
     return FEEDS
 
 
+BACKENDS = ["sqlite", "postgresql"]
+#: The modules whose tests run on every backend: ``pytestmark = both_backends``.
+both_backends = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def write_config(tmp_path: Path) -> Callable[[str], Path]:
-    """Write a TOML config into tmp_path; the database goes there too unless it says otherwise."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file in tmp_path, or (parametrised with
+    "postgresql") a new database in the cluster that NEWSLETTER_TEST_DATABASE_URL points
+    at, dropped afterwards.  Without that variable the PostgreSQL cases are skipped."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path}/test.db"
+        return
+    admin_url = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
+    if not admin_url:
+        pytest.skip("PostgreSQL: set NEWSLETTER_TEST_DATABASE_URL (see .ci/postgres.sh)")
+    import sqlalchemy as sa
+
+    name = f"nl_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, database_url: str) -> Callable[[str], Path]:
+    """Write a TOML config into tmp_path, pointing at the test's database unless it says
+    otherwise."""
 
     def write(text: str, name: str = "newsletter.toml") -> Path:
         path = tmp_path / name
         if "database_url" not in text:
-            text = 'database_url = "sqlite:///test.db"\n' + text
+            text = f'database_url = "{database_url}"\n' + text
         path.write_text(text, encoding="utf-8")
         return path
 

@@ -1,4 +1,5 @@
-"""The store on a real SQLite file: migrations, paper upserts and merges, concurrency."""
+"""The store on a real SQLite file and on PostgreSQL: migrations, paper upserts and
+merges, concurrency."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import textwrap
 
 import pytest
 import sqlalchemy as sa
+from conftest import both_backends
 
 from newsletter.errors import StoreError
 from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
@@ -35,27 +37,32 @@ def paper(n: int, **kw) -> Paper:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path}/news.db", now=T0)
+def store(database_url):
+    s = Store.open(database_url, now=T0)
     yield s
     s.close()
 
 
-def test_fresh_database_is_migrated_to_the_schema(tmp_path, store):
+@both_backends
+def test_fresh_database_is_migrated_to_the_schema(store):
     assert store.schema_version() == migrations.LATEST
     insp = sa.inspect(store.engine)
     for table in schema.metadata.sorted_tables:
         cols = {c["name"] for c in insp.get_columns(table.name)}
         assert cols == {c.name for c in table.columns}, table.name
+
+
+def test_sqlite_connections_are_set_up_for_concurrency(store):
     with store.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_reopening_does_not_migrate_again(tmp_path, store):
+@both_backends
+def test_reopening_does_not_migrate_again(database_url, store):
     store.close()
-    again = Store.open(f"sqlite:///{tmp_path}/news.db", now=T0 + dt.timedelta(days=1))
+    again = Store.open(database_url, now=T0 + dt.timedelta(days=1))
     with again.read() as conn:
         rows = conn.execute(sa.select(schema.schema_migrations)).all()
     again.close()
@@ -63,7 +70,8 @@ def test_reopening_does_not_migrate_again(tmp_path, store):
     assert rows[0].applied_at == T0
 
 
-def test_newer_schema_is_refused(tmp_path, store):
+@both_backends
+def test_newer_schema_is_refused(database_url, store):
     with store.write() as conn:
         conn.execute(
             schema.schema_migrations.insert().values(
@@ -72,7 +80,7 @@ def test_newer_schema_is_refused(tmp_path, store):
         )
     store.close()
     with pytest.raises(StoreError, match="schema version 999, newer than this program"):
-        Store.open(f"sqlite:///{tmp_path}/news.db")
+        Store.open(database_url)
 
 
 def test_not_a_database_and_missing_folder(tmp_path):
@@ -86,6 +94,7 @@ def test_not_a_database_and_missing_folder(tmp_path):
         Store.open("nosuchdb://x/y")
 
 
+@both_backends
 def test_upsert_stores_each_paper_once_and_round_trips(store):
     p = paper(
         1,
@@ -105,6 +114,7 @@ def test_upsert_stores_each_paper_once_and_round_trips(store):
     assert got[p.id].announced.tzinfo is dt.UTC
 
 
+@both_backends
 def test_same_paper_from_two_sources_is_merged(store):
     arxiv = paper(7, source="arxiv-cs", categories=("cs.CL", "cs.LG"))
     hf = paper(
@@ -137,12 +147,14 @@ def test_same_paper_from_two_sources_is_merged(store):
     assert again.upvotes == 42
 
 
+@both_backends
 def test_duplicates_within_one_batch_are_merged(store):
     r = store.upsert_papers([paper(3, upvotes=1), paper(3, upvotes=5)], seen_at=T0)
     assert r.new == 1
     assert store.papers()[0].upvotes == 5
 
 
+@both_backends
 def test_papers_window_and_unissued(store):
     store.upsert_papers([paper(1)], seen_at=T0 - dt.timedelta(days=2))
     store.upsert_papers([paper(2), paper(3)], seen_at=T0)
@@ -166,6 +178,7 @@ def test_papers_window_and_unissued(store):
     assert len(store.papers(not_issued_before=dt.date(2026, 4, 26))) == 3
 
 
+@both_backends
 def test_many_papers_in_one_upsert(store):
     # More ids than SQLite's bound-parameter limit in one IN (...).
     batch = [paper(i) for i in range(1500)]
@@ -173,6 +186,7 @@ def test_many_papers_in_one_upsert(store):
     assert store.upsert_papers(batch, seen_at=T0).unchanged == 1500
 
 
+@both_backends
 def test_source_state_round_trip(store):
     assert store.source_state("x") is None
     s = SourceState(
@@ -201,6 +215,7 @@ def test_source_state_round_trip(store):
     assert [st.name for st in store.source_states()] == ["x"]
 
 
+@both_backends
 def test_naive_datetimes_are_refused(store):
     with pytest.raises(sa.exc.StatementError, match="naive datetime"):
         store.upsert_papers([paper(1)], seen_at=dt.datetime(2026, 1, 1))

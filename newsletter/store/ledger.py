@@ -168,12 +168,12 @@ class LedgerStore:
             ~sa.exists().where(d.c.issue_id == issue_id, d.c.subscriber_id == s.c.id),
         )
         with self.write() as conn:
-            result = conn.execute(
+            inserted = conn.execute(
                 d.insert().from_select(
                     ["issue_id", "subscriber_id", "status", "updated_at"], missing
                 )
-            )
-        return result.rowcount or 0
+            ).rowcount  # read inside the transaction: psycopg reports -1 once it is closed
+        return max(inserted or 0, 0)
 
     def recover(self, issue_id: int, *, now: dt.datetime) -> Recovered:
         """Hand back rows left by a sender that died; call only while holding the send lock.
