@@ -1,0 +1,679 @@
+"""`newsletter daemon` as a real process: scheduled sends, catch-up, SIGTERM, one instance.
+
+Each daemon is ``python -m newsletter -c CFG daemon`` in its own process; mail goes to a
+real aiosmtpd server, in-process (``smtp_server`` fixture) or as a sink process
+(``tests/smtp_server.py PORT DELAY``, one ``<rcpt> <Message-ID>`` line per message) so what
+reached the "world" is known independently of the ledger.
+
+The schedule's zone is a fixed-offset IANA zone (``Etc/GMT±N``) chosen so that it is about
+noon there whenever the tests run: "a few seconds ahead" and "two minutes ago" then never
+cross midnight, and the issue date is the local date in that zone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from smtp_server import free_port, wait_for
+
+from newsletter.cli import cli
+from newsletter.config import load_settings
+from newsletter.store import Store
+
+pytestmark = pytest.mark.slow
+
+SECRET = "test-secret-key-0123456789abcdef"
+ENV = {"NEWSLETTER_SECRET_KEY": SECRET}
+SINK = Path(__file__).resolve().parent / "smtp_server.py"
+DATA = Path(__file__).resolve().parent / "data" / "feeds"
+
+
+def noon_zone() -> tuple[str, dt.tzinfo]:
+    """An ``Etc/GMT±N`` zone where it is now between 11:30 and 12:30."""
+    now = dt.datetime.now(dt.UTC)
+    k = 12 - round(now.hour + now.minute / 60)  # hours east of UTC
+    k = max(-12, min(14, k))
+    name = "Etc/GMT" + (f"{-k:+d}" if k else "+0")  # Etc signs are inverted: GMT-3 is UTC+3
+    return name, dt.timezone(dt.timedelta(hours=k))
+
+
+def clock(tz: dt.tzinfo, seconds: float = 0) -> str:
+    """The wall time in ``tz`` ``seconds`` from now, as send_at wants it (HH:MM:SS)."""
+    return (dt.datetime.now(tz) + dt.timedelta(seconds=seconds)).strftime("%H:%M:%S")
+
+
+def write_config(
+    tmp_path: Path,
+    *,
+    smtp_port: int,
+    send_at: str,
+    timezone: str,
+    sources: str,
+    subscribers: int,
+    connections: int = 1,
+    on_empty: str = "skip",
+    grace: int = 3600,
+) -> tuple[Path, Path, list[str]]:
+    db = tmp_path / "news.db"
+    cfg = tmp_path / "newsletter.toml"
+    cfg.write_text(
+        f"""database_url = "sqlite:///{db}"
+[list]
+name = "Lab Papers"
+id = "lab-papers.example.org"
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+send_at = "{send_at}"
+timezone = "{timezone}"
+days = "*"
+misfire_grace_time = {grace}
+on_empty = "{on_empty}"
+[fetch]
+window_days = 1
+retries = 0
+{sources}
+[delivery]
+transport = "smtp"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+timeout = 30
+connections = {connections}
+max_per_connection = 100
+""",
+        encoding="utf-8",
+    )
+    settings = load_settings(cfg, env=ENV)
+    emails = [f"reader{i:04d}@example.org" for i in range(subscribers)]
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(e, "") for e in emails], now=dt.datetime.now(dt.UTC))
+    return cfg, db, emails
+
+
+def hf_source(sample_feeds: Path) -> str:
+    return f'[[sources]]\nname = "hf-daily"\npath = "{sample_feeds}/hf-daily.json"\n'
+
+
+class Daemon:
+    """``python -m newsletter -c CFG [ARGS] daemon``; stdout and stderr go to files."""
+
+    def __init__(self, cfg: Path, name: str, *args: str):
+        self.err_path = cfg.parent / f"{name}.err"
+        self.out_path = cfg.parent / f"{name}.out"
+        env = os.environ | ENV
+        for k in list(env):
+            if k.startswith("NEWSLETTER_") and k not in ENV:
+                env.pop(k)
+        with self.out_path.open("wb") as so, self.err_path.open("wb") as se:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "newsletter", "-c", str(cfg), *args, "daemon"],
+                stdout=so,
+                stderr=se,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        self.pid = self.proc.pid
+
+    @property
+    def log(self) -> str:
+        return self.err_path.read_text(encoding="utf-8")
+
+    def wait_log(self, pattern: str, timeout: float = 30) -> re.Match[str]:
+        """The first match of ``pattern`` in the log, waiting for it (fails if it exits first)."""
+        rx = re.compile(pattern)
+        found = wait_for(lambda: bool(rx.search(self.log)) or self.proc.poll() is not None, timeout)
+        m = rx.search(self.log)
+        assert found and m, f"no {pattern!r} in the log (exit {self.proc.poll()}):\n{self.log}"
+        return m
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the daemon did not exit within {timeout} s:\n{self.log}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def daemons() -> Callable[..., Daemon]:
+    started: list[Daemon] = []
+
+    def start(cfg: Path, name: str, *args: str) -> Daemon:
+        started.append(Daemon(cfg, name, *args))
+        return started[-1]
+
+    yield start
+    for d in started:
+        d.kill()
+
+
+class Sink:
+    """``python tests/smtp_server.py PORT DELAY`` in its own process; collects its lines."""
+
+    def __init__(self, delay: float):
+        self.port = free_port()
+        self.lines: list[tuple[str, str]] = []  # (recipient, Message-ID) in arrival order
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SINK), str(self.port), str(delay)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(30):
+            self.stop()
+            raise RuntimeError("the SMTP sink did not say ready within 30 s")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line == "ready":
+                self._ready.set()
+            elif line:
+                rcpt, _, mid = line.partition(" ")
+                self.lines.append((rcpt, mid))
+
+    def count(self) -> int:
+        return len(self.lines)
+
+    def settle(self, quiet: float = 0.5, timeout: float = 10) -> None:
+        """Wait until no line has arrived for ``quiet`` seconds."""
+        deadline = time.monotonic() + timeout
+        n, since = self.count(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.count() != n:
+                n, since = self.count(), time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+
+    def copies(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for rcpt, mid in self.lines:
+            out[rcpt].append(mid)
+        return out
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def sink_factory():
+    sinks: list[Sink] = []
+
+    def start(delay: float) -> Sink:
+        sinks.append(Sink(delay))
+        return sinks[-1]
+
+    yield start
+    for s in sinks:
+        s.stop()
+
+
+def ledger(db: Path) -> dict[str, tuple[str, str | None, int]]:
+    """email -> (status, message_id, in_doubt) for every ledger row."""
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT s.email, d.status, d.message_id, d.in_doubt "
+            "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
+        ).fetchall()
+    finally:
+        conn.close()
+    return {e: (st, mid, doubt) for e, st, mid, doubt in rows}
+
+
+def issues(db: Path) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute("SELECT issue_date, status FROM issues").fetchall()
+    finally:
+        conn.close()
+
+
+def status(cfg: Path) -> str:
+    result = CliRunner().invoke(cli, ["-c", str(cfg), "status"], env=ENV)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+# --------------------------------------------------------------------------- scheduled run
+
+
+def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
+    tmp_path, sample_feeds, smtp_server, daemons
+):
+    """Started a few seconds before send_at: no catch-up, the trigger fires, everyone gets
+    one message; status shows the daemon idle with tomorrow's run; SIGTERM exits 0."""
+    server = smtp_server()
+    zone, tz = noon_zone()
+    send_at = clock(tz, 5)
+    cfg, db, emails = write_config(
+        tmp_path,
+        smtp_port=server.port,
+        send_at=send_at,
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=5,
+    )
+    today = dt.datetime.now(tz).date()
+    d = daemons(cfg, "daemon")
+    d.wait_log(r"daemon started \(pid \d+\)")
+    assert f"no catch-up: today's send time {send_at} is still ahead" in d.log
+    assert f"sending at {send_at} {zone} on *" in d.log
+    assert wait_for(lambda: "next run" in status(cfg), 10)
+    before = status(cfg)
+    assert re.search(
+        rf"^daemon: idle \(pid {d.pid} since [^)]+\); next run {today}T{send_at}[+-]\d\d:00$",
+        before,
+        re.M,
+    ), before
+    assert "no issues yet" in before
+    assert server.received == []  # nothing before the send time
+
+    d.wait_log(rf"issue {today}: sent: sent 5/5, failed 0, deferred 0, in doubt 0", 40)
+    assert f"issue {today}: scheduled run started" in d.log
+    started = re.search(
+        r"^(\S+ \S+) INFO newsletter\.daemon: issue \S+: scheduled run", d.log, re.M
+    )
+    assert started is not None
+    # It fired at the send time (not early), within a second or two.
+    fired = dt.datetime.strptime(started.group(1), "%Y-%m-%d %H:%M:%S,%f")
+    fired = fired.replace(tzinfo=dt.datetime.now().astimezone().tzinfo).astimezone(tz)
+    assert fired.strftime("%H:%M:%S") >= send_at
+    assert (
+        fired - dt.datetime.combine(today, dt.time.fromisoformat(send_at), tz)
+    ).total_seconds() < 3
+    tomorrow = today + dt.timedelta(days=1)
+    d.wait_log(rf"next run at {tomorrow}T{send_at}")
+    assert Counter(r for m in server.received for r in m.rcpt_tos) == Counter(emails)
+
+    running = status(cfg)
+    assert re.search(
+        rf"^daemon: idle \(pid {d.pid} since .*; next run {tomorrow}T{send_at}.*"
+        rf"; last: {today} sent, sent 5/5$",
+        running,
+        re.M,
+    ), running
+    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0$", running, re.M), running
+
+    d.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert d.wait(10) == 0, d.log
+    assert time.monotonic() - t0 < 3
+    assert "SIGTERM: stopping after the message in flight" in d.log
+    assert d.log.rstrip().endswith("daemon stopped")
+    assert {st for st, _m, _d in ledger(db).values()} == {"sent"}
+    assert issues(db) == [(today.isoformat(), "sent")]
+    after = status(cfg)
+    assert f"daemon: not running (last seen as pid {d.pid}, stopped)" in after
+    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5", after, re.M), after
+    assert len(server.received) == 5  # nothing more on the way out
+    doc = json.loads((tmp_path / "news.db.daemon.json").read_text())
+    assert doc["state"] == "stopped" and doc["next_run"] is None
+    assert doc["last"]["outcome"] == "sent" and doc["last"]["sent"] == 5
+
+
+# --------------------------------------------------------------------------- stop and resume
+
+
+def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
+    tmp_path, sample_feeds, sink_factory, daemons
+):
+    """2,000 subscribers through a slow sink.  SIGTERM while sending: exit 0 within seconds,
+    the ledger consistent (every message the sink has is recorded sent, nothing left
+    claimed or in flight).  A restart within the grace resumes by catch-up; the sink then
+    has every subscriber exactly once, each with its own Message-ID."""
+    sink = sink_factory(0.002)  # 2 ms on each of MAIL, RCPT and DATA
+    zone, tz = noon_zone()
+    cfg, db, emails = write_config(
+        tmp_path,
+        smtp_port=sink.port,
+        send_at=clock(tz, -120),  # two minutes ago: due at start, within the grace
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=2000,
+        connections=2,
+    )
+    today = dt.datetime.now(tz).date()
+    first = daemons(cfg, "first")
+    first.wait_log(r"catch-up: today's send time passed 2 min ago; sending now")
+    assert wait_for(lambda: sink.count() >= 300 or first.proc.poll() is not None, 60)
+    first.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert first.wait(10) == 0, first.log
+    stop_time = time.monotonic() - t0
+    assert stop_time < 3, stop_time
+    sink.settle(quiet=0.3)
+    rows = ledger(db)
+    statuses = Counter(st for st, _m, _d in rows.values())
+    assert 300 <= statuses["sent"] < 2000, statuses
+    assert set(statuses) <= {"sent", "queued"}, statuses  # nothing claimed or in flight
+    assert sum(doubt for _s, _m, doubt in rows.values()) == 0
+    assert sink.count() == statuses["sent"]  # what the world has is what the ledger says
+    assert re.search(rf"issue {today}: \w+: sent {statuses['sent']}/2000", first.log), first.log
+    assert "daemon stopped" in first.log
+    assert f"daemon: not running (last seen as pid {first.pid}, stopped)" in status(cfg)
+
+    second = daemons(cfg, "second")
+    second.wait_log(rf"catch-up: the issue of {today} was interrupted; resuming")
+    second.wait_log(rf"issue {today}: sent: sent 2000/2000, failed 0, deferred 0, in doubt 0", 60)
+    second.signal(signal.SIGTERM)
+    assert second.wait(10) == 0, second.log
+    sink.settle(quiet=0.3)
+
+    copies = sink.copies()
+    assert sorted(copies) == emails
+    assert all(len(m) == 1 for m in copies.values()), "someone got two copies"
+    mids = [m[0] for m in copies.values()]
+    assert len(set(mids)) == 2000 and all(mids)
+    rows = ledger(db)
+    assert {st for st, _m, _d in rows.values()} == {"sent"}
+    assert {e: rows[e][1] for e in emails} == {e: copies[e][0] for e in emails}
+    print(
+        f"\nfirst daemon stopped after {statuses['sent']} of 2000 in {stop_time:.2f} s; "
+        f"the restart sent {2000 - statuses['sent']}"
+    )
+
+
+def test_second_sigterm_exits_at_once_and_send_completes_the_issue(
+    tmp_path, sample_feeds, sink_factory, daemons
+):
+    """While stopping (the message in flight is slow), a second SIGTERM exits at once.  A
+    following `newsletter send` finishes the issue: everyone has it, a second copy only
+    where the ledger says the row was in doubt, and then with the same Message-ID."""
+    sink = sink_factory(0.25)  # 0.75 s per message: a stop has to wait for it
+    zone, tz = noon_zone()
+    cfg, db, emails = write_config(
+        tmp_path,
+        smtp_port=sink.port,
+        send_at=clock(tz, -60),
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=10,
+        connections=2,
+    )
+    d = daemons(cfg, "daemon")
+    assert wait_for(lambda: sink.count() >= 2 or d.proc.poll() is not None, 60)
+    d.signal(signal.SIGTERM)
+    d.wait_log(r"SIGTERM: stopping after the message in flight")
+    d.signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    code = d.wait(5)
+    assert time.monotonic() - t0 < 1.5
+    assert code == 1, d.log
+    assert "SIGTERM again: exiting now" in d.log
+    assert "daemon stopped" not in d.log
+    # The daemon lock went with the process: a status shows it not running.
+    assert "daemon: not running" in status(cfg)
+
+    env = os.environ | ENV
+    for k in list(env):
+        if k.startswith("NEWSLETTER_") and k not in ENV:
+            env.pop(k)
+    send = subprocess.run(
+        [sys.executable, "-m", "newsletter", "-c", str(cfg), "send"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert send.returncode == 0, send.stdout + send.stderr
+    summary = re.search(r"in doubt (\d+) in .*issue total: 10 of 10 sent, 0 pending", send.stdout)
+    assert summary, send.stdout
+    sink.settle(quiet=0.6)
+    rows = ledger(db)
+    assert {st for st, _m, _d in rows.values()} == {"sent"}
+    copies = sink.copies()
+    assert sorted(copies) == emails
+    doubtful = {e for e, (_s, _m, doubt) in rows.items() if doubt}
+    for email, mids in copies.items():
+        assert set(mids) == {rows[email][1]}, (email, mids)  # one Message-ID per subscriber
+        if len(mids) > 1:
+            assert email in doubtful, f"{email}: {len(mids)} copies but not in doubt"
+    assert len(doubtful) <= 2  # at most one row in flight per connection
+    assert int(summary.group(1)) == len(doubtful)
+
+
+# --------------------------------------------------------------------------- one instance
+
+
+def test_two_daemons_started_together_one_runs(tmp_path, sample_feeds, smtp_server, daemons):
+    server = smtp_server()
+    zone, tz = noon_zone()
+    cfg, _db, _emails = write_config(
+        tmp_path,
+        smtp_port=server.port,
+        send_at=clock(tz, 3600),  # not today within the test
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=2,
+    )
+    pair = [daemons(cfg, "a"), daemons(cfg, "b")]
+    assert wait_for(lambda: any(p.proc.poll() is not None for p in pair), 30)
+    time.sleep(0.5)  # the other one had time to fail too, if it were going to
+    codes = [p.proc.poll() for p in pair]
+    assert sorted(codes, key=lambda c: c is None) == [1, None], codes
+    lost, won = (pair[0], pair[1]) if codes[0] == 1 else (pair[1], pair[0])
+    won.wait_log(r"daemon started")
+    assert (
+        f"error: another newsletter process is running as the daemon: pid {won.pid} on " in lost.log
+    ), lost.log
+    assert "daemon started" not in lost.log
+    # The loser did not touch the status file: it still names the winner.
+    assert f"daemon: idle (pid {won.pid} since" in status(cfg)
+    won.signal(signal.SIGINT)  # SIGINT stops it like SIGTERM
+    assert won.wait(10) == 0, won.log
+    assert "SIGINT: stopping" in won.log
+    assert server.received == []
+
+
+# --------------------------------------------------------------------------- empty and failed days
+
+
+def test_json_log_and_empty_or_failed_days(tmp_path, smtp_server, daemons):
+    """With --log-format json every stderr line is one JSON object with time, level and
+    event.  An empty arXiv channel (a weekend) is "skipped" and sends nothing; a day on
+    which every source fails is logged as an error, not as skipped."""
+    server = smtp_server()
+    zone, tz = noon_zone()
+    today = dt.datetime.now(tz).date()
+    empty_dir, broken_dir = tmp_path / "empty", tmp_path / "broken"
+    empty_dir.mkdir()
+    broken_dir.mkdir()
+    common = {
+        "smtp_port": server.port,
+        "send_at": clock(tz, -60),
+        "timezone": zone,
+        "subscribers": 3,
+    }
+    empty_cfg, empty_db, _ = write_config(
+        empty_dir,
+        sources=f'[[sources]]\nname = "arxiv-ai"\npath = "{DATA}/arxiv_rss_empty_weekend.xml"\n',
+        **common,
+    )
+    broken_cfg, broken_db, _ = write_config(
+        broken_dir,
+        sources=(
+            f'[[sources]]\nname = "gone"\npath = "{tmp_path}/no-such-feed.xml"\n'
+            '[[sources]]\nname = "down"\nurl = "http://127.0.0.1:9/rss"\n'
+        ),
+        **common,
+    )
+    empty = daemons(empty_cfg, "daemon", "--log-format", "json")
+    broken = daemons(broken_cfg, "daemon", "--log-format", "json")
+    empty.wait_log(r"no new papers; skipped")
+    broken.wait_log(r"every source failed")
+    for d in (empty, broken):
+        d.wait_log(r"next run at")
+    assert f"; last: {today} empty" in status(empty_cfg)
+    assert (
+        f"; last: {today} failed (every source failed, so there is no issue to send: gone: "
+        in status(broken_cfg)
+    )
+    for d in (empty, broken):
+        d.signal(signal.SIGTERM)
+        assert d.wait(10) == 0, d.log
+
+    def events(d: Daemon) -> list[dict]:
+        docs = []
+        for line in d.log.splitlines():
+            doc = json.loads(line)  # every line is JSON
+            assert {"time", "level", "event"} <= set(doc), doc
+            dt.datetime.fromisoformat(doc["time"])
+            docs.append(doc)
+        return docs
+
+    got = events(empty)
+    skipped = [e for e in got if "skipped" in e["event"]]
+    assert skipped and all(e["level"] == "info" for e in skipped), got
+    assert f"issue {today}: no new papers; skipped (schedule.on_empty = skip)" in [
+        e["event"] for e in skipped
+    ]
+    assert not [e for e in got if e["level"] in ("error", "critical")], got
+    assert got[-1]["event"] == "daemon stopped"
+    assert issues(empty_db) == []  # nothing stored, nothing queued
+    assert json.loads((empty_dir / "news.db.daemon.json").read_text())["last"]["outcome"] == "empty"
+
+    got = events(broken)
+    failed = [e for e in got if "every source failed" in e["event"]]
+    assert [e["level"] for e in failed] == ["error"], got
+    assert failed[0]["event"].startswith(f"issue {today}: every source failed")
+    assert "gone:" in failed[0]["event"] and "down:" in failed[0]["event"]
+    assert not [e for e in got if "skipped" in e["event"]], got
+    assert issues(broken_db) == []
+    last = json.loads((broken_dir / "news.db.daemon.json").read_text())["last"]
+    assert last["outcome"] == "failed" and "every source failed" in last["error"]
+    assert server.received == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="newsletter/cli.py:708 _daemon_summary returns 'daemon: not running (last seen as "
+    "pid N, stopped)' without the status file's 'last' result: once the daemon is stopped "
+    "(or died), `newsletter status` no longer tells that the last day failed, and a failed "
+    "or skipped day has no issue row to show it either.  Fix: append the same '; last: "
+    "...' part to the not-running line.",
+)
+def test_status_keeps_the_last_result_after_the_daemon_stopped(tmp_path, daemons):
+    zone, tz = noon_zone()
+    today = dt.datetime.now(tz).date()
+    cfg, _db, _ = write_config(
+        tmp_path,
+        smtp_port=free_port(),
+        send_at=clock(tz, -60),
+        timezone=zone,
+        sources=f'[[sources]]\nname = "gone"\npath = "{tmp_path}/no-such-feed.xml"\n',
+        subscribers=1,
+    )
+    d = daemons(cfg, "daemon")
+    d.wait_log(r"next run at")
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0, d.log
+    out = status(cfg)
+    assert f"daemon: not running (last seen as pid {d.pid}, stopped)" in out
+    assert f"last: {today} failed (every source failed" in out, out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="newsletter/delivery/__init__.py:314 deliver() (end) sets report.stopped only through "
+    "halt() (--limit, transport down, a crash), never when the caller's `stop` Event ends the "
+    "run, so a daemon stopped by SIGTERM logs 'issue D: partial: sent N/M ...' at INFO with "
+    "no reason, and run_send (pipeline.py:367) never returns the outcome 'stopped'.  Fix: "
+    "after joining the threads, `if stop.is_set() and not report.stopped and "
+    "store.unfinished(issue.id): report.stopped = 'stopped on request'` (stop set by the caller).",
+)
+def test_a_send_stopped_by_the_daemon_reports_stopped(write_config, sample_feeds, smtp_server):
+    from smtp_server import Faults, Handler
+
+    from newsletter.pipeline import run_send
+
+    handler = Handler(Faults(delay=0.01))
+    server = smtp_server(handler)
+    path = write_config(hf_source(sample_feeds) + "[fetch]\nwindow_days = 1\n" + server.config())
+    settings = load_settings(path, env=ENV)
+    now = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(f"r{i}@example.org", "") for i in range(40)], now=now())
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=lambda: wait_for(lambda: len(handler.received) >= 3, 30) and stop.set()
+        )
+        watcher.start()
+        report = run_send(settings, store, issue_date=now().date(), now=now, stop=stop)
+        watcher.join()
+    assert report.delivery is not None
+    assert 3 <= report.delivery.sent < 40
+    assert report.outcome == "stopped"
+    assert report.delivery.stopped
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="newsletter/cli.py:94 _setup_logging gives a handler to the 'newsletter' logger "
+    "only; APScheduler logs on 'apscheduler.*' (e.g. 'Run time of job ... was missed by "
+    "0:00:04' when the machine slept or the process stalled past misfire_grace_time, or "
+    "'maximum number of running instances reached'), which falls to logging.lastResort: a "
+    "bare text line without time or level, also under --log-format json.  Fix: attach the "
+    "same handler to logging.getLogger('apscheduler') at WARNING (propagate = False).",
+)
+def test_a_missed_run_is_logged_as_json_too(tmp_path, smtp_server, daemons):
+    """The daemon is frozen (SIGSTOP) across its send time with a 1-s grace, then thawed:
+    APScheduler drops the run as missed and says so; that line must be JSON as well."""
+    server = smtp_server()
+    zone, tz = noon_zone()
+    cfg, _db, _ = write_config(
+        tmp_path,
+        smtp_port=server.port,
+        send_at=clock(tz, 3),
+        timezone=zone,
+        sources=f'[[sources]]\nname = "arxiv-ai"\npath = "{DATA}/arxiv_rss_empty_weekend.xml"\n',
+        subscribers=1,
+        grace=1,
+    )
+    d = daemons(cfg, "daemon", "--log-format", "json")
+    d.wait_log(r"daemon started")
+    d.signal(signal.SIGSTOP)
+    try:
+        time.sleep(6)
+    finally:
+        d.signal(signal.SIGCONT)
+    assert wait_for(lambda: "missed" in d.log, 10), d.log
+    time.sleep(0.3)
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0, d.log
+    assert "run started" not in d.log  # the run was dropped, not run late
+    for line in d.log.splitlines():
+        doc = json.loads(line)
+        assert {"time", "level", "event"} <= set(doc)
