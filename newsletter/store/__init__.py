@@ -8,6 +8,8 @@ PostgreSQL included.  The schema is created and migrated on first use.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
 from newsletter.sources.merge import merge_paper
 from newsletter.store import migrations, schema
 from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
+from newsletter.store.signup import SignupStore
 from newsletter.store.subscribers import ImportResult, SubscriberStore
 
 __all__ = ["Claim", "ImportResult", "IssueRecord", "Recovered", "Store", "UpsertResult"]
@@ -42,9 +45,19 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def client_name() -> str:
+    """How this process shows itself to PostgreSQL (pg_stat_activity.application_name)."""
+    return f"newsletter pid {os.getpid()} on {socket.gethostname()}"[:63]
+
+
 def _make_engine(url: str) -> sa.Engine:
+    kwargs: dict[str, Any] = {}
     try:
-        engine = sa.create_engine(url)
+        if sa.engine.make_url(url).get_backend_name() == "postgresql":
+            # Named, so a lock holder can be told apart; a pool big enough for the
+            # sender threads, the lease heartbeat and the lock connections.
+            kwargs = {"connect_args": {"application_name": client_name()}, "pool_size": 20}
+        engine = sa.create_engine(url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as e:
         raise StoreError(f"cannot use database URL {url!r}: {e}") from e
     if engine.dialect.name == "sqlite":
@@ -69,7 +82,7 @@ def _make_engine(url: str) -> sa.Engine:
     return engine
 
 
-class Store(SubscriberStore, LedgerStore):
+class Store(SubscriberStore, LedgerStore, SignupStore):
     """Named operations on the database; open with :meth:`open`.
 
     Papers and sources are here; subscribers and the send ledger come from the mixins.

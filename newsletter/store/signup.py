@@ -1,0 +1,119 @@
+"""Store queries for the web endpoints: sign-ups awaiting confirmation and the archive list
+(mixed into :class:`newsletter.store.Store`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.store import schema
+from newsletter.store.subscribers import subscriber_from_row
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One issue in the archive list: what the index page shows, without the bodies."""
+
+    issue_date: dt.date
+    subject: str
+    paper_count: int
+
+
+def signup_stamp(subscriber: Subscriber) -> str:
+    """A value that changes whenever the subscriber's row changes.
+
+    A confirmation link carries it, so a link sent before an unsubscribe (or any other
+    change) cannot be replayed afterwards to sign the person up again.
+    """
+    return str(int(subscriber.updated_at.timestamp() * 1_000_000))
+
+
+class SignupStore:
+    """Web sign-ups: PENDING until confirmed; and the list of issues for the archive."""
+
+    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    def add_pending(self, email: str, name: str, *, now: dt.datetime) -> Subscriber:
+        """The subscriber for ``email``, created PENDING if there is none.
+
+        Anyone can type any address into a web form, so an existing subscriber (active,
+        unsubscribed, bounced or pending) is returned exactly as it is: only a confirmed
+        link changes their status.
+        """
+        t = schema.subscribers
+        try:
+            with self.write() as conn:
+                row = conn.execute(sa.select(t).where(t.c.email == email)).first()
+                if row is None:
+                    conn.execute(
+                        t.insert().values(
+                            email=email,
+                            name=name,
+                            status=SubscriberStatus.PENDING.value,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    row = conn.execute(sa.select(t).where(t.c.email == email)).one()
+        except sa.exc.IntegrityError:
+            # Another request inserted the same address between our SELECT and INSERT
+            # (possible on PostgreSQL, where writes do not take a lock up front).
+            with self.read() as conn:
+                row = conn.execute(sa.select(t).where(t.c.email == email)).one()
+        return subscriber_from_row(row)
+
+    def confirm_subscriber(
+        self, subscriber_id: int, stamp: str, *, name: str, now: dt.datetime
+    ) -> Subscriber | None:
+        """Activate a sign-up whose row is unchanged since the link was sent.
+
+        An active subscriber stays as they are (confirming twice is harmless).  ``None``
+        when there is no such subscriber or the row changed since (the link is stale).
+        """
+        t = schema.subscribers
+        with self.write() as conn:
+            row = conn.execute(sa.select(t).where(t.c.id == subscriber_id)).first()
+            if row is None:
+                return None
+            current = subscriber_from_row(row)
+            if current.status is SubscriberStatus.ACTIVE:
+                return current
+            if signup_stamp(current) != stamp:
+                return None
+            conn.execute(
+                t.update()
+                .where(t.c.id == subscriber_id)
+                .values(
+                    status=SubscriberStatus.ACTIVE.value,
+                    name=name or row.name,
+                    updated_at=now,
+                    unsubscribed_at=None,
+                    bounced_at=None,
+                )
+            )
+            row = conn.execute(sa.select(t).where(t.c.id == subscriber_id)).one()
+        return subscriber_from_row(row)
+
+    def archive_entries(self) -> list[ArchiveEntry]:
+        """Issues that were sent or are being sent, newest first (empty days left out)."""
+        t = schema.issues
+        q = (
+            sa.select(t.c.issue_date, t.c.subject, t.c.paper_count)
+            .where(
+                t.c.status.in_([IssueStatus.READY.value, IssueStatus.SENT.value]),
+                t.c.html.is_not(None),
+                t.c.html != "",
+            )
+            .order_by(t.c.issue_date.desc())
+        )
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+        return [ArchiveEntry(r.issue_date, r.subject or "", r.paper_count) for r in rows]

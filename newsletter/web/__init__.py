@@ -1,0 +1,124 @@
+"""`newsletter serve`: the web endpoints the emails link to, served by waitress.
+
+``make_app`` builds the WSGI application (:mod:`newsletter.web.app`); ``make_server``
+binds waitress to a host and port; ``run`` serves until SIGINT or SIGTERM.  The operator
+runs it behind their web server (TLS there); see docs/web.md.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.web.ratelimit import Rate
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+    from newsletter.delivery.transport import Transport
+    from newsletter.store import Store
+    from newsletter.web.app import WebApp
+
+__all__ = ["Rate", "make_app", "make_server", "run"]
+
+
+def make_app(
+    settings: Settings,
+    store: Store,
+    *,
+    transport_factory: Callable[[], Transport] | None = None,
+    clock: Callable[[], float] = time.time,
+    address_rate: Rate | None = None,
+    client_rate: Rate | None = None,
+) -> WebApp:
+    """The WSGI app; needs NEWSLETTER_SECRET_KEY (the key the emails' links were signed with)."""
+    from pathlib import Path
+
+    from newsletter.delivery.transport import make_transport_factory
+    from newsletter.web import app
+
+    secret = settings.secrets.secret_key
+    if not secret:
+        raise ConfigError(
+            "NEWSLETTER_SECRET_KEY is not set: `newsletter serve` checks the links in the "
+            "emails with it (use the same value as `newsletter send`)",
+            key="NEWSLETTER_SECRET_KEY",
+        )
+    factory = transport_factory or make_transport_factory(
+        settings, str(Path(settings.delivery.outbox_dir) / "confirmations")
+    )
+    return app.WebApp(
+        settings,
+        store,
+        secret=secret,
+        transport_factory=factory,
+        clock=clock,
+        address_rate=address_rate or app.ADDRESS_RATE,
+        client_rate=client_rate or app.CLIENT_RATE,
+    )
+
+
+def make_server(
+    application: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    threads: int = 4,
+    trusted_proxy: str | None = None,
+) -> Any:
+    """A waitress server bound to ``host``:``port`` (0: any free port), not yet serving.
+
+    ``trusted_proxy``: the address of the front web server whose X-Forwarded-For names
+    the client (for the per-client sign-up limit); from anyone else the header is dropped.
+    """
+    from waitress import create_server
+
+    from newsletter.web.app import MAX_BODY
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "threads": threads,
+        "ident": "newsletter",
+        "max_request_body_size": MAX_BODY,
+        "max_request_header_size": 32 * 1024,
+    }
+    if trusted_proxy:
+        options |= {
+            "trusted_proxy": trusted_proxy,
+            "trusted_proxy_headers": {"x-forwarded-for"},
+            "trusted_proxy_count": 1,
+            "clear_untrusted_proxy_headers": True,
+        }
+    try:
+        return create_server(application, **options)
+    except OSError as e:
+        raise NewsletterError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+
+
+def listening(server: Any) -> list[str]:
+    """``http://host:port`` for each socket the server listens on."""
+    if hasattr(server, "effective_listen"):
+        pairs = server.effective_listen
+    else:
+        pairs = [(server.effective_host, server.effective_port)]
+    return [f"http://{'[' + h + ']' if ':' in str(h) else h}:{p}" for h, p in pairs]
+
+
+def run(server: Any) -> None:
+    """Serve until SIGINT or SIGTERM; requests in progress are cut off at exit."""
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        server.close()

@@ -1,0 +1,442 @@
+"""The WSGI application: one-click unsubscribe, sign-up with confirmation, the archive.
+
+Plain WSGI with werkzeug's routing and request parsing.  Every request either reads, or
+changes one subscriber through a signed link or a CSRF-protected form; nothing else can
+change anything.  Pages come from templates/web/ with autoescaping on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from newsletter.delivery.message import UNSUBSCRIBE
+from newsletter.errors import NewsletterError
+from newsletter.models import IssueStatus, SubscriberStatus
+from newsletter.subscribers import BadAddress, clean_name, normalise_email
+from newsletter.tokens import BadToken, sign, verify
+from newsletter.web.archive import index_page, issue_page, public_url
+from newsletter.web.pages import Pages
+from newsletter.web.ratelimit import Rate, TokenBuckets
+from newsletter.web.signup import (
+    CONFIRM_DAYS,
+    ExpiredToken,
+    confirm_token,
+    confirmation_message,
+    read_confirm_token,
+    send_confirmation,
+)
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+    from newsletter.config import Settings
+    from newsletter.delivery.transport import Transport
+    from newsletter.store import Store
+
+log = logging.getLogger(__name__)
+
+#: Largest request body accepted (a sign-up form is a few hundred bytes).
+MAX_BODY = 16 * 1024
+#: Longer path tokens are refused before any work (real ones are under 100 characters).
+MAX_TOKEN = 512
+CSRF = "csrf"
+CSRF_COOKIE = "nl_csrf"
+#: How long a sign-up form stays valid after it was served.
+CSRF_SECONDS = 2 * 3600
+#: Defaults for the sign-up limits: per address (confirmation emails to one mailbox) and
+#: per client address (form posts from one IP).
+ADDRESS_RATE = Rate(burst=3, every=3600 / 3)
+CLIENT_RATE = Rate(burst=10, every=60)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class _Request(Request):
+    max_content_length = MAX_BODY
+    max_form_memory_size = MAX_BODY
+    max_form_parts = 20
+
+
+class WebApp:
+    """The WSGI callable; ``clock`` (Unix time) is the one clock it reads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        secret: str,
+        transport_factory: Callable[[], Transport],
+        clock: Callable[[], float] = time.time,
+        address_rate: Rate = ADDRESS_RATE,
+        client_rate: Rate = CLIENT_RATE,
+    ):
+        if not secret:
+            raise ValueError("the web app needs a signing secret")
+        self.settings = settings
+        self.store = store
+        self.secret = secret
+        self.transport_factory = transport_factory
+        self.clock = clock
+        self.pages = Pages(settings)
+        self.by_address = TokenBuckets(address_rate, clock=time.monotonic)
+        self.by_client = TokenBuckets(client_rate, clock=time.monotonic)
+        self.client_rate = client_rate
+        self.secure_cookie = settings.list.base_url.startswith("https://")
+        # No redirects of any kind: /archive and /archive/ are the same page.
+        self.url_map = Map(
+            [
+                Rule("/", endpoint="subscribe", methods=["GET"]),
+                Rule("/subscribe", endpoint="subscribe", methods=["GET", "POST"]),
+                Rule("/confirm/<token>", endpoint="confirm", methods=["GET"]),
+                Rule("/unsubscribe/", endpoint="unsubscribe_help", methods=["GET"]),
+                Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
+                Rule("/archive/", endpoint="archive_index", methods=["GET"]),
+                Rule("/archive/<issue_date>", endpoint="archive_issue", methods=["GET"]),
+            ],
+            strict_slashes=False,
+            merge_slashes=False,
+            redirect_defaults=False,
+        )
+        self.page_csp = (
+            f"default-src 'none'; style-src '{self.pages.css_hash}'; form-action 'self'; "
+            "base-uri 'none'; frame-ancestors 'none'"
+        )
+        # The email's CSS is inlined into style attributes, which hashes cannot allow.
+        self.archive_csp = (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+            "form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request = _Request(environ)
+        try:
+            endpoint, args = self.url_map.bind_to_environ(environ).match()
+            response: Response = getattr(self, f"on_{endpoint}")(request, **args)
+        except HTTPException as e:
+            response = self.http_error(request, e)
+        except Exception:  # a bug: log it, answer with a page rather than a bare 500
+            log.exception("%s %s failed", request.method, request.path)
+            response = self.error(
+                request,
+                500,
+                "Something went wrong",
+                "The server could not answer. Try again later.",
+            )
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", self.page_csp)
+        headers.setdefault("Cache-Control", "no-store")
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["Referrer-Policy"] = "no-referrer"  # the URLs carry tokens
+        headers["X-Frame-Options"] = "DENY"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        return response(environ, start_response)
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.clock(), dt.UTC)
+
+    def links(self, request: Request) -> dict[str, str]:
+        root = request.root_path
+        return {"subscribe_url": f"{root}/subscribe", "archive_url": f"{root}/archive/"}
+
+    def page(
+        self, request: Request, template: str, *, title: str, status: int = 200, **ctx: Any
+    ) -> Response:
+        html = self.pages.page(template, title=title, **self.links(request), **ctx)
+        return Response(html, status, mimetype="text/html")
+
+    def error(
+        self,
+        request: Request,
+        status: int,
+        heading: str,
+        message: str,
+        *,
+        link: tuple[str, str] | None = None,
+    ) -> Response:
+        return self.page(
+            request,
+            "error.html.j2",
+            title=heading,
+            status=status,
+            http_status=status,
+            heading=heading,
+            message=message,
+            link_url=link[0] if link else "",
+            link_text=link[1] if link else "",
+        )
+
+    def http_error(self, request: Request, e: HTTPException) -> Response:
+        code = e.code or 500
+        if code == 404:
+            response = self.error(
+                request,
+                404,
+                "Page not found",
+                "There is nothing at this address.",
+                link=(self.links(request)["archive_url"], "See the past issues"),
+            )
+        elif isinstance(e, MethodNotAllowed):
+            response = self.error(
+                request, 405, "Method not allowed", f"This address does not take {request.method}."
+            )
+            response.headers["Allow"] = ", ".join(e.valid_methods or ())
+        elif code == 413:
+            response = self.error(request, 413, "Request too large", "Nothing was changed.")
+        else:
+            response = self.error(request, code, e.name, e.description or "")
+        return response
+
+    def bad_link(self, request: Request) -> Response:
+        return self.error(
+            request,
+            400,
+            "This link is not valid",
+            "It was changed or cut short on the way, or made for something else. "
+            "Nothing was changed. Copy the whole link from the email and try again.",
+        )
+
+    # ------------------------------------------------------------------ sign-up
+
+    def subscribe_form(
+        self,
+        request: Request,
+        *,
+        status: int = 200,
+        problem: str = "",
+        email: str = "",
+        name: str = "",
+    ) -> Response:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        fresh = not _COOKIE_VALUE.match(cookie)
+        if fresh:
+            cookie = secrets.token_urlsafe(18)
+        token = sign(self.secret, CSRF, cookie, expires=int(self.clock()) + CSRF_SECONDS)
+        response = self.page(
+            request,
+            "subscribe.html.j2",
+            title="Subscribe",
+            status=status,
+            csrf=token,
+            problem=problem,
+            email=email,
+            name=name,
+        )
+        if fresh:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                path=f"{request.root_path}/subscribe",
+                httponly=True,
+                secure=self.secure_cookie,
+                samesite="Strict",
+            )
+        return response
+
+    def csrf_ok(self, request: Request) -> bool:
+        """The form came from our page: its signed field matches the browser's cookie."""
+        if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
+            return False
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        field = request.form.get(CSRF, "")
+        if not cookie or not field or len(field) > MAX_TOKEN:
+            return False
+        try:
+            subject = verify(self.secret, CSRF, field, now=self.clock())
+        except BadToken:
+            return False
+        return hmac.compare_digest(subject.encode(), cookie.encode())
+
+    def on_subscribe(self, request: Request) -> Response:
+        if request.method != "POST":
+            return self.subscribe_form(request)
+        if not self.by_client.allow(request.remote_addr or ""):
+            response = self.error(
+                request,
+                429,
+                "Too many sign-ups",
+                "This network sent many sign-ups in a short time. Wait a minute and try again.",
+            )
+            response.headers["Retry-After"] = str(math.ceil(self.client_rate.every))
+            return response
+        raw_email = request.form.get("email", "")[:320]
+        name = clean_name(request.form.get("name", ""))[:100]
+        if not self.csrf_ok(request):
+            return self.subscribe_form(
+                request,
+                status=400,
+                problem="The form had expired or did not come from this page (it needs a "
+                "cookie). Please send it again.",
+                email=raw_email,
+                name=name,
+            )
+        try:
+            addr = normalise_email(raw_email)
+        except BadAddress as e:
+            return self.subscribe_form(
+                request,
+                status=400,
+                problem=f"Please check the address: {e}",
+                email=raw_email,
+                name=name,
+            )
+        # The same answer for every address, known or not: the page never tells.
+        if self.by_address.allow(addr):
+            if not self.mail_confirmation(addr, name):
+                return self.error(
+                    request,
+                    503,
+                    "Please try again later",
+                    "The confirmation email could not be sent just now.",
+                )
+        else:
+            log.info("sign-up: confirmation not sent again (per-address limit)")
+        return self.page(
+            request,
+            "subscribe_sent.html.j2",
+            title="Check your inbox",
+            email=addr,
+            confirm_days=CONFIRM_DAYS,
+        )
+
+    def mail_confirmation(self, addr: str, name: str) -> bool:
+        """Record the sign-up (PENDING if new) and mail the link; False if it could not go."""
+        from newsletter.delivery.transport import SendError
+        from newsletter.store.signup import signup_stamp
+
+        sub = self.store.add_pending(addr, name, now=self.now())
+        token = confirm_token(self.secret, sub, signup_stamp(sub), name, now=self.clock())
+        url = public_url(self.settings, f"/confirm/{token}")
+        msg = confirmation_message(self.settings, self.pages, addr, url, now=self.now())
+        try:
+            send_confirmation(self.settings, self.transport_factory, msg)
+        except SendError as e:
+            log.warning("sign-up: confirmation email refused: %s", e.reason)
+            return e.permanent  # e.g. no such mailbox: nothing to retry, nothing to tell
+        except NewsletterError as e:  # the server cannot be reached
+            log.error("sign-up: cannot send the confirmation email: %s", e)
+            return False
+        return True
+
+    def on_confirm(self, request: Request, token: str) -> Response:
+        if len(token) > MAX_TOKEN:
+            return self.bad_link(request)
+        try:
+            c = read_confirm_token(self.secret, token, now=self.clock())
+        except ExpiredToken:
+            return self.error(
+                request,
+                410,
+                "This link has expired",
+                f"Confirmation links work for {CONFIRM_DAYS} days. Sign up again and use "
+                "the new link.",
+                link=(self.links(request)["subscribe_url"], "Sign up again"),
+            )
+        except BadToken:
+            return self.bad_link(request)
+        sub = self.store.confirm_subscriber(c.subscriber_id, c.stamp, name=c.name, now=self.now())
+        if sub is None:
+            return self.error(
+                request,
+                410,
+                "This link is no longer valid",
+                "The subscription changed after this link was sent. Sign up again to get a "
+                "new one.",
+                link=(self.links(request)["subscribe_url"], "Sign up again"),
+            )
+        log.info("sign-up confirmed: subscriber %d", sub.id)
+        return self.page(request, "confirmed.html.j2", title="Subscribed", email=sub.email)
+
+    # ------------------------------------------------------------------ unsubscribe
+
+    def unsubscribe_subject(self, token: str) -> int | None:
+        if len(token) > MAX_TOKEN:
+            return None
+        try:
+            subject = verify(self.secret, UNSUBSCRIBE, token, now=self.clock())
+        except BadToken:
+            return None
+        return int(subject) if subject.isdigit() else None
+
+    def on_unsubscribe_help(self, request: Request) -> Response:
+        return self.page(request, "unsubscribe_help.html.j2", title="Unsubscribe")
+
+    def on_unsubscribe(self, request: Request, token: str) -> Response:
+        sid = self.unsubscribe_subject(token)
+        if sid is None:
+            return self.bad_link(request)
+        if request.method != "POST":
+            # Link scanners fetch every GET: a GET only shows the button.
+            sub = self.store.subscriber(sid)
+            return self.page(
+                request,
+                "unsubscribe.html.j2",
+                title="Unsubscribe",
+                email=sub.email if sub else "This address",
+                action=f"{request.root_path}/unsubscribe/{token}",
+            )
+        # RFC 8058: the body says List-Unsubscribe=One-Click, urlencoded or multipart; no
+        # cookie, no CSRF token, no redirect; the same answer every time.
+        if request.form.get("List-Unsubscribe") != "One-Click":
+            return self.error(
+                request,
+                400,
+                "Nothing was changed",
+                "An unsubscribe request must say List-Unsubscribe=One-Click.",
+            )
+        sub = self.store.set_subscriber_status(sid, SubscriberStatus.UNSUBSCRIBED, now=self.now())
+        if sub is not None:
+            log.info("unsubscribed: subscriber %d", sid)
+        return self.page(request, "unsubscribed.html.j2", title="Unsubscribed")
+
+    # ------------------------------------------------------------------ archive
+
+    def on_archive_index(self, request: Request) -> Response:
+        root = request.root_path
+        html = index_page(
+            self.pages,
+            self.store.archive_entries(),
+            issue_href=lambda d: f"{root}/archive/{d.isoformat()}",
+            **self.links(request),
+        )
+        return _cacheable(Response(html, mimetype="text/html"))
+
+    def on_archive_issue(self, request: Request, issue_date: str) -> Response:
+        day = None
+        if _DATE.match(issue_date):
+            try:
+                day = dt.date.fromisoformat(issue_date)
+            except ValueError:
+                day = None
+        issue = self.store.issue(day) if day else None
+        if issue is None or issue.status is IssueStatus.EMPTY or not issue.html:
+            return self.http_error(request, NotFound())
+        links = self.links(request)
+        html = issue_page(
+            issue,
+            self.settings,
+            index_href=links["archive_url"],
+            subscribe_href=links["subscribe_url"],
+        )
+        response = Response(html, mimetype="text/html")
+        response.headers["Content-Security-Policy"] = self.archive_csp
+        return _cacheable(response)
+
+
+def _cacheable(response: Response) -> Response:
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
