@@ -28,9 +28,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Context:
     """What the group's options decided, shared with every command."""
 
-    def __init__(self, config: str | None, database_url: str | None):
+    def __init__(self, config: str | None, database_url: str | None, quiet: bool = False):
         self.config_arg = config
         self.database_url = database_url
+        self.quiet = quiet
 
     def settings(self) -> Any:
         from newsletter.config import find_config, load_settings
@@ -95,6 +96,11 @@ def _setup_logging(verbose: int, quiet: bool, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    # The scheduler's own warnings (a run missed, a job that raised) in the same format.
+    aps = logging.getLogger("apscheduler")
+    aps.handlers[:] = [handler]
+    aps.setLevel(max(level, logging.WARNING))
+    aps.propagate = False
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dt.date | None:
@@ -164,7 +170,7 @@ def cli(
     See the day's topics:                 newsletter digest
     """
     _setup_logging(verbose, quiet, log_format)
-    ctx.obj = Context(config, database_url)
+    ctx.obj = Context(config, database_url, quiet)
 
 
 pass_app = click.make_pass_decorator(Context)
@@ -705,11 +711,12 @@ def _daemon_summary(settings: Any) -> str | None:
     if doc is None:
         return None
     if not doc["running"]:
-        return f"daemon: not running (last seen as pid {doc.get('pid')}, {doc.get('state')})"
-    line = (
-        f"daemon: {doc.get('state')} (pid {doc.get('pid')} since {doc.get('started_at')}); "
-        f"next run {doc.get('next_run') or 'none'}"
-    )
+        line = f"daemon: not running (last seen as pid {doc.get('pid')}, {doc.get('state')})"
+    else:
+        line = (
+            f"daemon: {doc.get('state')} (pid {doc.get('pid')} since {doc.get('started_at')}); "
+            f"next run {doc.get('next_run') or 'none'}"
+        )
     last = doc.get("last")
     if last:
         line += (
@@ -734,13 +741,13 @@ def daemon(app: Context) -> None:
     consistent, and the exit code is 0 (a second signal exits at once).  At start, a send
     that is due (send time passed within schedule.misfire_grace_time) or was interrupted
     runs at once.  One daemon per database: a second one exits saying who runs.  Use
-    `newsletter status` to see its state and next run; `-v` for a line per event, and
-    `--log-format json` for log collectors.
+    `newsletter status` to see its state and next run.  It logs a line per event (-q:
+    errors only, -v: more detail); `--log-format json` for log collectors.
     """
     from newsletter.daemon import run_daemon
 
     settings = app.settings()
-    if not logging.getLogger("newsletter").isEnabledFor(logging.INFO):
+    if not app.quiet and not logging.getLogger("newsletter").isEnabledFor(logging.INFO):
         logging.getLogger("newsletter").setLevel(logging.INFO)  # a daemon's log is its output
     with app.store(settings) as store:
         run_daemon(settings, store, now=_now)

@@ -46,12 +46,25 @@ def cron_trigger(at: str, schedule: ScheduleSettings, tz: dt.tzinfo) -> CronTrig
 
     t = parse_time(at)
     return CronTrigger(
-        day_of_week=schedule.days.strip().lower(),
+        day_of_week=cron_days(schedule.days),
         hour=t.hour,
         minute=t.minute,
         second=t.second,
         timezone=tz,
     )
+
+
+def cron_days(spec: str) -> str:
+    """``days`` for APScheduler: a range across Sunday ("fri-mon"), which it refuses, is
+    split in two ("fri-sun,mon-mon")."""
+    parts = []
+    for part in spec.strip().lower().split(","):
+        first, _, last = part.partition("-")
+        if last and first != "*" and _DAY_NAMES.index(first) > _DAY_NAMES.index(last):
+            parts += [f"{first}-sun", f"mon-{last}"]
+        else:
+            parts.append(part)
+    return ",".join(parts)
 
 
 def runs_on(day: dt.date, schedule: ScheduleSettings) -> bool:
@@ -94,7 +107,8 @@ def catch_up(
     send_at = dt.datetime.combine(today, parse_time(schedule.send_at), tz)
     # A wall-clock time inside a DST gap does not exist; fold it onto the real timeline.
     send_at = send_at.astimezone(dt.UTC).astimezone(tz)
-    late = (local - send_at).total_seconds()
+    # Elapsed time, not wall-clock difference: the two differ across a DST change.
+    late = (now.astimezone(dt.UTC) - send_at.astimezone(dt.UTC)).total_seconds()
     if late < 0:
         return CatchUp(False, today, f"today's send time {schedule.send_at} is still ahead")
     if late > schedule.misfire_grace_time:

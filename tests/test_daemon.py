@@ -577,14 +577,6 @@ def test_json_log_and_empty_or_failed_days(tmp_path, smtp_server, daemons):
     assert server.received == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="newsletter/cli.py:708 _daemon_summary returns 'daemon: not running (last seen as "
-    "pid N, stopped)' without the status file's 'last' result: once the daemon is stopped "
-    "(or died), `newsletter status` no longer tells that the last day failed, and a failed "
-    "or skipped day has no issue row to show it either.  Fix: append the same '; last: "
-    "...' part to the not-running line.",
-)
 def test_status_keeps_the_last_result_after_the_daemon_stopped(tmp_path, daemons):
     zone, tz = noon_zone()
     today = dt.datetime.now(tz).date()
@@ -605,15 +597,6 @@ def test_status_keeps_the_last_result_after_the_daemon_stopped(tmp_path, daemons
     assert f"last: {today} failed (every source failed" in out, out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="newsletter/delivery/__init__.py:314 deliver() (end) sets report.stopped only through "
-    "halt() (--limit, transport down, a crash), never when the caller's `stop` Event ends the "
-    "run, so a daemon stopped by SIGTERM logs 'issue D: partial: sent N/M ...' at INFO with "
-    "no reason, and run_send (pipeline.py:367) never returns the outcome 'stopped'.  Fix: "
-    "after joining the threads, `if stop.is_set() and not report.stopped and "
-    "store.unfinished(issue.id): report.stopped = 'stopped on request'` (stop set by the caller).",
-)
 def test_a_send_stopped_by_the_daemon_reports_stopped(write_config, sample_feeds, smtp_server):
     from smtp_server import Faults, Handler
 
@@ -639,15 +622,6 @@ def test_a_send_stopped_by_the_daemon_reports_stopped(write_config, sample_feeds
     assert report.delivery.stopped
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="newsletter/cli.py:94 _setup_logging gives a handler to the 'newsletter' logger "
-    "only; APScheduler logs on 'apscheduler.*' (e.g. 'Run time of job ... was missed by "
-    "0:00:04' when the machine slept or the process stalled past misfire_grace_time, or "
-    "'maximum number of running instances reached'), which falls to logging.lastResort: a "
-    "bare text line without time or level, also under --log-format json.  Fix: attach the "
-    "same handler to logging.getLogger('apscheduler') at WARNING (propagate = False).",
-)
 def test_a_missed_run_is_logged_as_json_too(tmp_path, smtp_server, daemons):
     """The daemon is frozen (SIGSTOP) across its send time with a 1-s grace, then thawed:
     APScheduler drops the run as missed and says so; that line must be JSON as well."""

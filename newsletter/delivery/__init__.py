@@ -315,4 +315,6 @@ def deliver(
     if crashed:
         raise crashed[0]
     report.totals = store.delivery_counts(issue.id)
+    if stop.is_set() and not report.stopped and store.unfinished(issue.id):
+        report.stopped = "asked to stop (a signal); the rest stays queued"
     return report
