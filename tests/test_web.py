@@ -691,3 +691,24 @@ def test_archive_build_writes_the_same_pages(serve, demo_db, tmp_path):
         )
         == served
     )
+
+
+# --------------------------------------------------------------------------- rate limiter
+
+
+def test_token_buckets_refill_and_stay_bounded():
+    from newsletter.web.ratelimit import TokenBuckets
+
+    t = [0.0]
+    buckets = TokenBuckets(Rate(burst=2, every=10), clock=lambda: t[0], max_keys=3)
+    assert [buckets.allow("a") for _ in range(3)] == [True, True, False]
+    t[0] = 9.9
+    assert not buckets.allow("a")
+    t[0] = 10.1  # 10.1 s after the bucket ran dry: one token back
+    assert buckets.allow("a")
+    assert not buckets.allow("a")
+    assert buckets.allow("b")  # keys are independent
+    for key in "cdef":
+        buckets.allow(key)
+    assert len(buckets._buckets) == 3  # least recently used dropped
+    assert TokenBuckets(Rate(burst=0, every=1)).allow("x")  # 0: no limit
