@@ -203,6 +203,22 @@ def smtp_server():
         s.stop()
 
 
+@pytest.fixture
+def sink_process():
+    """Start SMTP sinks in their own processes: ``sink_process(delay=0.01)``."""
+    from smtp_server import SinkProcess
+
+    sinks: list[SinkProcess] = []
+
+    def start(delay: float = 0.0) -> SinkProcess:
+        sinks.append(SinkProcess(delay))
+        return sinks[-1]
+
+    yield start
+    for s in sinks:
+        s.stop()
+
+
 @pytest.fixture(scope="session")
 def tls_ca():
     """A throwaway certificate authority and a server certificate for 127.0.0.1."""

@@ -189,6 +189,72 @@ class SmtpServer:
         return "\n".join(lines).replace("'", '"') + "\n"
 
 
+class SinkProcess:
+    """``python tests/smtp_server.py PORT DELAY`` in its own process; collects its lines.
+
+    What reached the "world" is then known independently of the sender and its ledger,
+    and a sender killed with SIGKILL cannot take the server down with it.
+    """
+
+    def __init__(self, delay: float = 0.0):
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        self.port = free_port()
+        self.lines: list[tuple[str, str]] = []  # (recipient, Message-ID) in arrival order
+        self._ready = threading.Event()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(self.port), str(delay)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(30):
+            self.stop()
+            raise RuntimeError("the SMTP sink did not say ready within 30 s")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line == "ready":
+                self._ready.set()
+            elif line:
+                rcpt, _, mid = line.partition(" ")
+                self.lines.append((rcpt, mid))
+
+    def count(self) -> int:
+        return len(self.lines)
+
+    def settle(self, quiet: float = 0.5, timeout: float = 10) -> None:
+        """Wait until no line has arrived for ``quiet`` seconds (in-flight replies land)."""
+        deadline = time.monotonic() + timeout
+        n, since = self.count(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if self.count() != n:
+                n, since = self.count(), time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+
+    def copies(self) -> dict[str, list[str]]:
+        """Recipient → the Message-IDs of every copy it got."""
+        out: dict[str, list[str]] = defaultdict(list)
+        for rcpt, mid in self.lines:
+            out[rcpt].append(mid)
+        return out
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

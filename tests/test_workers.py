@@ -1,0 +1,121 @@
+"""Several `newsletter send --worker` processes sharing one issue through the ledger, on
+SQLite and PostgreSQL: exactly once at the server, and a worker killed with SIGKILL has
+its rows taken over by the others once its lease runs out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import both_backends
+from smtp_server import wait_for
+
+from newsletter.config import load_settings
+from newsletter.models import DeliveryStatus
+from newsletter.store import Store, schema
+
+pytestmark = [pytest.mark.slow, both_backends]
+
+SECRET = "test-secret-key-0123456789abcdef"
+ENV = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
+
+
+def setup(write_config, sample_feeds: Path, port: int, *, subscribers: int, lease: float):
+    path = write_config(
+        f"""
+[list]
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "UTC"
+[fetch]
+window_days = 1
+[delivery]
+transport = "smtp"
+lease_seconds = {lease}
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+connections = 2
+[[sources]]
+name = "hf-daily"
+path = "{sample_feeds}/hf-daily.json"
+"""
+    )
+    settings = load_settings(path, env=ENV)
+    with Store.open(settings.database_url) as store:
+        rows = [(f"reader{i:04d}@example.org", "") for i in range(subscribers)]
+        store.import_subscribers(rows, now=dt.datetime.now(dt.UTC))
+    return path, settings
+
+
+def worker(path: Path, log: Path) -> subprocess.Popen:
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "newsletter", "-c", str(path), "send", "--worker"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+        )
+
+
+def ledger(settings) -> list[tuple[str, str, str | None, bool]]:
+    d = schema.deliveries
+    with Store.open(settings.database_url) as store, store.read() as conn:
+        return [
+            (r.status, r.claimed_by or "", r.message_id, bool(r.in_doubt))
+            for r in conn.execute(sa.select(d.c.status, d.c.claimed_by, d.c.message_id, d.c.in_doubt))
+        ]
+
+
+def test_two_workers_deliver_one_issue_exactly_once(write_config, sample_feeds, sink_process, tmp_path):
+    sink = sink_process(delay=0.01)
+    path, settings = setup(write_config, sample_feeds, sink.port, subscribers=400, lease=30)
+    procs = [worker(path, tmp_path / f"w{i}.log") for i in range(2)]
+    for i, p in enumerate(procs):
+        assert p.wait(180) == 0, (tmp_path / f"w{i}.log").read_text()
+    sink.settle()
+    copies = sink.copies()
+    assert len(copies) == 400
+    assert all(len(mids) == 1 for mids in copies.values())
+    rows = ledger(settings)
+    assert {r[0] for r in rows} == {DeliveryStatus.SENT.value}
+    # Both processes took part: the rows name two different pids.
+    pids = {by.split(":")[1] for _, by, _, _ in rows}
+    assert len(pids) == 2, pids
+
+
+def test_a_killed_worker_is_taken_over_after_its_lease(write_config, sample_feeds, sink_process, tmp_path):
+    sink = sink_process(delay=0.02)
+    lease = 3.0
+    path, settings = setup(write_config, sample_feeds, sink.port, subscribers=300, lease=lease)
+    victim = worker(path, tmp_path / "victim.log")
+    assert wait_for(lambda: sink.count() >= 20, timeout=60), (tmp_path / "victim.log").read_text()
+    survivor = worker(path, tmp_path / "survivor.log")
+    assert wait_for(lambda: sink.count() >= 80, timeout=60)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    killed_at = time.monotonic()
+    assert survivor.wait(180) == 0, (tmp_path / "survivor.log").read_text()
+    # The survivor cannot have finished before the victim's claims expired.
+    assert time.monotonic() - killed_at >= lease - 0.5
+    sink.settle()
+    copies = sink.copies()
+    assert len(copies) == 300  # nobody missed
+    rows = ledger(settings)
+    assert {r[0] for r in rows} == {DeliveryStatus.SENT.value}
+    doubled = {rcpt: mids for rcpt, mids in copies.items() if len(mids) > 1}
+    # A second copy only where the victim was in DATA when it died: at most one per
+    # connection, with the same Message-ID, and marked in doubt in the ledger.
+    assert len(doubled) <= 2, doubled
+    assert all(len(set(mids)) == 1 for mids in doubled.values())
+    in_doubt = {mid for _, _, mid, doubt in rows if doubt}
+    assert {mids[0] for mids in doubled.values()} <= in_doubt
