@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import gzip
-import os
-import uuid
 import http.server
+import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
