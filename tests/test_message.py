@@ -53,7 +53,7 @@ def test_decodes_to_the_personalised_issue(html, text, name, local):
     lines = raw.split(b"\r\n")
     assert b"\n" not in raw.replace(b"\r\n", b"") and b"\r" not in raw.replace(b"\r\n", b"")
     assert max(len(x) for x in lines) <= 998
-    head, _, body = raw.partition(b"\r\n\r\n")
+    _, _, body = raw.partition(b"\r\n\r\n")
     assert all(len(x) <= 76 for x in body.split(b"\r\n"))  # quoted-printable lines
     raw.decode("ascii")
     msg = email.message_from_bytes(raw, policy=email.policy.default)
