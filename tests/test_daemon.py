@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,7 +38,6 @@ pytestmark = pytest.mark.slow
 
 SECRET = "test-secret-key-0123456789abcdef"
 ENV = {"NEWSLETTER_SECRET_KEY": SECRET}
-SINK = Path(__file__).resolve().parent / "smtp_server.py"
 DATA = Path(__file__).resolve().parent / "data" / "feeds"
 
 
@@ -170,76 +169,6 @@ def daemons() -> Callable[..., Daemon]:
         d.kill()
 
 
-class Sink:
-    """``python tests/smtp_server.py PORT DELAY`` in its own process; collects its lines."""
-
-    def __init__(self, delay: float):
-        self.port = free_port()
-        self.lines: list[tuple[str, str]] = []  # (recipient, Message-ID) in arrival order
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SINK), str(self.port), str(delay)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(30):
-            self.stop()
-            raise RuntimeError("the SMTP sink did not say ready within 30 s")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line == "ready":
-                self._ready.set()
-            elif line:
-                rcpt, _, mid = line.partition(" ")
-                self.lines.append((rcpt, mid))
-
-    def count(self) -> int:
-        return len(self.lines)
-
-    def settle(self, quiet: float = 0.5, timeout: float = 10) -> None:
-        """Wait until no line has arrived for ``quiet`` seconds."""
-        deadline = time.monotonic() + timeout
-        n, since = self.count(), time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if self.count() != n:
-                n, since = self.count(), time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-
-    def copies(self) -> dict[str, list[str]]:
-        out: dict[str, list[str]] = defaultdict(list)
-        for rcpt, mid in self.lines:
-            out[rcpt].append(mid)
-        return out
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def sink_factory():
-    sinks: list[Sink] = []
-
-    def start(delay: float) -> Sink:
-        sinks.append(Sink(delay))
-        return sinks[-1]
-
-    yield start
-    for s in sinks:
-        s.stop()
-
-
 def ledger(db: Path) -> dict[str, tuple[str, str | None, int]]:
     """email -> (status, message_id, in_doubt) for every ledger row."""
     conn = sqlite3.connect(db, timeout=30)
@@ -348,13 +277,13 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
 
 
 def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
-    tmp_path, sample_feeds, sink_factory, daemons
+    tmp_path, sample_feeds, sink_process, daemons
 ):
     """2,000 subscribers through a slow sink.  SIGTERM while sending: exit 0 within seconds,
     the ledger consistent (every message the sink has is recorded sent, nothing left
     claimed or in flight).  A restart within the grace resumes by catch-up; the sink then
     has every subscriber exactly once, each with its own Message-ID."""
-    sink = sink_factory(0.002)  # 2 ms on each of MAIL, RCPT and DATA
+    sink = sink_process(0.002)  # 2 ms on each of MAIL, RCPT and DATA
     zone, tz = noon_zone()
     cfg, db, emails = write_config(
         tmp_path,
@@ -407,12 +336,12 @@ def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
 
 
 def test_second_sigterm_exits_at_once_and_send_completes_the_issue(
-    tmp_path, sample_feeds, sink_factory, daemons
+    tmp_path, sample_feeds, sink_process, daemons
 ):
     """While stopping (the message in flight is slow), a second SIGTERM exits at once.  A
     following `newsletter send` finishes the issue: everyone has it, a second copy only
     where the ledger says the row was in doubt, and then with the same Message-ID."""
-    sink = sink_factory(0.25)  # 0.75 s per message: a stop has to wait for it
+    sink = sink_process(0.25)  # 0.75 s per message: a stop has to wait for it
     zone, tz = noon_zone()
     cfg, db, emails = write_config(
         tmp_path,
