@@ -1,0 +1,441 @@
+"""Delivery throughput: `run_send` through SMTP vs a naive sender, against an aiosmtpd sink.
+
+    python bench/send_speed.py                       # 10,000 subscribers, 0 and 20 ms
+    python bench/send_speed.py --subscribers 2000 --configs 8x200 16x200
+    python bench/send_speed.py --profile 8x200 --latency 0   # where the time goes
+
+The sink is aiosmtpd in a separate process (this file, run with ``--sink``).  ``--latency``
+is added to *every* reply the server sends, the greeting, EHLO, QUIT and the 354 to DATA
+included: one simulated round trip to a remote relay per command.  (The TCP handshake is
+not delayed, which favours the naive baseline.)  Every message is one line on the sink's
+stdout, so each run is checked: every subscriber got exactly one copy.
+
+Baseline, measured in the same run against the same sink: one message at a time, a new
+smtplib connection per message (connect, EHLO, MAIL, RCPT, DATA, QUIT), the message built
+the same way as ours (`IssueMailer.message`), no ledger.  With latency it is measured on a
+subset (``--baseline-n``): its rate does not depend on the number of messages.
+
+"Ours" is ``newsletter.pipeline.run_send(fetch=False)`` on a copy of a database holding the
+subscribers and the rendered sample issue: ledger rows queued, claimed, marked SENDING and
+SENT, messages personalised and built, sent over ``connections`` x ``max_per_connection``.
+The rate is wall-clock over the whole call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import datetime as dt
+import io
+import os
+import platform
+import pstats
+import shutil
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "bench-secret-key-0123456789abcdef"
+
+
+# --------------------------------------------------------------------------- the sink
+
+
+def run_sink(port: int, latency: float) -> None:
+    """aiosmtpd on 127.0.0.1:port; ``latency`` seconds before every final reply line."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP
+
+    class SlowSMTP(SMTP):
+        async def push(self, status: Any) -> None:
+            line = status.encode() if isinstance(status, str) else status
+            if latency and line[3:4] != b"-":  # not a continuation line of EHLO
+                await asyncio.sleep(latency)
+            await super().push(status)
+
+    out = sys.stdout
+
+    class Sink:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            mid = ""
+            for line in envelope.original_content.split(b"\r\n"):
+                if line[:11].lower() == b"message-id:":
+                    mid = line[11:].strip().decode()
+                    break
+                if not line:
+                    break
+            out.write(f"{envelope.rcpt_tos[0]} {mid}\n")
+            return "250 OK"
+
+    class SlowController(Controller):
+        def factory(self) -> SMTP:
+            return SlowSMTP(self.handler, **self.SMTP_kwargs)
+
+    ctl = SlowController(Sink(), hostname="127.0.0.1", port=port, ready_timeout=30)
+    ctl.start()
+    print("ready", flush=True)
+    try:
+        for _ in sys.stdin:  # until the parent closes our stdin
+            pass
+    finally:
+        ctl.stop()
+        out.flush()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SinkProcess:
+    def __init__(self, latency: float, workdir: Path):
+        self.port = free_port()
+        self.log = workdir / f"sink-{self.port}.txt"
+        self._out = open(self.log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--sink", str(self.port), str(latency)],
+            stdin=subprocess.PIPE,
+            stdout=self._out,
+        )
+        deadline = time.monotonic() + 30
+        while "ready" not in self.log.read_text():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError("the sink did not start")
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        """CPU seconds the sink has used so far (Linux)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> list[str]:
+        """Stop the sink and return the recipients it received, one per message."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        self._out.close()
+        return [ln.split(" ", 1)[0] for ln in self.log.read_text().splitlines()[1:] if ln]
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def config_text(db: Path, port: int, connections: int, per_conn: int) -> str:
+    feeds = ROOT / "newsletter" / "samples" / "feeds"
+    return f"""database_url = "sqlite:///{db}"
+[list]
+name = "Lab Papers"
+id = "lab-papers.example.org"
+from_name = "Lab Papers"
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "UTC"
+[fetch]
+window_days = 1
+[[sources]]
+name = "hf-daily"
+path = "{feeds}/hf-daily.json"
+[delivery]
+transport = "smtp"
+[smtp]
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+timeout = 30
+connections = {connections}
+max_per_connection = {per_conn}
+"""
+
+
+def settings_for(workdir: Path, db: Path, port: int, connections: int = 1, per_conn: int = 200):
+    from newsletter.config import load_settings
+
+    cfg = workdir / f"bench-{port}-{connections}-{per_conn}.toml"
+    cfg.write_text(config_text(db, port, connections, per_conn), encoding="utf-8")
+    return load_settings(cfg, env={"NEWSLETTER_SECRET_KEY": SECRET})
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_template(workdir: Path, n: int, day: dt.date) -> Path:
+    """A database with ``n`` subscribers and the day's issue rendered from the sample feed."""
+    from newsletter.pipeline import prepare_issue
+    from newsletter.store import Store
+
+    db = workdir / "template.db"
+    settings = settings_for(workdir, db, 25)
+    with Store.open(settings.database_url) as store:
+        names = ["", "Ada Lovelace", "Zoë Ñandú", "李小龙", ""]
+        store.import_subscribers(
+            [(f"reader{i:05d}@example.org", names[i % len(names)]) for i in range(n)], now=utcnow()
+        )
+        issue, _ = prepare_issue(settings, store, day, now=utcnow(), fetch=True)
+        assert issue is not None, "the sample feed gave no issue"
+    return db
+
+
+def copy_db(src: Path, dst: Path) -> None:
+    for p in (dst, Path(f"{dst}-wal"), Path(f"{dst}-shm")):
+        p.unlink(missing_ok=True)
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        a.backup(b)
+    finally:
+        a.close()
+        b.close()
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def run_baseline(workdir: Path, template: Path, day: dt.date, latency: float, n: int) -> dict:
+    from newsletter.delivery import IssueMailer
+    from newsletter.models import SubscriberStatus
+    from newsletter.store import Store
+
+    sink = SinkProcess(latency, workdir)
+    db = workdir / "baseline.db"
+    copy_db(template, db)
+    settings = settings_for(workdir, db, sink.port)
+    with Store.open(settings.database_url) as store:
+        issue = store.issue(day)
+        assert issue is not None
+        subs = list(store.iter_subscribers(SubscriberStatus.ACTIVE))[:n]
+    mailer = IssueMailer(settings, issue, SECRET, utcnow())
+    size = 0
+    sink0, cpu0 = sink.cpu(), time.process_time()
+    t0 = time.perf_counter()
+    for sub in subs:
+        _mid, data = mailer.message(sub)
+        size += len(data)
+        conn = smtplib.SMTP("127.0.0.1", sink.port, timeout=30)
+        conn.sendmail(settings.list.from_address, [sub.email], data)
+        conn.quit()
+    elapsed = time.perf_counter() - t0
+    cpu, sink_cpu = time.process_time() - cpu0, sink.cpu() - sink0
+    got = sink.stop()
+    assert sorted(got) == sorted(s.email for s in subs), "baseline: sink count mismatch"
+    return {
+        "n": len(subs),
+        "elapsed": elapsed,
+        "rate": len(subs) / elapsed,
+        "size": size / len(subs),
+        "cpu": cpu,
+        "sink_cpu": sink_cpu,
+    }
+
+
+class ThreadProfiles:
+    """cProfile in every thread started while active (the senders), merged at the end."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self._orig = threading.Thread.run
+
+    def __enter__(self) -> ThreadProfiles:
+        profiles, orig = self.profiles, self._orig
+
+        def run(thread: threading.Thread) -> None:
+            prof = cProfile.Profile()
+            profiles.append(prof)
+            prof.runcall(orig, thread)
+
+        threading.Thread.run = run  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        threading.Thread.run = self._orig  # type: ignore[method-assign]
+
+    def report(self, main: cProfile.Profile, top: int = 30) -> str:
+        buf = io.StringIO()
+        stats = pstats.Stats(main, stream=buf)
+        for p in self.profiles:
+            stats.add(p)
+        stats.sort_stats("tottime").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(top)
+        return buf.getvalue()
+
+
+def run_ours(
+    workdir: Path,
+    template: Path,
+    day: dt.date,
+    latency: float,
+    connections: int,
+    per_conn: int,
+    n: int,
+    profile: bool = False,
+) -> dict:
+    from newsletter.pipeline import run_send
+    from newsletter.store import Store
+
+    sink = SinkProcess(latency, workdir)
+    db = workdir / f"ours-{connections}-{per_conn}.db"
+    copy_db(template, db)
+    settings = settings_for(workdir, db, sink.port, connections, per_conn)
+    main = cProfile.Profile()
+    with Store.open(settings.database_url) as store:
+        sink0, cpu0 = sink.cpu(), time.process_time()
+        t0 = time.perf_counter()
+        if profile:
+            with ThreadProfiles() as tp:
+                main.enable()
+                report = run_send(settings, store, issue_date=day, now=utcnow, fetch=False)
+                main.disable()
+        else:
+            report = run_send(settings, store, issue_date=day, now=utcnow, fetch=False)
+        elapsed = time.perf_counter() - t0
+        cpu, sink_cpu = time.process_time() - cpu0, sink.cpu() - sink0
+    got = sink.stop()
+    d = report.delivery
+    assert d is not None and d.sent == n and d.failed == d.deferred == 0, report
+    assert len(got) == n and len(set(got)) == n, f"sink got {len(got)} ({len(set(got))} distinct)"
+    out = {
+        "n": n,
+        "elapsed": elapsed,
+        "rate": n / elapsed,
+        "deliver_rate": d.rate,
+        "cpu": cpu,
+        "sink_cpu": sink_cpu,
+    }
+    if profile:
+        out["profile"] = tp.report(main)
+    return out
+
+
+def what_if_write_lock() -> None:
+    """Proposed fix, tried here without editing newsletter/: one in-process mutex around every
+    SQLite write transaction, so sender threads queue on it instead of in SQLite's busy
+    handler (which sleeps 1, 2, 5, 10 ... ms between tries, however soon the lock frees)."""
+    import contextlib
+
+    from newsletter.store import Store
+
+    original = Store.write
+    mutex = threading.Lock()
+
+    @contextlib.contextmanager
+    def write(self: Store):  # type: ignore[no-untyped-def]
+        with mutex, original(self) as conn:
+            yield conn
+
+    Store.write = write  # type: ignore[method-assign]
+
+
+def parse_config(s: str) -> tuple[int, int]:
+    c, _, m = s.partition("x")
+    return int(c), int(m or 200)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--sink":
+        run_sink(int(sys.argv[2]), float(sys.argv[3]))
+        return
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--subscribers", type=int, default=10_000)
+    ap.add_argument(
+        "--latency", type=float, nargs="+", default=[0.0, 0.02], help="seconds per reply"
+    )
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        default=["1x200", "4x200", "8x200", "8x1000", "16x200"],
+        help="CONNECTIONSxMAX_PER_CONNECTION",
+    )
+    ap.add_argument(
+        "--baseline-n",
+        type=int,
+        default=None,
+        help="messages for the baseline (default: all with no latency, 500 with latency)",
+    )
+    ap.add_argument("--profile", metavar="CxM", help="profile one config of ours instead")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--what-if-write-lock",
+        action="store_true",
+        help="try the proposed fix (a mutex around SQLite writes), patched in here",
+    )
+    args = ap.parse_args()
+    if args.what_if_write_lock:
+        what_if_write_lock()
+        print("WHAT-IF: Store.write serialised by an in-process mutex (not the shipped code)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="send-speed-"))
+    day = utcnow().date()
+    n = args.subscribers
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {platform.platform()}; load average {load}"
+    )
+    t = time.perf_counter()
+    template = make_template(workdir, n, day)
+    print(
+        f"setup: {n} subscribers and the sample issue in {time.perf_counter() - t:.1f}s ({workdir})"
+    )
+    try:
+        if args.profile:
+            c, m = parse_config(args.profile)
+            for lat in args.latency:
+                r = run_ours(workdir, template, day, lat, c, m, n, profile=True)
+                print(f"ours {c}x{m}, latency {lat * 1000:.0f} ms: {r['rate']:.0f} msg/s")
+                print(r["profile"])
+            return
+        rows = []
+        for lat in args.latency:
+            bn = args.baseline_n or (n if lat == 0 else min(n, 500))
+            b = run_baseline(workdir, template, day, lat, bn)
+            print(
+                f"latency {lat * 1000:.0f} ms: baseline {b['rate']:.1f} msg/s "
+                f"({b['n']} msgs in {b['elapsed']:.1f}s, {b['size'] / 1024:.1f} KiB each; "
+                f"CPU: ours {b['cpu']:.1f}s, sink {b['sink_cpu']:.1f}s)",
+                flush=True,
+            )
+            rows.append(
+                (lat, "baseline: new connection per message", b["n"], b["elapsed"], b["rate"], 1.0)
+            )
+            for spec in args.configs:
+                c, m = parse_config(spec)
+                r = run_ours(workdir, template, day, lat, c, m, n)
+                print(
+                    f"latency {lat * 1000:.0f} ms: ours {c}x{m} {r['rate']:.1f} msg/s "
+                    f"({r['elapsed']:.1f}s; CPU: ours {r['cpu']:.1f}s, sink {r['sink_cpu']:.1f}s)",
+                    flush=True,
+                )
+                rows.append(
+                    (
+                        lat,
+                        f"ours: connections={c} max_per_connection={m}",
+                        n,
+                        r["elapsed"],
+                        r["rate"],
+                        r["rate"] / b["rate"],
+                    )
+                )
+        print()
+        print("| latency per reply | sender | messages | time s | msg/s | vs baseline |")
+        print("|---|---|---|---|---|---|")
+        for lat, who, k, el, rate, x in rows:
+            print(f"| {lat * 1000:.0f} ms | {who} | {k:,} | {el:.1f} | {rate:.1f} | {x:.1f}x |")
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
