@@ -542,3 +542,29 @@ def test_every_paper_in_exactly_one_topic(
         )
     shuffled = list(reversed(papers))
     assert build_digest(shuffled, issue_date=DAY, settings=s) == d
+
+
+def test_stability_helpers_match_scikit_learn() -> None:
+    import numpy as np
+    from sklearn.metrics import adjusted_rand_score
+
+    from newsletter.topics import cluster
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(2, 60))
+        a = rng.integers(0, int(rng.integers(1, 7)), n)
+        b = a.copy() if trial % 4 == 0 else rng.integers(0, int(rng.integers(1, 7)), n)
+        assert abs(cluster.ari(a, b) - adjusted_rand_score(a, b)) < 1e-9
+    # three tight, far-apart blobs: the numpy k-means finds them whatever the seed
+    centres = np.eye(3, 5)
+    x = np.repeat(centres, 30, axis=0) + rng.normal(scale=0.05, size=(90, 5))
+    truth = np.repeat(np.arange(3), 30)
+    for seed in range(3):
+        labels = cluster._assign(x, cluster.lloyd(x, 3, seed=seed, n_init=1))[0]
+        assert adjusted_rand_score(truth, labels) == 1.0
+    assert cluster.stability(x, 3, seed=1) == 1.0
+    # the tolerance grows with the day's size, within its bounds
+    tol = [cluster.tolerance(n) for n in (10, 300, 600, 1200, 2400, 10**6)]
+    assert tol == sorted(tol) and tol[0] == tol[1] == 0.05 and tol[-1] == 0.4
+    assert abs(cluster.tolerance(1200) - 0.2) < 1e-9

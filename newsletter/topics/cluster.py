@@ -160,9 +160,7 @@ def stability(x: np.ndarray, k: int, *, seed: int) -> float:
         idx = np.sort(rng.choice(n, size=m, replace=False))
         centres = lloyd(x[idx], k, seed=seed + run, n_init=STABILITY_INITS)
         labelings.append(_assign(x, centres)[0])
-    return float(
-        np.mean([ari(a, b) for a, b in itertools.combinations(labelings, 2)])
-    )
+    return float(np.mean([ari(a, b) for a, b in itertools.combinations(labelings, 2)]))
 
 
 def choose_k(
