@@ -374,12 +374,6 @@ path = "{sample_feeds}/hf-daily.json"
     return settings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a row DEFERRED after its last attempt dropped in DATA (maybe delivered) does not "
-    "keep the in-doubt mark in the ledger: `send --retry-failed` resends it with in doubt 0 "
-    "(newsletter/delivery/__init__.py send_one: mark_done(DEFERRED) without in_doubt=doubt)",
-)
 def test_deferred_after_a_drop_in_data_is_resent_in_doubt(
     write_config, sample_feeds, smtp_server, monkeypatch
 ):

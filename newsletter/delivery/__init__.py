@@ -236,7 +236,9 @@ def deliver(
                     if e.stage == "connect":
                         store.requeue(claim, now=now(), in_doubt=doubt)
                         raise TransportUnavailable(e.reason) from e
-                    store.mark_done(claim, DeliveryStatus.DEFERRED, e.reason, now=now())
+                    store.mark_done(
+                        claim, DeliveryStatus.DEFERRED, e.reason, now=now(), in_doubt=doubt
+                    )
                     count(DeliveryStatus.DEFERRED, doubt=doubt, why=f"{sub.email}: {e.reason}")
                     return
                 delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter

@@ -317,10 +317,17 @@ class LedgerStore:
         self._mark(claim, now, status=DeliveryStatus.SENT.value, reply=reply[:1000], sent_at=now)
 
     def mark_done(
-        self, claim: Claim, status: DeliveryStatus, reply: str, *, now: dt.datetime
+        self,
+        claim: Claim,
+        status: DeliveryStatus,
+        reply: str,
+        *,
+        now: dt.datetime,
+        in_doubt: bool = False,
     ) -> None:
-        """FAILED, DEFERRED or SKIPPED, with the reason."""
-        self._mark(claim, now, status=status.value, reply=reply[:1000], claimed_by=None)
+        """FAILED, DEFERRED or SKIPPED, with the reason; ``in_doubt``: it may have arrived."""
+        extra = {"in_doubt": True} if in_doubt else {}
+        self._mark(claim, now, status=status.value, reply=reply[:1000], claimed_by=None, **extra)
 
     def requeue(self, claim: Claim, *, now: dt.datetime, in_doubt: bool = False) -> None:
         """Put one row back in the queue (the run stopped before its fate was settled).
