@@ -126,6 +126,28 @@ class IssueMailer:
         return self.template.render(subscriber)
 
 
+class _Unrecorded:
+    """A message the server accepted whose SENT is not written yet (one per connection).
+
+    It is written in the same transaction as the next message's SENDING, or flushed
+    before the sender waits or stops, so each message costs one ledger write, and a
+    crash still leaves at most one row per connection whose fate is unknown.
+    """
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.item: tuple[Claim, str] | None = None
+
+    def take(self) -> tuple[Claim, str] | None:
+        item, self.item = self.item, None
+        return item
+
+    def flush(self, now: dt.datetime) -> None:
+        item = self.take()
+        if item is not None:
+            self.store.mark_sent(item[0], item[1], now=now)
+
+
 class _Budget:
     """How many more messages this run may send (``send --limit``)."""
 
@@ -199,7 +221,7 @@ def deliver(
             report.stopped = report.stopped or reason
         stop.set()
 
-    def send_one(transport: Transport, claim: Claim) -> None:
+    def send_one(transport: Transport, claim: Claim, unrecorded: _Unrecorded) -> None:
         sub = claim.subscriber
         if sub.status is not SubscriberStatus.ACTIVE:
             store.mark_done(
@@ -216,7 +238,7 @@ def deliver(
                     settings.list.from_address,
                     sub.email,
                     data,
-                    lambda: store.mark_sending(claim, mid, now=now()),
+                    lambda: store.mark_sending(claim, mid, now=now(), sent=unrecorded.take()),
                 )
             except SendError as e:
                 if e.permanent:
@@ -243,11 +265,13 @@ def deliver(
                     return
                 delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
                 log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
+                unrecorded.flush(now())
                 if stop.wait(delay):
                     store.requeue(claim, now=now(), in_doubt=doubt)
                     return
             else:
-                store.mark_sent(claim, reply, now=now())
+                # Recorded with the next message's SENDING, or flushed: one write a message.
+                unrecorded.item = (claim, reply)
                 count(DeliveryStatus.SENT, doubt=doubt)
                 return
 
@@ -264,11 +288,13 @@ def deliver(
     def run(n: int) -> None:
         me = f"{base_worker}:{n}"
         transport = transport_factory()
+        unrecorded = _Unrecorded(store)
         try:
             open_with_retries(transport)
             while not stop.is_set():
                 claims = store.claim(issue.id, me, BATCH, now=now(), lease=lease)
                 if not claims:
+                    unrecorded.flush(now())
                     if lease is None or store.unfinished(issue.id) == 0:
                         return
                     # Other workers hold the rest; one of them may die: look again later.
@@ -281,7 +307,7 @@ def deliver(
                             halt(f"stopped after --limit {limit}")
                         return
                     try:
-                        send_one(transport, claim)
+                        send_one(transport, claim, unrecorded)
                     except TransportUnavailable:
                         store.release(claims[i + 1 :], now=now())
                         raise
@@ -291,6 +317,7 @@ def deliver(
             crashed.append(e)
             halt(f"a sender crashed: {e!r}")
         finally:
+            unrecorded.flush(now())
             transport.close()
 
     def heartbeat() -> None:

@@ -290,31 +290,53 @@ class LedgerStore:
         return n or 0
 
     def _mark(self, claim: Claim, now: dt.datetime, **values: Any) -> None:
+        with self.write() as conn:
+            self._mark_in(conn, claim, now, **values)
+
+    @staticmethod
+    def _mark_in(conn: sa.Connection, claim: Claim, now: dt.datetime, **values: Any) -> None:
         # Only while the claim is still this sender's: after its lease expired and another
         # worker took the row over, a late write must not overwrite the new holder's.
         d = schema.deliveries
-        with self.write() as conn:
-            conn.execute(
-                d.update()
-                .where(
-                    d.c.issue_id == claim.issue_id,
-                    d.c.subscriber_id == claim.subscriber.id,
-                    d.c.claimed_by == claim.worker,
-                )
-                .values(updated_at=now, **values)
+        conn.execute(
+            d.update()
+            .where(
+                d.c.issue_id == claim.issue_id,
+                d.c.subscriber_id == claim.subscriber.id,
+                d.c.claimed_by == claim.worker,
             )
-
-    def mark_sending(self, claim: Claim, message_id: str, *, now: dt.datetime) -> None:
-        self._mark(
-            claim,
-            now,
-            status=DeliveryStatus.SENDING.value,
-            message_id=message_id,
-            attempts=schema.deliveries.c.attempts + 1,
+            .values(updated_at=now, **values)
         )
 
+    def mark_sending(
+        self,
+        claim: Claim,
+        message_id: str,
+        *,
+        now: dt.datetime,
+        sent: tuple[Claim, str] | None = None,
+    ) -> None:
+        """The row is in DATA now.  ``sent``: the previous message on the same connection
+        and the server's reply to it, recorded in the same transaction (one write per
+        message; still at most one SENDING row per connection)."""
+        with self.write() as conn:
+            if sent is not None:
+                self._mark_in(conn, sent[0], now, **self._sent_values(sent[1], now))
+            self._mark_in(
+                conn,
+                claim,
+                now,
+                status=DeliveryStatus.SENDING.value,
+                message_id=message_id,
+                attempts=schema.deliveries.c.attempts + 1,
+            )
+
     def mark_sent(self, claim: Claim, reply: str, *, now: dt.datetime) -> None:
-        self._mark(claim, now, status=DeliveryStatus.SENT.value, reply=reply[:1000], sent_at=now)
+        self._mark(claim, now, **self._sent_values(reply, now))
+
+    @staticmethod
+    def _sent_values(reply: str, now: dt.datetime) -> dict[str, Any]:
+        return {"status": DeliveryStatus.SENT.value, "reply": reply[:1000], "sent_at": now}
 
     def mark_done(
         self,
