@@ -257,3 +257,42 @@ def test_two_processes_writing_at_once(tmp_path):
         assert s.schema_version() == migrations.LATEST
         both = [x for x in s.papers() if x.id in ("arxiv:250", "arxiv:399")]
         assert all(sorted(s.paper_sources(x.id)) == ["a", "b"] for x in both)
+
+
+@both_backends
+def test_ledger_counts_and_a_lost_claim(store):
+    """Queueing reports its count on every backend; a sender whose lease ran out and
+    whose row another worker took cannot mark it SENDING (so it does not send), while
+    the previous message it recorded in the same transaction stays SENT."""
+    from newsletter.models import DeliveryStatus, IssueStatus
+    from newsletter.store.ledger import ClaimLost
+
+    for i in range(3):
+        store.add_subscriber(f"r{i}@example.org", "", now=T0)
+    issue = store.save_issue(
+        dt.date(2026, 4, 27),
+        status=IssueStatus.READY,
+        subject="s",
+        preheader="p",
+        html="<p>x</p>",
+        text="x",
+        papers=[],
+        now=T0,
+    )
+    assert store.queue_deliveries(issue.id, now=T0) == 3
+    assert store.queue_deliveries(issue.id, now=T0) == 0
+    first, second, _ = store.claim(issue.id, "a:1:0", 10, now=T0)
+    later = T0 + dt.timedelta(minutes=10)
+    store.mark_sending(first, "<m1>", now=later - dt.timedelta(seconds=30))  # renews it
+    taken = store.claim(issue.id, "b:2:0", 10, now=later, lease=60)
+    assert [c.subscriber.id for c in taken] == [second.subscriber.id, second.subscriber.id + 1]
+    with pytest.raises(ClaimLost, match="another worker took it"):
+        store.mark_sending(second, "<m2>", now=later, sent=(first, "250 ok"))
+    counts = store.delivery_counts(issue.id)
+    assert counts[DeliveryStatus.SENT.value] == 1  # the previous message's SENT was kept
+    assert counts[DeliveryStatus.CLAIMED.value] == 2  # still the new holder's
+    # The new holder renews and records normally.
+    assert store.renew_claims(issue.id, "b:2:0", now=later) == 2
+    store.mark_sending(taken[0], "<m2>", now=later)
+    store.mark_sent(taken[0], "250 ok", now=later)
+    assert store.delivery_counts(issue.id)[DeliveryStatus.SENT.value] == 2

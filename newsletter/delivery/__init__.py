@@ -28,6 +28,7 @@ from newsletter.delivery.transport import (
 from newsletter.errors import ConfigError
 from newsletter.models import DeliveryStatus, Subscriber, SubscriberStatus
 from newsletter.store import Claim, IssueRecord, Store
+from newsletter.store.ledger import ClaimLost
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,10 @@ def deliver(
                     data,
                     lambda: store.mark_sending(claim, mid, now=now(), sent=unrecorded.take()),
                 )
+            except ClaimLost as e:
+                # Our lease ran out (a long stall) and another worker has the row now.
+                log.warning("%s; not sent by this worker", e)
+                return
             except SendError as e:
                 if e.permanent:
                     store.mark_done(claim, DeliveryStatus.FAILED, e.reason, now=now())
@@ -324,7 +329,10 @@ def deliver(
         assert lease is not None
         while not finished.wait(lease / 3):
             for n in range(len(threads)):
-                store.renew_claims(issue.id, f"{base_worker}:{n}", now=now())
+                try:
+                    store.renew_claims(issue.id, f"{base_worker}:{n}", now=now())
+                except Exception:  # a lost renewal is retried next beat; senders renew too
+                    log.warning("renewing the claims of sender %d failed", n, exc_info=True)
 
     crashed: list[BaseException] = []
     finished = threading.Event()

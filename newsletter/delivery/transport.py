@@ -229,7 +229,11 @@ class SmtpTransport:
             if code not in (250, 251):
                 raise self._refused(code, resp, "RCPT TO", rcpt=True)
             stage = "data"
-            before_data()
+            try:
+                before_data()
+            except Exception:  # the ledger says not to send: end the SMTP transaction
+                self._reset()
+                raise
             code, resp = conn.data(data)
             if code != 250:  # smtplib returns, not raises, a refusal of the message itself
                 raise self._refused(code, resp, "DATA")

@@ -29,6 +29,10 @@ FINAL = (
 )
 
 
+class ClaimLost(Exception):
+    """This sender's claim on a row expired and another worker holds it now: do not send."""
+
+
 @dataclass(frozen=True, slots=True)
 class IssueRecord:
     id: int
@@ -171,8 +175,9 @@ class LedgerStore:
             inserted = conn.execute(
                 d.insert().from_select(
                     ["issue_id", "subscriber_id", "status", "updated_at"], missing
-                )
-            ).rowcount  # read inside the transaction: psycopg reports -1 once it is closed
+                ),
+                execution_options={"preserve_rowcount": True},  # else -1 on psycopg
+            ).rowcount
         return max(inserted or 0, 0)
 
     def recover(self, issue_id: int, *, now: dt.datetime) -> Recovered:
@@ -275,16 +280,28 @@ class LedgerStore:
         ]
 
     def renew_claims(self, issue_id: int, worker: str, *, now: dt.datetime) -> int:
-        """Keep ``worker``'s claims from expiring (its heartbeat)."""
+        """Keep ``worker``'s claims from expiring (its heartbeat).
+
+        Rows a sender of the same worker has locked right now are skipped (PostgreSQL: SKIP
+        LOCKED): taking them in another order would deadlock with it, and that sender's own
+        write renews them anyway (``_mark_in`` sets ``claimed_at``).
+        """
         d = schema.deliveries
+        mine = sa.select(d.c.subscriber_id).where(
+            d.c.issue_id == issue_id,
+            d.c.claimed_by == worker,
+            d.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value]),
+        )
+        if self.dialect == "postgresql":
+            mine = mine.with_for_update(skip_locked=True)
         with self.write() as conn:
+            ids = list(conn.execute(mine).scalars())
+            if not ids:
+                return 0
             n = conn.execute(
                 d.update()
-                .where(
-                    d.c.issue_id == issue_id,
-                    d.c.claimed_by == worker,
-                    d.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value]),
-                )
+                .where(d.c.issue_id == issue_id, d.c.subscriber_id.in_(ids))
+                .where(d.c.claimed_by == worker)
                 .values(claimed_at=now)
             ).rowcount
         return n or 0
@@ -294,19 +311,21 @@ class LedgerStore:
             self._mark_in(conn, claim, now, **values)
 
     @staticmethod
-    def _mark_in(conn: sa.Connection, claim: Claim, now: dt.datetime, **values: Any) -> None:
+    def _mark_in(conn: sa.Connection, claim: Claim, now: dt.datetime, **values: Any) -> int:
+        """Update the claimed row; the number of rows changed (0: the claim was lost)."""
         # Only while the claim is still this sender's: after its lease expired and another
         # worker took the row over, a late write must not overwrite the new holder's.
         d = schema.deliveries
-        conn.execute(
+        changed = conn.execute(
             d.update()
             .where(
                 d.c.issue_id == claim.issue_id,
                 d.c.subscriber_id == claim.subscriber.id,
                 d.c.claimed_by == claim.worker,
             )
-            .values(updated_at=now, **values)
-        )
+            .values(**({"updated_at": now, "claimed_at": now} | values))
+        ).rowcount
+        return changed or 0
 
     def mark_sending(
         self,
@@ -322,13 +341,17 @@ class LedgerStore:
         with self.write() as conn:
             if sent is not None:
                 self._mark_in(conn, sent[0], now, **self._sent_values(sent[1], now))
-            self._mark_in(
+            mine = self._mark_in(
                 conn,
                 claim,
                 now,
                 status=DeliveryStatus.SENDING.value,
                 message_id=message_id,
                 attempts=schema.deliveries.c.attempts + 1,
+            )
+        if not mine:  # after the commit, so the previous message's SENT is kept
+            raise ClaimLost(
+                f"{claim.subscriber.email}: the claim expired and another worker took it"
             )
 
     def mark_sent(self, claim: Claim, reply: str, *, now: dt.datetime) -> None:
