@@ -303,7 +303,7 @@ def deliver(
                     if lease is None or store.unfinished(issue.id) == 0:
                         return
                     # Other workers hold the rest; one of them may die: look again later.
-                    stop.wait(min(lease / 4, 5.0))
+                    stop.wait(min(lease / 4, 1.0))
                     continue
                 for i, claim in enumerate(claims):
                     if stop.is_set() or not budget.take():
