@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from smtp_server import Faults, Handler, free_port, wait_for
+from smtp_server import Faults, Handler, wait_for
 
 from newsletter.config import load_settings
 from newsletter.models import DeliveryStatus
@@ -30,77 +30,12 @@ from newsletter.store import Store
 pytestmark = pytest.mark.slow
 
 SECRET = "test-secret-key-0123456789abcdef"
-SINK = Path(__file__).resolve().parent / "smtp_server.py"
 NEWSLETTER = Path(sys.executable).parent / "newsletter"  # the venv's console script
 SEED = 20261121
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class Sink:
-    """``python tests/smtp_server.py PORT DELAY`` in its own process; collects its lines."""
-
-    def __init__(self, delay: float):
-        self.port = free_port()
-        self.lines: list[tuple[str, str]] = []  # (recipient, Message-ID), in arrival order
-        self._ready = threading.Event()
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SINK), str(self.port), str(delay)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        if not self._ready.wait(30):
-            self.stop()
-            raise RuntimeError("the SMTP sink did not say ready within 30 s")
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            line = line.strip()
-            if line == "ready":
-                self._ready.set()
-            elif line:
-                rcpt, _, mid = line.partition(" ")
-                self.lines.append((rcpt, mid))
-
-    def count(self) -> int:
-        return len(self.lines)
-
-    def settle(self, quiet: float = 0.5, timeout: float = 10) -> None:
-        """Wait until no line has arrived for ``quiet`` seconds (in-flight replies land)."""
-        deadline = time.monotonic() + timeout
-        n, since = self.count(), time.monotonic()
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if self.count() != n:
-                n, since = self.count(), time.monotonic()
-            elif time.monotonic() - since >= quiet:
-                return
-
-    def stop(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
-        self._reader.join(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-@pytest.fixture
-def sink_factory():
-    sinks: list[Sink] = []
-
-    def start(delay: float) -> Sink:
-        sinks.append(Sink(delay))
-        return sinks[-1]
-
-    yield start
-    for s in sinks:
-        s.stop()
 
 
 def write_setup(
@@ -188,11 +123,11 @@ SUMMARY = re.compile(r"sent (\d+), failed (\d+), deferred (\d+), skipped (\d+), 
 # --------------------------------------------------------------------------- crash
 
 
-def test_sigkill_at_random_points_never_skips_anyone(tmp_path, sample_feeds, sink_factory):
+def test_sigkill_at_random_points_never_skips_anyone(tmp_path, sample_feeds, sink_process):
     """Kill `newsletter send` with SIGKILL many times, resume; nobody is missed, and every
     second copy has the same Message-ID and is one of the rows left in flight by a kill."""
     connections, subscribers = 2, 300
-    sink = sink_factory(0.01)  # 10 ms on each of MAIL, RCPT and DATA: sends take a while
+    sink = sink_process(0.01)  # 10 ms on each of MAIL, RCPT and DATA: sends take a while
     cfg, db, emails = write_setup(
         tmp_path, sample_feeds, sink.port, subscribers=subscribers, connections=connections
     )
@@ -283,8 +218,8 @@ def test_sigkill_at_random_points_never_skips_anyone(tmp_path, sample_feeds, sin
 # --------------------------------------------------------------------------- concurrency
 
 
-def test_two_senders_at_once_one_sends_the_other_is_told_who(tmp_path, sample_feeds, sink_factory):
-    sink = sink_factory(0.005)
+def test_two_senders_at_once_one_sends_the_other_is_told_who(tmp_path, sample_feeds, sink_process):
+    sink = sink_process(0.005)
     cfg, _db, emails = write_setup(
         tmp_path, sample_feeds, sink.port, subscribers=200, connections=2
     )
