@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
-from newsletter.store.subscribers import subscriber_from_row
+from newsletter.store.subscribers import insert_subscriber, subscriber_from_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +53,7 @@ class SignupStore:
             with self.write() as conn:
                 row = conn.execute(sa.select(t).where(t.c.email == email)).first()
                 if row is None:
-                    conn.execute(
-                        t.insert().values(
-                            email=email,
-                            name=name,
-                            status=SubscriberStatus.PENDING.value,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
+                    insert_subscriber(conn, email, name, SubscriberStatus.PENDING, now)
                     row = conn.execute(sa.select(t).where(t.c.email == email)).one()
         except sa.exc.IntegrityError:
             # Another request inserted the same address between our SELECT and INSERT

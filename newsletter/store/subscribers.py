@@ -21,6 +21,17 @@ class ImportResult:
     kept_out: tuple[str, ...] = ()  # unsubscribed or bounced: an import does not bring them back
 
 
+def insert_subscriber(
+    conn: sa.Connection, email: str, name: str, status: SubscriberStatus, now: dt.datetime
+) -> None:
+    t = schema.subscribers
+    conn.execute(
+        t.insert().values(
+            email=email, name=name, status=status.value, created_at=now, updated_at=now
+        )
+    )
+
+
 def subscriber_from_row(row: Any) -> Subscriber:
     return Subscriber(
         id=row.id,
@@ -52,15 +63,7 @@ class SubscriberStore:
         with self.write() as conn:
             row = conn.execute(sa.select(t).where(t.c.email == email)).first()
             if row is None:
-                conn.execute(
-                    t.insert().values(
-                        email=email,
-                        name=name,
-                        status=SubscriberStatus.ACTIVE.value,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
+                insert_subscriber(conn, email, name, SubscriberStatus.ACTIVE, now)
                 changed = True
             elif row.status != SubscriberStatus.ACTIVE or (name and name != row.name):
                 conn.execute(
@@ -91,15 +94,7 @@ class SubscriberStore:
             for email, name in rows:
                 row = conn.execute(sa.select(t.c.status).where(t.c.email == email)).first()
                 if row is None:
-                    conn.execute(
-                        t.insert().values(
-                            email=email,
-                            name=name,
-                            status=SubscriberStatus.ACTIVE.value,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
+                    insert_subscriber(conn, email, name, SubscriberStatus.ACTIVE, now)
                     added += 1
                 elif row.status == SubscriberStatus.ACTIVE:
                     unchanged += 1
