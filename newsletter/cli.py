@@ -410,7 +410,10 @@ def subscribers() -> None:
 
 
 _status_option = click.option(
-    "--status", type=click.Choice([s.value for s in SubscriberStatus]), help="Only these."
+    "--status",
+    type=click.Choice([s.value for s in SubscriberStatus]),
+    callback=lambda _ctx, _param, value: SubscriberStatus(value) if value else None,
+    help="Only these.",
 )
 
 
@@ -451,11 +454,11 @@ def subscribers_remove(app: Context, email: str) -> None:
 @_status_option
 @pass_app
 @reports_errors
-def subscribers_list(app: Context, status: str | None) -> None:
+def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
     """List subscribers with their status."""
     settings = app.settings()
     with app.store(settings) as store:
-        subs = store.subscribers(SubscriberStatus(status) if status else None)
+        subs = store.subscribers(status)
     rows = [[s.email, s.name, s.status.value, s.created_at.date().isoformat()] for s in subs]
     click.echo(_table(["EMAIL", "NAME", "STATUS", "SINCE"], rows))
     click.echo(f"{len(subs)} subscriber(s)", err=True)
@@ -494,15 +497,13 @@ def subscribers_import(app: Context, file: Any) -> None:
 @_status_option
 @pass_app
 @reports_errors
-def subscribers_export(app: Context, status: str | None) -> None:
+def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
     """Write subscribers as CSV to standard output (importable again)."""
     from newsletter.subscribers import write_csv
 
     settings = app.settings()
     with app.store(settings) as store:
-        click.echo(
-            write_csv(store.subscribers(SubscriberStatus(status) if status else None)), nl=False
-        )
+        click.echo(write_csv(store.subscribers(status)), nl=False)
 
 
 # --------------------------------------------------------------------------- send
@@ -568,16 +569,16 @@ def send(
     now = _now()
     issue_date = date or pipeline.issue_date_for(now, settings)
     with app.store(settings) as store:
-        if (to or dry_run) and not no_fetch and store.issue(issue_date) is None:
-            fetched = pipeline.run_fetch(settings, store, now=now)
-            if fetched.all_failed:
-                raise pipeline.AllSourcesFailed("every source failed; see `newsletter fetch`")
         if to:
-            reply = pipeline.send_test_copy(settings, store, to, issue_date=issue_date, now=now)
+            reply = pipeline.send_test_copy(
+                settings, store, to, issue_date=issue_date, now=now, fetch=not no_fetch
+            )
             click.echo(f"test copy of {issue_date} sent to {to}: {reply}")
             return
         if dry_run:
-            r = pipeline.dry_run(settings, store, issue_date=issue_date, now=now)
+            r = pipeline.dry_run(
+                settings, store, issue_date=issue_date, now=now, fetch=not no_fetch
+            )
             if r.outcome == "empty":
                 click.echo(f"{issue_date}: no new papers; nothing would be sent")
             else:

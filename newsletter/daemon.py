@@ -257,11 +257,7 @@ class Daemon:
         return run
 
     def _catch_up(self) -> sched.CatchUp:
-        issue = self.store.issue(
-            sched.catch_up(
-                self.now(), self.settings.schedule, self.tz, issue_finished=None
-            ).issue_date
-        )
+        issue = self.store.issue(self.now().astimezone(self.tz).date())
         finished: bool | None
         if issue is None:
             finished = None

@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
-import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.schedule import zone
 from newsletter.sources import SourceResult, fetch_source
 from newsletter.sources.http import Fetcher, default_user_agent
 from newsletter.store import IssueRecord, Recovered, Store
@@ -40,17 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def local_zone(settings: Settings) -> dt.tzinfo:
-    """The operator's time zone: schedule.timezone, else the machine's."""
-    if settings.schedule.timezone:
-        return zoneinfo.ZoneInfo(settings.schedule.timezone)
-    tz = dt.datetime.now().astimezone().tzinfo
-    return tz if tz is not None else dt.UTC
-
-
 def issue_date_for(now: dt.datetime, settings: Settings) -> dt.date:
     """Today's date where the operator is: the date an issue sent now carries."""
-    return now.astimezone(local_zone(settings)).date()
+    return now.astimezone(zone(settings.schedule)).date()
 
 
 # --------------------------------------------------------------------------- fetch
@@ -182,7 +174,7 @@ def day_window(issue_date: dt.date, settings: Settings) -> tuple[dt.datetime, dt
     A paper counts when it was first seen in the ``fetch.window_days`` days up to the end of
     the issue date (operator's time zone) and no earlier issue carried it.
     """
-    tz = local_zone(settings)
+    tz = zone(settings.schedule)
     end = dt.datetime.combine(issue_date + dt.timedelta(days=1), dt.time(), tz)
     start = end - dt.timedelta(days=max(1, settings.fetch.window_days))
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
@@ -246,6 +238,25 @@ def render_for_date(
     return digest, render_issue(digest, settings, web_url=web_url(settings, issue_date))
 
 
+def fetch_or_fail(
+    settings: Settings,
+    store: Store,
+    *,
+    now: dt.datetime,
+    on_source: Callable[[SourceRun], None] | None = None,
+) -> FetchReport | None:
+    """Fetch before building an issue; :class:`AllSourcesFailed` if no source answered."""
+    if not settings.sources:
+        return None
+    report = run_fetch(settings, store, now=now, on_source=on_source)
+    if report.all_failed:
+        raise AllSourcesFailed(
+            "every source failed, so there is no issue to send: "
+            + "; ".join(f"{r.result.name}: {r.result.error}" for r in report.failed)
+        )
+    return report
+
+
 def prepare_issue(
     settings: Settings,
     store: Store,
@@ -264,13 +275,8 @@ def prepare_issue(
     if existing is not None:
         return existing, None
     report = None
-    if fetch and settings.sources:
-        report = run_fetch(settings, store, now=now, on_source=on_source)
-        if report.all_failed:
-            raise AllSourcesFailed(
-                "every source failed, so there is no issue to send: "
-                + "; ".join(f"{r.result.name}: {r.result.error}" for r in report.failed)
-            )
+    if fetch:
+        report = fetch_or_fail(settings, store, now=now, on_source=on_source)
     digest, rendered = render_for_date(store, settings, issue_date)
     if digest.is_empty and settings.schedule.on_empty == "skip":
         log.info("issue %s: no new papers; skipped (schedule.on_empty = skip)", issue_date)
@@ -385,12 +391,15 @@ def run_send(
 
 
 def stored_or_draft(
-    store: Store, settings: Settings, issue_date: dt.date, *, now: dt.datetime
+    store: Store, settings: Settings, issue_date: dt.date, *, now: dt.datetime, fetch: bool = False
 ) -> IssueRecord:
-    """The stored issue, else one rendered now and not stored (id 0): for looking, not sending."""
+    """The stored issue, else one rendered now (after fetching, with ``fetch``) and not
+    stored (id 0): for looking and test copies, not for sending."""
     issue = store.issue(issue_date)
     if issue is not None:
         return issue
+    if fetch:
+        fetch_or_fail(settings, store, now=now)
     digest, rendered = render_for_date(store, settings, issue_date)
     return IssueRecord(
         id=0,
@@ -407,12 +416,12 @@ def stored_or_draft(
 
 
 def dry_run(
-    settings: Settings, store: Store, *, issue_date: dt.date, now: dt.datetime
+    settings: Settings, store: Store, *, issue_date: dt.date, now: dt.datetime, fetch: bool = False
 ) -> SendReport:
     """Build every subscriber's message for ``issue_date`` and send none; nothing is stored."""
     from newsletter.delivery import IssueMailer, signing_secret
 
-    issue = stored_or_draft(store, settings, issue_date, now=now)
+    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
     if issue.paper_count == 0 and issue.id == 0 and settings.schedule.on_empty == "skip":
         return SendReport(issue_date, "empty")
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
@@ -431,6 +440,7 @@ def send_test_copy(
     *,
     issue_date: dt.date,
     now: dt.datetime,
+    fetch: bool = False,
     transport_factory: Callable[[], Transport] | None = None,
 ) -> str:
     """Mail the issue to one address outside the ledger; returns the server's reply."""
@@ -439,7 +449,7 @@ def send_test_copy(
     from newsletter.subscribers import normalise_email
 
     email = normalise_email(address)
-    issue = stored_or_draft(store, settings, issue_date, now=now)
+    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     test_subscriber = Subscriber(0, email, "", SubscriberStatus.ACTIVE, now, now)
     _, data = mailer.message(test_subscriber)

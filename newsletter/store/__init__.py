@@ -11,7 +11,7 @@ import datetime as dt
 import os
 import socket
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -258,21 +258,7 @@ class Store(SubscriberStore, LedgerStore, SignupStore):
         t = schema.sources
         with self.read() as conn:
             row = conn.execute(sa.select(t).where(t.c.name == name)).first()
-        if row is None:
-            return None
-        return SourceState(
-            name=row.name,
-            url=row.url,
-            etag=row.etag,
-            last_modified=row.last_modified,
-            last_status=FetchStatus(row.last_status) if row.last_status else None,
-            last_http_status=row.last_http_status,
-            last_error=row.last_error,
-            last_attempt_at=row.last_attempt_at,
-            last_success_at=row.last_success_at,
-            last_new=row.last_new,
-            last_total=row.last_total,
-        )
+        return None if row is None else _state_from_row(row)
 
     def save_source_state(self, state: SourceState) -> None:
         t = schema.sources
@@ -294,13 +280,25 @@ class Store(SubscriberStore, LedgerStore, SignupStore):
                 conn.execute(t.insert().values(name=state.name, **values))
 
     def source_states(self) -> list[SourceState]:
+        t = schema.sources
         with self.read() as conn:
-            names: Sequence[str] = (
-                conn.execute(sa.select(schema.sources.c.name).order_by(schema.sources.c.name))
-                .scalars()
-                .all()
-            )
-        return [s for n in names if (s := self.source_state(n)) is not None]
+            return [_state_from_row(r) for r in conn.execute(sa.select(t).order_by(t.c.name))]
+
+
+def _state_from_row(row: Any) -> SourceState:
+    return SourceState(
+        name=row.name,
+        url=row.url,
+        etag=row.etag,
+        last_modified=row.last_modified,
+        last_status=FetchStatus(row.last_status) if row.last_status else None,
+        last_http_status=row.last_http_status,
+        last_error=row.last_error,
+        last_attempt_at=row.last_attempt_at,
+        last_success_at=row.last_success_at,
+        last_new=row.last_new,
+        last_total=row.last_total,
+    )
 
 
 def _paper_to_row(p: Paper, sources: list[str]) -> dict[str, Any]:
