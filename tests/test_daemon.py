@@ -518,7 +518,7 @@ def test_status_keeps_the_last_result_after_the_daemon_stopped(tmp_path, daemons
         subscribers=1,
     )
     d = daemons(cfg, "daemon")
-    d.wait_log(r"next run at")
+    d.wait_log(r"every source failed")  # the catch-up run is over (not just scheduled)
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0, d.log
     out = status(cfg)

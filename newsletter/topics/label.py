@@ -142,6 +142,8 @@ def label_groups(
     contested term, so pass the biggest first). Labels are lower-case and unique.
     ``titles``: binary title-term matrix over the same vocabulary (boosts title phrases)."""
     out: list[tuple[str, tuple[str, ...]]] = []
+    if not groups:  # every paper went to the Watched section
+        return out
     if binary.shape[1] == 0:
         weights = np.zeros((len(groups), 0))
     else:
