@@ -332,6 +332,23 @@ def test_redundant_terms_are_dropped() -> None:
     assert _pick_terms(["agents", "reward"], {("agent",)}, 3) == ["reward"]
 
 
+def test_abbreviations_and_cut_clauses_stay_out_of_labels() -> None:
+    from newsletter.topics.label import _is_clause, _shown
+
+    texts = [
+        "Chain-of-Thought prompting (CoT) for large language models (LLMs)",
+        "chain-of-thought traces make large language models verbose",
+        "when chain-of-thought helps large language models",
+    ]
+    shown = [f for _, f in _shown(["chain thought", "cot", "llms", "large language"], texts, 3)]
+    assert shown == ["chain-of-thought", "llms"]  # "cot" abbreviates a shown term
+    shown = [f for _, f in _shown(["large language", "llms", "agents"], texts, 3)]
+    assert shown == ["large language models", "agents"]  # and so does "llms"
+    assert _is_clause("embeddings learned") and _is_clause("models trained")
+    assert not _is_clause("self supervised") and not _is_clause("learned")
+    assert not _is_clause("data driven")
+
+
 def test_display_forms() -> None:
     from newsletter.topics.text import display_form
 
@@ -568,3 +585,38 @@ def test_stability_helpers_match_scikit_learn() -> None:
     tol = [cluster.tolerance(n) for n in (10, 300, 600, 1200, 2400, 10**6)]
     assert tol == sorted(tol) and tol[0] == tol[1] == 0.05 and tol[-1] == 0.4
     assert abs(cluster.tolerance(1200) - 0.2) < 1e-9
+
+
+def test_big_days_get_sections_a_reader_can_scan() -> None:
+    """Three far-apart blobs: 300 points stay 3 sections (structure decides); 900 points
+    get at least 900 / SECTION_PAPERS = 6, however clean the 3-way split is."""
+    import numpy as np
+
+    from newsletter.topics import cluster
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(3, 10)
+
+    def blobs(per: int) -> np.ndarray:
+        x = np.repeat(centres, per, axis=0) + rng.normal(scale=0.05, size=(3 * per, 10))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    small = cluster.choose_k(blobs(100), "auto", 3, 8, seed=1)
+    assert (small.k, small.floor) == (3, 3), small.note()
+    big = cluster.choose_k(blobs(300), "auto", 3, 8, seed=1)
+    assert big.floor == 6 and 6 <= big.k <= 8, big.note()
+    assert "at least 6 for the day's size" in big.note()
+    assert [cluster.reader_floor(n, 3, 8) for n in (0, 300, 451, 900, 1200, 10**5)] == [
+        3,
+        3,
+        4,
+        6,
+        8,
+        8,
+    ]
+    # the bounds win over the floor: max_topics caps it, a fixed k ignores it
+    assert cluster.reader_floor(900, 2, 4) == 4
+    fixed = cluster.choose_k(blobs(300), 3, 3, 8, seed=1)
+    assert (fixed.k, fixed.how) == (3, "fixed")
+    capped = cluster.choose_k(blobs(500), "auto", 3, 8, seed=1)  # 1,500 papers: floor = 8
+    assert capped.k == 8 and "the most allowed" in capped.note()

@@ -24,6 +24,9 @@ TOLERANCE_MIN = 0.05
 TOLERANCE_MAX = 0.4
 TOLERANCE_PER_DOUBLING = 0.1
 TOLERANCE_FROM = 300
+#: "auto" gives a day at least n / SECTION_PAPERS sections (within the bounds): a section is
+#: read as a list of titles, and one much longer than this is scrolled past, not read.
+SECTION_PAPERS = 150
 #: Candidate k are every integer up to this, then a geometric grid (x GRID_STEP).
 DENSE_UP_TO = 12
 GRID_STEP = 1.15
@@ -36,12 +39,20 @@ class KChoice:
     high: int
     how: str  # "auto", "fixed", "bounded"
     stability: dict[int, float]  # k -> mean pairwise ARI, when chosen automatically
+    floor: int = 0  # the fewest sections "auto" allowed for the day's size (see reader_floor)
 
     def note(self) -> str:
         if self.how == "auto" and self.stability:
+            fewest = f", at least {self.floor} for the day's size" if self.floor > self.low else ""
             return (
                 f"k={self.k} of {self.low}..{self.high} by stability "
-                f"(mean ARI {self.stability[self.k]:.2f} over {STABILITY_RUNS} subsamples)"
+                f"(mean ARI {self.stability[self.k]:.2f} over {STABILITY_RUNS} subsamples"
+                f"{fewest})"
+            )
+        if self.how == "auto" and self.floor > self.low:
+            return (
+                f"k={self.k} of {self.low}..{self.high} "
+                f"(the most allowed; at most ~{SECTION_PAPERS} papers a section)"
             )
         if self.how == "auto":
             return f"k={self.k} (the only choice for {self.low}..{self.high})"
@@ -55,6 +66,11 @@ def k_bounds(n: int, min_topics: int, max_topics: int) -> tuple[int, int]:
     high = min(max_topics, max(2, round(math.sqrt(n / 2))), n)
     low = min(min_topics, high)
     return max(1, low), max(1, high)
+
+
+def reader_floor(n: int, low: int, high: int) -> int:
+    """The fewest sections "auto" may give n papers: about SECTION_PAPERS each, in low..high."""
+    return min(high, max(low, math.ceil(n / SECTION_PAPERS)))
 
 
 def fit(x: np.ndarray, k: int, *, seed: int, n_init: int = 4) -> np.ndarray:
@@ -171,19 +187,20 @@ def choose_k(
     if topics != "auto":
         k = int(topics)
         return KChoice(min(k, n), low, high, "fixed" if k <= n else "bounded", {})
-    if low == high:
-        return KChoice(low, low, high, "auto", {})
+    floor = reader_floor(n, low, high)
+    if floor == high:
+        return KChoice(high, low, high, "auto", {}, floor)
     sample = x
     if n > CHOOSE_ON_AT_MOST:
         rng = np.random.default_rng(seed)
         sample = x[np.sort(rng.choice(n, size=CHOOSE_ON_AT_MOST, replace=False))]
     if len(np.unique(sample, axis=0)) <= high:  # too few distinct papers to tell
         return KChoice(low, low, high, "auto", {})
-    scores = {k: stability(sample, k, seed=seed) for k in candidates(low, high)}
+    scores = {k: stability(sample, k, seed=seed) for k in candidates(floor, high)}
     # k=2 is left out of "best": halving any cloud of points is stable, structure or not
     best = max((s for k, s in scores.items() if k >= 3), default=max(scores.values()))
     k = max(k for k, s in scores.items() if s >= best - tolerance(n))
-    return KChoice(k, low, high, "auto", scores)
+    return KChoice(k, low, high, "auto", scores, floor)
 
 
 def tolerance(n: int) -> float:
@@ -206,13 +223,3 @@ def candidates(low: int, high: int) -> list[int]:
         k = max(k * GRID_STEP, k + 1)
         out.append(min(round(k), high))
     return sorted(set(out))
-
-
-def null_reference(x: np.ndarray, *, seed: int) -> np.ndarray:
-    """The same vectors with each dimension shuffled independently: same spread, no clusters."""
-    rng = np.random.default_rng(seed)
-    out = np.array(x, copy=True)
-    for j in range(out.shape[1]):
-        out[:, j] = out[rng.permutation(len(out)), j]
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms == 0, 1, norms)

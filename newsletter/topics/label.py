@@ -45,12 +45,15 @@ VAGUE = frozenset(
     effectiveness efficiency end evidence form function functions general generation
     great human impact information insights large learning level limited limitations model
     models multiple order paradigm potential powerful practical process promising properties
-    prove quality range real reliable remarkable robust robustness role scale set setting
-    settings small specific strategies strategy structure struggle success successful
+    learn prove quality range real reliable remarkable robust robustness role scale set setting
+    settings small specific standard strategies strategy structure struggle success successful
     support system systems theoretical time training type types understanding world
     """.split()  # noqa: SIM905
 )
 VAGUE_FACTOR = 0.35
+#: A phrase of a plural noun and a past participle ("embeddings learned", "models trained")
+#: is a clause cut short, not a name for a topic: weighted down like a vague term.
+CLAUSE_FACTOR = 0.35
 #: Weight x (1 + this x share of the topic's titles holding the term as written): authors'
 #: own phrases ("speculative decoding") read better than abstract filler.
 TITLE_BOOST = 1.0
@@ -70,6 +73,21 @@ def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
         w[df_c < min(2, len(idx))] = 0.0
         rows.append(w)
     return np.vstack(rows) if rows else np.zeros((0, binary.shape[1]))
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """ "cot" for "chain-of-thought", "llms" for "large language models"."""
+    words = long.replace("-", " ").split()
+    if " " in short or "-" in short or len(words) < 2:
+        return False
+    initials = "".join(w[0] for w in words)
+    return short in (initials, initials + "s", initials.rstrip("s"), initials.rstrip("s") + "s")
+
+
+def _is_clause(term: str) -> bool:
+    """ "embeddings learned", "models trained": a plural noun then an -ed word."""
+    words = term.split()
+    return len(words) > 1 and words[-1].endswith("ed") and words[-2].endswith("s")
 
 
 def _key(term: str) -> tuple[str, ...]:
@@ -124,6 +142,8 @@ def _shown(terms: list[str], texts: list[str], limit: int) -> list[tuple[str, st
         words = set(form.replace("-", " ").split())
         if any(words <= set(f.replace("-", " ").split()) for _, f in out):
             continue
+        if any(_abbreviates(form, f) or _abbreviates(f, form) for _, f in out):
+            continue  # "cot" beside "chain-of-thought", "llms" beside "large language models"
         out = [(t, f) for t, f in out if not set(f.replace("-", " ").split()) <= words]
         out.append((term, form))
         if len(out) >= limit:
@@ -152,6 +172,8 @@ def label_groups(
         weights = weights * np.where(is_bigram, BIGRAM_BOOST, 1.0)
         vague = np.array([all(w in VAGUE or w in _STOP for w in t.split()) for t in terms])
         weights = weights * np.where(vague, VAGUE_FACTOR, 1.0)
+        clause = np.array([_is_clause(t) for t in terms])
+        weights = weights * np.where(clause, CLAUSE_FACTOR, 1.0)
         if titles is not None:
             share = np.vstack([np.asarray(titles[idx].mean(axis=0)).ravel() for idx in groups])
             weights = weights * (1.0 + TITLE_BOOST * share)
