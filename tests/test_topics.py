@@ -344,6 +344,8 @@ def test_abbreviations_and_cut_clauses_stay_out_of_labels() -> None:
     assert shown == ["chain-of-thought", "llms"]  # "cot" abbreviates a shown term
     shown = [f for _, f in _shown(["large language", "llms", "agents"], texts, 3)]
     assert shown == ["large language models", "agents"]  # and so does "llms"
+    shown = [f for _, f in _shown(["llms", "agents"], texts, 3, ["large language models"])]
+    assert shown == ["agents"]  # in another topic's label too
     assert _is_clause("embeddings learned") and _is_clause("models trained")
     assert not _is_clause("self supervised") and not _is_clause("learned")
     assert not _is_clause("data driven")

@@ -133,16 +133,22 @@ def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> l
     return chosen
 
 
-def _shown(terms: list[str], texts: list[str], limit: int) -> list[tuple[str, str]]:
+def _shown(
+    terms: list[str], texts: list[str], limit: int, elsewhere: Sequence[str] = ()
+) -> list[tuple[str, str]]:
     """(term, display form) pairs, skipping a term whose display words another already has:
-    "long context" once "attention for long context" is shown."""
+    "long context" once "attention for long context" is shown. ``elsewhere``: forms shown
+    in other labels, whose abbreviations (or long forms) are skipped too."""
     out: list[tuple[str, str]] = []
     for term in terms:
         form = display_form(term, texts, _STOP)
         words = set(form.replace("-", " ").split())
         if any(words <= set(f.replace("-", " ").split()) for _, f in out):
             continue
-        if any(_abbreviates(form, f) or _abbreviates(f, form) for _, f in out):
+        if any(
+            _abbreviates(form, f) or _abbreviates(f, form)
+            for f in [*elsewhere, *(f for _, f in out)]
+        ):
             continue  # "cot" beside "chain-of-thought", "llms" beside "large language models"
         out = [(t, f) for t, f in out if not set(f.replace("-", " ").split()) <= words]
         out.append((term, form))
@@ -178,6 +184,7 @@ def label_groups(
             share = np.vstack([np.asarray(titles[idx].mean(axis=0)).ravel() for idx in groups])
             weights = weights * (1.0 + TITLE_BOOST * share)
     used: set[tuple[str, ...]] = set()
+    shown_before: list[str] = []  # display forms in earlier labels
     labels_seen: set[str] = set()
     for g, idx in enumerate(groups):
         w = weights[g]
@@ -186,7 +193,7 @@ def label_groups(
         ranked = [str(terms[i]) for i in order[:CANDIDATES]]
         texts = [raw_texts[i] for i in idx[:HYPHEN_SAMPLE]]
         distinct = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, TERMS_KEPT)
-        pairs = _shown(_pick_terms(ranked, used, CANDIDATES), texts, LABEL_TERMS)
+        pairs = _shown(_pick_terms(ranked, used, CANDIDATES), texts, LABEL_TERMS, shown_before)
         if len(pairs) < 2:  # everything distinctive was taken: share terms rather than lose them
             pairs = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, LABEL_TERMS)
         chosen = [t for t, _ in pairs]
@@ -200,5 +207,6 @@ def label_groups(
             extra += 1
         labels_seen.add(label)
         used.update(_key(t) for t in chosen)
+        shown_before += shown
         out.append((label, tuple(d for _, d in distinct)))
     return out
