@@ -82,7 +82,9 @@ class Handler:
             return None
         return replies[min(n, len(replies) - 1)]
 
-    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         self._session(session)
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
@@ -94,7 +96,9 @@ class Handler:
         envelope.mail_from = address
         return "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
         reply = self._play(self.faults.rcpt, "rcpt", address)
@@ -108,8 +112,12 @@ class Handler:
             await asyncio.sleep(self.faults.delay)
         rcpt = envelope.rcpt_tos[0] if envelope.rcpt_tos else ""
         reply = self._play(self.faults.data, "data", rcpt)
-        record = Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content,
-                          self._session(session))
+        record = Received(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            envelope.original_content or envelope.content,
+            self._session(session),
+        )
         if reply == "DISCONNECT":
             if self.faults.deliver_before_disconnect:
                 with self.lock:
@@ -159,11 +167,16 @@ class SmtpServer:
         if users is not None:
             # aiosmtpd cannot tell that an implicit-TLS session is encrypted, so it would hide
             # AUTH there if it were told to require TLS for it.
-            kwargs.update(authenticator=self._authenticate, auth_required=True,
-                          auth_require_tls=tls == "starttls")
+            kwargs.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=tls == "starttls",
+            )
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
-    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
         if isinstance(auth_data, LoginPassword) and self.users is not None:
             user, password = auth_data.login.decode(), auth_data.password.decode()
             if self.users.get(user) == password:
@@ -183,8 +196,15 @@ class SmtpServer:
 
     def config(self, **extra: Any) -> str:
         """The [delivery] and [smtp] tables pointing at this server."""
-        lines = ['[delivery]', 'transport = "smtp"', "[smtp]", 'host = "127.0.0.1"', f"port = {self.port}",
-                 f'tls = "{self.tls or "none"}"', "timeout = 5"]
+        lines = [
+            "[delivery]",
+            'transport = "smtp"',
+            "[smtp]",
+            'host = "127.0.0.1"',
+            f"port = {self.port}",
+            f'tls = "{self.tls or "none"}"',
+            "timeout = 5",
+        ]
         lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}" for k, v in extra.items()]
         return "\n".join(lines).replace("'", '"') + "\n"
 

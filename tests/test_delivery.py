@@ -79,7 +79,9 @@ def setup(write_config, sample_feeds, tmp_path):
 
 
 def send(path: Path, *args: str, env: dict | None = None):
-    result = CliRunner().invoke(cli, ["-c", str(path), "send", "--date", DAY.isoformat(), *args], env=env or ENV)
+    result = CliRunner().invoke(
+        cli, ["-c", str(path), "send", "--date", DAY.isoformat(), *args], env=env or ENV
+    )
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception  # a bug: show its traceback
     return result
@@ -88,7 +90,9 @@ def send(path: Path, *args: str, env: dict | None = None):
 def ledger(settings) -> dict[str, str]:
     with Store.open(settings.database_url) as store, store.read() as conn:
         d, s = schema.deliveries, schema.subscribers
-        rows = conn.execute(sa.select(s.c.email, d.c.status).join_from(d, s, s.c.id == d.c.subscriber_id)).all()
+        rows = conn.execute(
+            sa.select(s.c.email, d.c.status).join_from(d, s, s.c.id == d.c.subscriber_id)
+        ).all()
         return {r.email: r.status for r in rows}
 
 
@@ -97,12 +101,19 @@ def ledger(settings) -> dict[str, str]:
 
 def test_each_subscriber_gets_one_well_formed_message(setup, smtp_server):
     server = smtp_server()
-    path, settings = setup(server.config(), subscribers=3, names={"zoe@example.org": "Zoë Ñandú\r\nBcc: evil@x.org"})
+    path, settings = setup(
+        server.config(), subscribers=3, names={"zoe@example.org": "Zoë Ñandú\r\nBcc: evil@x.org"}
+    )
     r = send(path)
     assert r.exit_code == 0, r.output
     assert "sent 4, failed 0" in r.stdout
     got = server.handler.by_rcpt()
-    assert sorted(got) == ["reader000@example.org", "reader001@example.org", "reader002@example.org", "zoe@example.org"]
+    assert sorted(got) == [
+        "reader000@example.org",
+        "reader001@example.org",
+        "reader002@example.org",
+        "zoe@example.org",
+    ]
     assert all(len(v) == 1 for v in got.values())
 
     raw = got["zoe@example.org"][0].data
@@ -159,13 +170,19 @@ def test_subscribers_added_later_get_the_issue_on_the_next_run(setup, smtp_serve
     CliRunner().invoke(cli, ["-c", str(path), "subscribers", "add", "late@example.org"], env=ENV)
     r = send(path)
     assert "sent 1" in r.stdout
-    assert sorted(server.handler.by_rcpt()) == ["late@example.org", "reader000@example.org", "reader001@example.org"]
+    assert sorted(server.handler.by_rcpt()) == [
+        "late@example.org",
+        "reader000@example.org",
+        "reader001@example.org",
+    ]
 
 
 def test_unsubscribed_are_never_mailed(setup, smtp_server):
     server = smtp_server()
     path, _settings = setup(server.config(), subscribers=3)
-    CliRunner().invoke(cli, ["-c", str(path), "subscribers", "remove", "reader001@example.org"], env=ENV)
+    CliRunner().invoke(
+        cli, ["-c", str(path), "subscribers", "remove", "reader001@example.org"], env=ENV
+    )
     assert send(path).exit_code == 0
     assert sorted(server.handler.by_rcpt()) == ["reader000@example.org", "reader002@example.org"]
 
@@ -228,7 +245,9 @@ def test_wrong_password_stops_and_a_rerun_resumes(setup, smtp_server, tls_ca, tm
 def test_unreachable_server(setup):
     from smtp_server import free_port
 
-    path, settings = setup(f'[delivery]\ntransport = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {free_port()}\ntls = "none"\ntimeout = 2\n')
+    path, settings = setup(
+        f'[delivery]\ntransport = "smtp"\n[smtp]\nhost = "127.0.0.1"\nport = {free_port()}\ntls = "none"\ntimeout = 2\n'
+    )
     r = send(path)
     assert r.exit_code == 1
     assert "cannot connect to 127.0.0.1" in r.stderr
@@ -267,7 +286,12 @@ def test_faults_are_retried_recorded_and_bounced(setup, smtp_server, monkeypatch
     r = send(path)
     assert r.exit_code == 1, r.output
     got = server.handler.by_rcpt()
-    assert sorted(got) == ["reader000@example.org", "reader003@example.org", "reader005@example.org", "reader006@example.org"]
+    assert sorted(got) == [
+        "reader000@example.org",
+        "reader003@example.org",
+        "reader005@example.org",
+        "reader006@example.org",
+    ]
     assert all(len(v) == 1 for v in got.values())
     assert "sent 4, failed 2, deferred 1, skipped 0, in doubt 1" in r.stdout
     assert "reader001@example.org: 550 5.1.1 no such user" in r.stderr
@@ -278,8 +302,12 @@ def test_faults_are_retried_recorded_and_bounced(setup, smtp_server, monkeypatch
     with Store.open(settings.database_url) as store:
         assert store.subscriber("reader001@example.org").status is SubscriberStatus.BOUNCED
         assert store.subscriber("reader004@example.org").status is SubscriberStatus.ACTIVE
-    status = CliRunner().invoke(cli, ["-c", str(path), "status", "--date", DAY.isoformat()], env=ENV)
-    assert "deferred: reader002@example.org: 452 4.2.2 mailbox full (after RCPT TO)" in status.stdout
+    status = CliRunner().invoke(
+        cli, ["-c", str(path), "status", "--date", DAY.isoformat()], env=ENV
+    )
+    assert (
+        "deferred: reader002@example.org: 452 4.2.2 mailbox full (after RCPT TO)" in status.stdout
+    )
 
     # --retry-failed resends only the transient failure.
     faults.rcpt.pop("reader002@example.org")
@@ -332,7 +360,11 @@ def test_crash_leftovers_are_resent_in_doubt_with_the_same_message_id(setup, smt
         sent_id = conn.execute(s.select().where(s.c.email == "reader000@example.org")).one().id
         queued_id = conn.execute(s.select().where(s.c.email == "reader003@example.org")).one().id
         conn.execute(d.update().where(d.c.subscriber_id == sent_id).values(status="sending"))
-        conn.execute(d.update().where(d.c.subscriber_id == queued_id).values(status="claimed", claimed_by="dead:1"))
+        conn.execute(
+            d.update()
+            .where(d.c.subscriber_id == queued_id)
+            .values(status="claimed", claimed_by="dead:1")
+        )
     r = send(path)
     assert r.exit_code == 0, r.output
     assert "in doubt 1" in r.stdout
@@ -373,7 +405,9 @@ def test_dry_run_and_test_copy_leave_the_ledger_alone(setup, smtp_server):
 
 
 def test_outbox_transport_writes_one_file_per_subscriber(setup, tmp_path):
-    path, _settings = setup('[delivery]\ntransport = "outbox"\noutbox_dir = "mail"\n', subscribers=3)
+    path, _settings = setup(
+        '[delivery]\ntransport = "outbox"\noutbox_dir = "mail"\n', subscribers=3
+    )
     assert send(path).exit_code == 0
     files = sorted((tmp_path / "mail" / DAY.isoformat()).glob("*.eml"))
     assert [f.name for f in files] == [f"reader00{i}@example.org.eml" for i in range(3)]
@@ -383,8 +417,12 @@ def test_outbox_transport_writes_one_file_per_subscriber(setup, tmp_path):
 
 def test_an_empty_day_sends_nothing(write_config, tmp_path):
     empty = tmp_path / "empty.xml"
-    empty.write_text('<?xml version="1.0"?><rss version="2.0" xmlns:arxiv="http://arxiv.org/schemas/atom"><channel><title>cs updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs</link><description>x</description></channel></rss>')
-    path = write_config(f'[schedule]\ntimezone = "UTC"\n[[sources]]\nname = "a"\nkind = "arxiv-rss"\npath = "{empty}"\n')
+    empty.write_text(
+        '<?xml version="1.0"?><rss version="2.0" xmlns:arxiv="http://arxiv.org/schemas/atom"><channel><title>cs updates on arXiv.org</title><link>http://rss.arxiv.org/rss/cs</link><description>x</description></channel></rss>'
+    )
+    path = write_config(
+        f'[schedule]\ntimezone = "UTC"\n[[sources]]\nname = "a"\nkind = "arxiv-rss"\npath = "{empty}"\n'
+    )
     settings = load_settings(path, env=ENV)
     with Store.open(settings.database_url) as store:
         store.add_subscriber("a@example.org", "", now=now())

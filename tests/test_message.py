@@ -75,7 +75,9 @@ def test_decodes_to_the_personalised_issue(html, text, name, local):
 @given(name=names, local=locals_, subject=st.text(max_size=200))
 def test_headers_round_trip(name, local, subject):
     sub = subscriber(name, local)
-    msg = email.message_from_bytes(build("<p>x</p>", "x", sub, subject), policy=email.policy.default)
+    msg = email.message_from_bytes(
+        build("<p>x</p>", "x", sub, subject), policy=email.policy.default
+    )
     (to,) = msg["To"].addresses
     assert to.addr_spec == sub.email
     assert to.display_name == one_line(name)

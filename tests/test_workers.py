@@ -72,11 +72,15 @@ def ledger(settings) -> list[tuple[str, str, str | None, bool]]:
     with Store.open(settings.database_url) as store, store.read() as conn:
         return [
             (r.status, r.claimed_by or "", r.message_id, bool(r.in_doubt))
-            for r in conn.execute(sa.select(d.c.status, d.c.claimed_by, d.c.message_id, d.c.in_doubt))
+            for r in conn.execute(
+                sa.select(d.c.status, d.c.claimed_by, d.c.message_id, d.c.in_doubt)
+            )
         ]
 
 
-def test_two_workers_deliver_one_issue_exactly_once(write_config, sample_feeds, sink_process, tmp_path):
+def test_two_workers_deliver_one_issue_exactly_once(
+    write_config, sample_feeds, sink_process, tmp_path
+):
     sink = sink_process(delay=0.01)
     path, settings = setup(write_config, sample_feeds, sink.port, subscribers=400, lease=30)
     procs = [worker(path, tmp_path / f"w{i}.log") for i in range(2)]
@@ -93,7 +97,9 @@ def test_two_workers_deliver_one_issue_exactly_once(write_config, sample_feeds, 
     assert len(pids) == 2, pids
 
 
-def test_a_killed_worker_is_taken_over_after_its_lease(write_config, sample_feeds, sink_process, tmp_path):
+def test_a_killed_worker_is_taken_over_after_its_lease(
+    write_config, sample_feeds, sink_process, tmp_path
+):
     sink = sink_process(delay=0.02)
     lease = 3.0
     path, settings = setup(write_config, sample_feeds, sink.port, subscribers=300, lease=lease)
