@@ -347,6 +347,9 @@ def run_send(
                 )
             if retry_failed:
                 store.requeue_deferred(issue.id, now=now())
+            purged = store.purge_pending(now=now())
+            if purged:
+                log.info("deleted %d web sign-up(s) never confirmed", purged)
             queued = store.queue_deliveries(issue.id, now=now())
         pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
         if on_start:

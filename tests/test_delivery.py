@@ -434,3 +434,21 @@ def test_every_source_failing_is_a_failure(write_config, tmp_path):
     path = write_config(f'[[sources]]\nname = "a"\npath = "{tmp_path}/missing.xml"\n')
     r = send(path)
     assert r.exit_code == 1 and "every source failed" in r.stderr and "no such file" in r.stderr
+
+
+def test_send_deletes_sign_ups_never_confirmed(setup):
+    from newsletter.store.signup import CONFIRM_DAYS
+
+    path, settings = setup('[delivery]\ntransport = "outbox"\n', subscribers=2)
+    with Store.open(settings.database_url) as store:
+        long_ago = now() - dt.timedelta(days=2 * CONFIRM_DAYS + 1)
+        store.add_pending("never@example.org", "", now=long_ago)
+        store.add_pending("recent@example.org", "", now=now())
+    r = CliRunner().invoke(cli, ["-v", "-c", str(path), "send", "--date", DAY.isoformat()], env=ENV)
+    assert r.exit_code == 0, r.output
+    assert "deleted 1 web sign-up(s) never confirmed" in r.stderr
+    with Store.open(settings.database_url) as store:
+        assert store.subscriber("never@example.org") is None
+        pending = store.subscriber("recent@example.org")
+        assert pending is not None and pending.status is SubscriberStatus.PENDING
+    assert sorted(ledger(settings)) == ["reader000@example.org", "reader001@example.org"]

@@ -446,6 +446,38 @@ def test_expired_confirmation_is_refused_with_a_clear_page(serve):
     assert web.client.get(f"/confirm/{token[:-2]}").status == 400
 
 
+def test_unconfirmed_sign_ups_are_deleted_once_no_link_works(serve):
+    from newsletter.store.signup import CONFIRM_DAYS, signup_stamp
+
+    web = serve()
+    t = now()
+    days = dt.timedelta(days=1)
+    old = web.store.add_pending("old@example.org", "", now=t - 2 * CONFIRM_DAYS * days - days)
+    # Signed up 5 days ago, again yesterday: every link of the first time had expired, so
+    # the row is re-dated and kept while yesterday's link works.
+    web.store.add_pending("again@example.org", "", now=t - 5 * days)
+    again = web.store.add_pending("again@example.org", "", now=t - days)
+    assert again.updated_at == t - days
+    # Signed up 2 days ago and again now: the first link still works, so nothing changes.
+    first = web.store.add_pending("twice@example.org", "", now=t - 2 * days)
+    second = web.store.add_pending("twice@example.org", "", now=t)
+    assert signup_stamp(second) == signup_stamp(first)
+    active = add_active(web, "active@example.org")
+
+    assert web.store.purge_pending(now=t) == 1
+    assert web.store.subscriber(old.id) is None
+    assert status(web, active) is SubscriberStatus.ACTIVE
+    assert web.store.purge_pending(now=t) == 0
+    for sub, sent_at in ((again, t - days), (first, t - 2 * days)):
+        token = confirm_token(SECRET, sub, signup_stamp(sub), "", now=sent_at.timestamp())
+        assert web.client.get(f"/confirm/{token}").status == 200
+        assert status(web, sub.id) is SubscriberStatus.ACTIVE
+    # A link to a deleted sign-up says so plainly.
+    token = confirm_token(SECRET, old, signup_stamp(old), "", now=time.time())
+    r = web.client.get(f"/confirm/{token}")
+    assert r.status == 410 and "no longer valid" in r.body
+
+
 def test_csrf_is_required(serve, smtp_server):
     smtp = smtp_server()
     web = serve(smtp.config())

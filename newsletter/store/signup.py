@@ -13,6 +13,11 @@ from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
 from newsletter.store.subscribers import insert_subscriber, subscriber_from_row
 
+#: How long a confirmation link works.  A PENDING row is re-dated when someone signs up
+#: again after every link for it has expired, so no link outlives its row by more than
+#: this; rows PENDING for twice as long have no working link left and are deleted.
+CONFIRM_DAYS = 3
+
 
 @dataclass(frozen=True, slots=True)
 class ArchiveEntry:
@@ -45,8 +50,10 @@ class SignupStore:
         """The subscriber for ``email``, created PENDING if there is none.
 
         Anyone can type any address into a web form, so an existing subscriber (active,
-        unsubscribed, bounced or pending) is returned exactly as it is: only a confirmed
-        link changes their status.
+        unsubscribed, bounced or pending) is returned as it is: only a confirmed link
+        changes their status.  The one exception: a PENDING row whose links have all
+        expired is re-dated to ``now``, so that :meth:`purge_pending` keeps it while the new
+        link works (re-dating changes the stamp, but no working link carried the old one).
         """
         t = schema.subscribers
         try:
@@ -55,6 +62,11 @@ class SignupStore:
                 if row is None:
                     insert_subscriber(conn, email, name, SubscriberStatus.PENDING, now)
                     row = conn.execute(sa.select(t).where(t.c.email == email)).one()
+                elif row.status == SubscriberStatus.PENDING.value and (
+                    subscriber_from_row(row).updated_at <= now - dt.timedelta(days=CONFIRM_DAYS)
+                ):
+                    conn.execute(t.update().where(t.c.id == row.id).values(updated_at=now))
+                    row = conn.execute(sa.select(t).where(t.c.id == row.id)).one()
         except sa.exc.IntegrityError:
             # Another request inserted the same address between our SELECT and INSERT
             # (possible on PostgreSQL, where writes do not take a lock up front).
@@ -93,6 +105,22 @@ class SignupStore:
             )
             row = conn.execute(sa.select(t).where(t.c.id == subscriber_id)).one()
         return subscriber_from_row(row)
+
+    def purge_pending(self, *, now: dt.datetime) -> int:
+        """Delete sign-ups left unconfirmed for 2 x CONFIRM_DAYS (no link for them works
+        any more: the address was typed into a form and never confirmed, so it is not kept).
+        Returns how many were deleted."""
+        t = schema.subscribers
+        cutoff = now - dt.timedelta(days=2 * CONFIRM_DAYS)
+        with self.write() as conn:
+            result = conn.execute(
+                t.delete().where(
+                    t.c.status == SubscriberStatus.PENDING.value,
+                    t.c.updated_at < cutoff,
+                    ~sa.exists().where(schema.deliveries.c.subscriber_id == t.c.id),
+                )
+            )
+        return int(result.rowcount or 0)
 
     def archive_entries(self) -> list[ArchiveEntry]:
         """Issues that were sent or are being sent, newest first (empty days left out)."""

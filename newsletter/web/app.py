@@ -24,13 +24,13 @@ from werkzeug.wrappers import Request, Response
 from newsletter.delivery.message import UNSUBSCRIBE
 from newsletter.errors import NewsletterError
 from newsletter.models import IssueStatus, SubscriberStatus
+from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.subscribers import BadAddress, clean_name, normalise_email
 from newsletter.tokens import BadToken, sign, verify
 from newsletter.web.archive import index_page, issue_page, public_url
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import Rate, TokenBuckets
 from newsletter.web.signup import (
-    CONFIRM_DAYS,
     ExpiredToken,
     confirm_token,
     confirmation_message,

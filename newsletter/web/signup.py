@@ -16,6 +16,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.tokens import BadToken, sign, verify
 
 if TYPE_CHECKING:
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from newsletter.web.pages import Pages
 
 CONFIRM = "confirm"
-#: How long a confirmation link works.
-CONFIRM_DAYS = 3
 
 
 class ExpiredToken(BadToken):
