@@ -105,12 +105,14 @@ class Daemon:
 
     # ------------------------------------------------------------------ jobs
 
-    def send_job(self, when: str = "scheduled") -> None:
+    def send_job(self, when: str = "scheduled", issue_date: dt.date | None = None) -> None:
+        """Send (or resume) the issue of ``issue_date``, by default today's."""
         from newsletter.pipeline import AllSourcesFailed, issue_date_for, run_send
 
         if self.stop.is_set():
             return
-        issue_date = issue_date_for(self.now(), self.settings)
+        if issue_date is None:
+            issue_date = issue_date_for(self.now(), self.settings)
         self._write_status(state="sending", current=issue_date.isoformat())
         log.info("issue %s: %s run started", issue_date, when)
         last: dict[str, Any] = {"issue_date": issue_date.isoformat(), "at": None}
@@ -225,11 +227,17 @@ class Daemon:
         if s.fetch_at:
             fetch_trigger = sched.cron_trigger(s.fetch_at, s, self.tz)
             self.scheduler.add_job(self._guarded(self.fetch_job), fetch_trigger, id="fetch")
+        late = self._interrupted_yesterday()
+        if late is not None:
+            log.info("catch-up: the issue of %s was interrupted; resuming", late)
         decision = self._catch_up()
         log.info("%s: %s", "catch-up" if decision.due else "no catch-up", decision.reason)
-        if decision.due:
+        if late is not None or decision.due:
+            # one job, so yesterday's issue is finished before today's starts
+            dates = [late] if late is not None else []
+            dates += [decision.issue_date] if decision.due else []
             self.scheduler.add_job(
-                self._guarded(self.send_job), "date", run_date=self.now(), args=["catch-up"]
+                self._guarded(self.catch_up_job), "date", run_date=self.now(), args=[dates]
             )
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
@@ -256,17 +264,48 @@ class Daemon:
 
         return run
 
-    def _catch_up(self) -> sched.CatchUp:
-        issue = self.store.issue(self.now().astimezone(self.tz).date())
-        finished: bool | None
+    def catch_up_job(self, dates: list[dt.date]) -> None:
+        for issue_date in dates:
+            self.send_job("catch-up", issue_date)
+
+    def _finished(self, issue_date: dt.date) -> bool | None:
+        """None: no issue of that date; False: begun and unfinished; True: done."""
+        issue = self.store.issue(issue_date)
         if issue is None:
-            finished = None
-        else:
-            finished = issue.status is IssueStatus.SENT or (
-                self.store.unfinished(issue.id) == 0
-                and self.store.delivery_counts(issue.id)["recipients"] > 0
-            )
-        return sched.catch_up(self.now(), self.settings.schedule, self.tz, issue_finished=finished)
+            return None
+        return issue.status is IssueStatus.SENT or (
+            self.store.unfinished(issue.id) == 0
+            and self.store.delivery_counts(issue.id)["recipients"] > 0
+        )
+
+    def _catch_up(self) -> sched.CatchUp:
+        today = self.now().astimezone(self.tz).date()
+        return sched.catch_up(
+            self.now(), self.settings.schedule, self.tz, issue_finished=self._finished(today)
+        )
+
+    def _interrupted_yesterday(self) -> dt.date | None:
+        """Yesterday's issue, when it was begun and not finished (the daemon was stopped or
+        crashed across midnight): finishing it late beats leaving people out.  Older
+        unfinished issues are left to ``newsletter send --date``; a warning names them."""
+        today = self.now().astimezone(self.tz).date()
+        yesterday = today - dt.timedelta(days=1)
+        late = None
+        for issue in self.store.issues(limit=30):
+            if issue.issue_date >= today or issue.status is not IssueStatus.READY:
+                continue  # today's is the schedule's business; SENT and EMPTY are done
+            if self._finished(issue.issue_date) is not False:
+                continue
+            if issue.issue_date == yesterday:
+                late = yesterday
+            else:
+                log.warning(
+                    "the issue of %s was interrupted and is not resumed (older than "
+                    "yesterday): `newsletter send --date %s` finishes it",
+                    issue.issue_date,
+                    issue.issue_date,
+                )
+        return late
 
 
 def run_daemon(settings: Settings, store: Store, *, now: Callable[[], dt.datetime]) -> None:

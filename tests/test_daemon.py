@@ -335,6 +335,71 @@ def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
     )
 
 
+def test_yesterdays_interrupted_issue_is_finished_at_start_up(
+    tmp_path, sample_feeds, sink_process, daemons
+):
+    """A send cut off before midnight (here: yesterday's issue, 4 of 10 sent) is finished
+    when the daemon starts the next day, even though today's send time is still ahead; an
+    older interrupted issue is named in a warning and left alone."""
+    from newsletter.pipeline import run_send
+
+    sink = sink_process()
+    zone, tz = noon_zone()
+    cfg, db, _emails = write_config(
+        tmp_path,
+        smtp_port=sink.port,
+        send_at=clock(tz, 3 * 3600),  # this afternoon
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=10,
+    )
+    # The older issue takes its papers from another feed (a paper is in one issue only).
+    older_cfg = tmp_path / "older.toml"
+    older_cfg.write_text(
+        cfg.read_text(encoding="utf-8").replace(
+            hf_source(sample_feeds),
+            '[[sources]]\nname = "arxiv-science"\nkind = "arxiv-rss"\n'
+            f'path = "{sample_feeds}/arxiv-science.xml"\n',
+        ),
+        encoding="utf-8",
+    )
+    today = dt.datetime.now(tz).date()
+    yesterday, older = today - dt.timedelta(days=1), today - dt.timedelta(days=3)
+    for config, day, limit in ((older_cfg, older, 2), (cfg, yesterday, 4)):
+        settings = load_settings(config, env=ENV)
+        at = dt.datetime.combine(day, dt.time(12), tz)
+        with Store.open(settings.database_url) as store:
+            report = run_send(settings, store, issue_date=day, now=lambda at=at: at, limit=limit)
+        assert report.delivery is not None and report.delivery.sent == limit, report
+    sink.settle(quiet=0.3)
+    assert sink.count() == 6
+
+    d = daemons(cfg, "late")
+    d.wait_log(rf"catch-up: the issue of {yesterday} was interrupted; resuming")
+    d.wait_log(rf"issue {yesterday}: sent: sent 10/10, failed 0, deferred 0, in doubt 0", 60)
+    assert re.search(rf"the issue of {older} was interrupted and is not resumed", d.log)
+    assert re.search(r"no catch-up: today's send time \S+ is still ahead", d.log), d.log
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0, d.log
+    sink.settle(quiet=0.3)
+
+    assert sink.count() == 6 + 6  # yesterday's other six; nothing more of the older issue
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT i.issue_date, d.status, count(*) FROM deliveries d "
+            "JOIN issues i ON i.id = d.issue_id GROUP BY i.issue_date, d.status"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert sorted(rows) == [
+        (older.isoformat(), "queued", 8),
+        (older.isoformat(), "sent", 2),
+        (yesterday.isoformat(), "sent", 10),
+    ]
+    assert sorted(day for day, _status in issues(db)) == [older.isoformat(), yesterday.isoformat()]
+
+
 def test_second_sigterm_exits_at_once_and_send_completes_the_issue(
     tmp_path, sample_feeds, sink_process, daemons
 ):
