@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -169,25 +170,27 @@ def daemons() -> Callable[..., Daemon]:
         d.kill()
 
 
-def ledger(db: Path) -> dict[str, tuple[str, str | None, int]]:
-    """email -> (status, message_id, in_doubt) for every ledger row."""
+def query(db: Path, sql: str) -> list[Any]:
+    """Rows of ``sql`` read straight from the SQLite file, beside the daemon."""
     conn = sqlite3.connect(db, timeout=30)
     try:
-        rows = conn.execute(
-            "SELECT s.email, d.status, d.message_id, d.in_doubt "
-            "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id"
-        ).fetchall()
+        return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def ledger(db: Path) -> dict[str, tuple[str, str | None, int]]:
+    """email -> (status, message_id, in_doubt) for every ledger row."""
+    rows = query(
+        db,
+        "SELECT s.email, d.status, d.message_id, d.in_doubt "
+        "FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id",
+    )
     return {e: (st, mid, doubt) for e, st, mid, doubt in rows}
 
 
 def issues(db: Path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return conn.execute("SELECT issue_date, status FROM issues").fetchall()
-    finally:
-        conn.close()
+    return query(db, "SELECT issue_date, status FROM issues")
 
 
 def status(cfg: Path) -> str:
@@ -384,14 +387,11 @@ def test_yesterdays_interrupted_issue_is_finished_at_start_up(
     sink.settle(quiet=0.3)
 
     assert sink.count() == 6 + 6  # yesterday's other six; nothing more of the older issue
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        rows = conn.execute(
-            "SELECT i.issue_date, d.status, count(*) FROM deliveries d "
-            "JOIN issues i ON i.id = d.issue_id GROUP BY i.issue_date, d.status"
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = query(
+        db,
+        "SELECT i.issue_date, d.status, count(*) FROM deliveries d "
+        "JOIN issues i ON i.id = d.issue_id GROUP BY i.issue_date, d.status",
+    )
     assert sorted(rows) == [
         (older.isoformat(), "queued", 8),
         (older.isoformat(), "sent", 2),
