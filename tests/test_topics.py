@@ -346,6 +346,9 @@ def test_abbreviations_and_cut_clauses_stay_out_of_labels() -> None:
     assert shown == ["large language models", "agents"]  # and so does "llms"
     shown = [f for _, f in _shown(["llms", "agents"], texts, 3, ["large language models"])]
     assert shown == ["agents"]  # in another topic's label too
+    texts = ["deep convolutional neural networks for images"] * 3
+    shown = [f for _, f in _shown(["neural networks", "deep convolutional", "images"], texts, 3)]
+    assert shown == ["deep convolutional neural networks", "images"]  # one phrase, not two
     assert _is_clause("embeddings learned") and _is_clause("models trained")
     assert not _is_clause("self supervised") and not _is_clause("learned")
     assert not _is_clause("data driven")

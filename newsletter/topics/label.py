@@ -47,7 +47,7 @@ VAGUE = frozenset(
     models multiple order paradigm potential powerful practical process promising properties
     learn prove quality range real reliable remarkable robust robustness role scale set setting
     settings small specific standard strategies strategy structure struggle success successful
-    support system systems theoretical time training type types understanding world
+    support system systems theoretical time trained training type types understanding world
     """.split()  # noqa: SIM905
 )
 VAGUE_FACTOR = 0.35
@@ -151,10 +151,28 @@ def _shown(
         ):
             continue  # "cot" beside "chain-of-thought", "llms" beside "large language models"
         out = [(t, f) for t, f in out if not set(f.replace("-", " ").split()) <= words]
+        joined = next((i for i, (_, f) in enumerate(out) if _chain(f, form)), None)
+        if joined is not None:  # "deep convolutional neural" + "neural networks": one phrase
+            t, f = out[joined]
+            out[joined] = (t, _chain(f, form))
+            continue
         out.append((term, form))
         if len(out) >= limit:
             break
     return out
+
+
+def _chain(a: str, b: str) -> str:
+    """The phrase two multi-word forms make when one ends with the word the other starts
+    with ("deep convolutional neural" + "neural networks"), else ""."""
+    wa, wb = a.split(), b.split()
+    if len(wa) < 2 or len(wb) < 2:
+        return ""
+    if wa[-1] == wb[0]:
+        return " ".join(wa + wb[1:])
+    if wb[-1] == wa[0]:
+        return " ".join(wb + wa[1:])
+    return ""
 
 
 def label_groups(
