@@ -11,7 +11,11 @@ import sqlalchemy as sa
 
 from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
-from newsletter.store.subscribers import insert_subscriber, subscriber_from_row
+from newsletter.store.subscribers import (
+    activate_subscriber,
+    insert_subscriber,
+    subscriber_from_row,
+)
 
 #: How long a confirmation link works.  A PENDING row is re-dated when someone signs up
 #: again after every link for it has expired, so no link outlives its row by more than
@@ -92,17 +96,7 @@ class SignupStore:
                 return current
             if signup_stamp(current) != stamp:
                 return None
-            conn.execute(
-                t.update()
-                .where(t.c.id == subscriber_id)
-                .values(
-                    status=SubscriberStatus.ACTIVE.value,
-                    name=name or row.name,
-                    updated_at=now,
-                    unsubscribed_at=None,
-                    bounced_at=None,
-                )
-            )
+            activate_subscriber(conn, row, name, now)
             row = conn.execute(sa.select(t).where(t.c.id == subscriber_id)).one()
         return subscriber_from_row(row)
 

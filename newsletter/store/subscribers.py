@@ -32,6 +32,23 @@ def insert_subscriber(
     )
 
 
+def activate_subscriber(conn: sa.Connection, row: Any, name: str, now: dt.datetime) -> None:
+    """Make the subscriber of ``row`` active again (an explicit add or a confirmed link),
+    keeping their name unless a new one is given."""
+    t = schema.subscribers
+    conn.execute(
+        t.update()
+        .where(t.c.id == row.id)
+        .values(
+            status=SubscriberStatus.ACTIVE.value,
+            name=name or row.name,
+            updated_at=now,
+            unsubscribed_at=None,
+            bounced_at=None,
+        )
+    )
+
+
 def subscriber_from_row(row: Any) -> Subscriber:
     return Subscriber(
         id=row.id,
@@ -66,17 +83,7 @@ class SubscriberStore:
                 insert_subscriber(conn, email, name, SubscriberStatus.ACTIVE, now)
                 changed = True
             elif row.status != SubscriberStatus.ACTIVE or (name and name != row.name):
-                conn.execute(
-                    t.update()
-                    .where(t.c.id == row.id)
-                    .values(
-                        status=SubscriberStatus.ACTIVE.value,
-                        name=name or row.name,
-                        updated_at=now,
-                        unsubscribed_at=None,
-                        bounced_at=None,
-                    )
-                )
+                activate_subscriber(conn, row, name, now)
                 changed = True
             else:
                 changed = False
