@@ -26,7 +26,7 @@ from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.lock import LockHeld, hold_lock, lock_path
 from newsletter.models import IssueStatus
-from newsletter.store import Store
+from newsletter.store import IssueRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -268,9 +268,8 @@ class Daemon:
         for issue_date in dates:
             self.send_job("catch-up", issue_date)
 
-    def _finished(self, issue_date: dt.date) -> bool | None:
-        """None: no issue of that date; False: begun and unfinished; True: done."""
-        issue = self.store.issue(issue_date)
+    def _finished(self, issue: IssueRecord | None) -> bool | None:
+        """None: no issue; False: begun and unfinished; True: done."""
         if issue is None:
             return None
         return issue.status is IssueStatus.SENT or (
@@ -279,9 +278,9 @@ class Daemon:
         )
 
     def _catch_up(self) -> sched.CatchUp:
-        today = self.now().astimezone(self.tz).date()
+        issue = self.store.issue(self.now().astimezone(self.tz).date())
         return sched.catch_up(
-            self.now(), self.settings.schedule, self.tz, issue_finished=self._finished(today)
+            self.now(), self.settings.schedule, self.tz, issue_finished=self._finished(issue)
         )
 
     def _interrupted_yesterday(self) -> dt.date | None:
@@ -294,7 +293,7 @@ class Daemon:
         for issue in self.store.issues(limit=30):
             if issue.issue_date >= today or issue.status is not IssueStatus.READY:
                 continue  # today's is the schedule's business; SENT and EMPTY are done
-            if self._finished(issue.issue_date) is not False:
+            if self._finished(issue) is not False:
                 continue
             if issue.issue_date == yesterday:
                 late = yesterday
