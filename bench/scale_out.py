@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -47,11 +46,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from pgdb import throwaway_database  # noqa: E402
+from smtp_config import config_text  # noqa: E402
 from smtp_server import SinkProcess, wait_for  # noqa: E402
 
 SECRET = "bench-secret-key-0123456789abcdef"
 ENV = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
-FEED = ROOT / "newsletter" / "samples" / "feeds" / "hf-daily.json"
 
 
 def utcnow() -> dt.datetime:
@@ -60,34 +60,6 @@ def utcnow() -> dt.datetime:
 
 def email(i: int) -> str:
     return f"reader{i:06d}@example.org"
-
-
-def config_text(database_url: str, port: int, connections: int, per_conn: int, lease: float) -> str:
-    return f"""database_url = "{database_url}"
-[list]
-name = "Lab Papers"
-id = "lab-papers.example.org"
-from_name = "Lab Papers"
-from_address = "papers@example.org"
-base_url = "https://papers.example.org"
-[schedule]
-timezone = "UTC"
-[fetch]
-window_days = 1
-[[sources]]
-name = "hf-daily"
-path = "{FEED}"
-[delivery]
-transport = "smtp"
-lease_seconds = {lease}
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-timeout = 30
-connections = {connections}
-max_per_connection = {per_conn}
-"""
 
 
 # --------------------------------------------------------------------------- databases
@@ -99,19 +71,9 @@ def fresh_database(backend: str, workdir: Path, admin_url: str | None, tag: str)
     if backend == "sqlite":
         yield f"sqlite:///{workdir}/{tag}.db"
         return
-    import sqlalchemy as sa
-
     assert admin_url, "PostgreSQL needs --admin-url or NEWSLETTER_TEST_DATABASE_URL"
-    name = f"nl_scale_{tag}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with throwaway_database(admin_url, f"nl_scale_{tag}") as url:
+        yield url
 
 
 def prepare(cfg: Path, n: int) -> tuple[Any, int]:
@@ -223,7 +185,7 @@ def run(
         with fresh_database(backend, workdir, args.admin_url, tag) as url:
             cfg = workdir / f"{tag}.toml"
             cfg.write_text(
-                config_text(url, sink.port, args.connections, args.per_connection, lease),
+                config_text(url, sink.port, args.connections, args.per_connection, lease=lease),
                 encoding="utf-8",
             )
             t = time.perf_counter()

@@ -43,6 +43,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from smtp_config import config_text
+
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-secret-key-0123456789abcdef"
 
@@ -130,39 +132,11 @@ class SinkProcess:
 # --------------------------------------------------------------------------- setup
 
 
-def config_text(db: Path, port: int, connections: int, per_conn: int) -> str:
-    feeds = ROOT / "newsletter" / "samples" / "feeds"
-    return f"""database_url = "sqlite:///{db}"
-[list]
-name = "Lab Papers"
-id = "lab-papers.example.org"
-from_name = "Lab Papers"
-from_address = "papers@example.org"
-base_url = "https://papers.example.org"
-[schedule]
-timezone = "UTC"
-[fetch]
-window_days = 1
-[[sources]]
-name = "hf-daily"
-path = "{feeds}/hf-daily.json"
-[delivery]
-transport = "smtp"
-[smtp]
-host = "127.0.0.1"
-port = {port}
-tls = "none"
-timeout = 30
-connections = {connections}
-max_per_connection = {per_conn}
-"""
-
-
 def settings_for(workdir: Path, db: Path, port: int, connections: int = 1, per_conn: int = 200):
     from newsletter.config import load_settings
 
     cfg = workdir / f"bench-{port}-{connections}-{per_conn}.toml"
-    cfg.write_text(config_text(db, port, connections, per_conn), encoding="utf-8")
+    cfg.write_text(config_text(f"sqlite:///{db}", port, connections, per_conn), encoding="utf-8")
     return load_settings(cfg, env={"NEWSLETTER_SECRET_KEY": SECRET})
 
 

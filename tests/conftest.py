@@ -5,9 +5,9 @@ from __future__ import annotations
 import gzip
 import http.server
 import os
+import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +144,16 @@ BACKENDS = ["sqlite", "postgresql"]
 #: The modules whose tests run on every backend: ``pytestmark = both_backends``.
 both_backends = pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: pytestmark of the tests that drive a headless Chromium (skipped where there is none).
+needs_chromium = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason="headless Chromium not installed (apt-get install chromium)",
+    ),
+]
+
 
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
@@ -157,18 +167,10 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin_url = os.environ.get("NEWSLETTER_TEST_DATABASE_URL")
     if not admin_url:
         pytest.skip("PostgreSQL: set NEWSLETTER_TEST_DATABASE_URL (see .ci/postgres.sh)")
-    import sqlalchemy as sa
+    from pgdb import throwaway_database
 
-    name = f"nl_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    with throwaway_database(admin_url, "nl_test") as url:
+        yield url
 
 
 @pytest.fixture

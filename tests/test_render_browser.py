@@ -13,6 +13,7 @@ import tempfile
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM, needs_chromium
 from lxml import html as lxml_html
 
 from newsletter.config import ListSettings, Settings
@@ -20,15 +21,7 @@ from newsletter.models import Digest, Paper, Pick, Topic
 from newsletter.render import personalize, render_issue
 from newsletter.render.sample import sample_digest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="headless Chromium not installed (apt-get install chromium)",
-    ),
-]
+pytestmark = needs_chromium
 
 WIDTHS = (375, 1024)
 

@@ -12,29 +12,20 @@ import contextlib
 import json
 import os
 import queue
-import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import test_web
+from conftest import CHROMIUM, needs_chromium
 
 from newsletter.models import SubscriberStatus
 
 serve = test_web.serve  # the fixture: the app in waitress on a free port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not os.path.exists(CHROMIUM),
-        reason="headless Chromium not installed (apt-get install chromium)",
-    ),
-]
+pytestmark = needs_chromium
 
 
 class Browser:
