@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ def _make_engine(url: str) -> sa.Engine:
             cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             cur.execute("PRAGMA foreign_keys = ON")
             if url.rstrip("/") not in ("sqlite:", "sqlite://") and ":memory:" not in url:
-                cur.execute("PRAGMA journal_mode = WAL")
+                _use_wal(cur)
                 cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
 
@@ -81,6 +82,24 @@ def _make_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _use_wal(cur: Any) -> None:
+    """Put the file in WAL mode (it stays so).  Switching needs a lock that SQLite may
+    refuse at once, busy timeout or not, while another process opens the same new file:
+    an already-WAL file is left alone, and a refused switch is tried again."""
+    import sqlite3
+
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            if cur.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class Store(SubscriberStore, LedgerStore, SignupStore):
