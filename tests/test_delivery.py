@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,19 @@ pytestmark = both_backends
 
 SECRET = "test-secret-key-0123456789abcdef"
 ENV = {"NEWSLETTER_SECRET_KEY": SECRET}
-DAY = dt.datetime.now(dt.UTC).date()  # papers count for the day they are first seen
+DAY = dt.datetime.now(dt.UTC).date()  # papers count for the day they are first seen; see today
+
+
+@pytest.fixture(autouse=True)
+def today(monkeypatch):
+    """DAY is read as each test starts, not when the module is imported: a run that crosses
+    midnight would otherwise send yesterday's issue while the papers were first seen today.
+    A test that would start in the last minute of a day waits for the next one."""
+    now = dt.datetime.now(dt.UTC)
+    tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    if (tomorrow - now).total_seconds() < 60:
+        time.sleep((tomorrow - now).total_seconds() + 0.1)
+    monkeypatch.setattr(sys.modules[__name__], "DAY", dt.datetime.now(dt.UTC).date())
 
 
 @pytest.fixture(autouse=True)

@@ -203,9 +203,15 @@ def test_input_order_does_not_matter(listings_digest: Digest, listings: list[Pap
 
 
 def test_seed_comes_from_settings(listings: list[Paper]) -> None:
+    """The same seed gives the same digest; other seeds give other ones, so the seed
+    really is the settings' and not a constant inside the clustering."""
     a = build_digest(listings, issue_date=DAY, settings=TopicSettings(seed=1))
     b = build_digest(listings, issue_date=DAY, settings=TopicSettings(seed=1))
     assert a == b
+    others = [
+        build_digest(listings, issue_date=DAY, settings=TopicSettings(seed=s)) for s in (2, 3)
+    ]
+    assert any(d != a for d in others)
 
 
 # ------------------------------------------------------------------ clusters and labels
