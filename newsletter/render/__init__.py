@@ -41,6 +41,13 @@ HTML_BUDGET_BYTES = 90_000
 TEXT_WIDTH = 76
 #: Longest ``{topics}`` part of a subject line, in characters.
 SUBJECT_TOPICS_CHARS = 60
+#: Longest shown paper title, author name, category tag, topic label and subscriber name:
+#: feed and sign-up text is cut where it is shown (a 10,000-character title happens).
+TITLE_CHARS = 300
+AUTHOR_CHARS = 100
+TAG_CHARS = 40
+LABEL_CHARS = 120
+NAME_CHARS = 60
 
 # Per-subscriber placeholders.  "%%" never survives in feed text (see _clean), so a paper
 # title cannot forge one; the tokens pass through premailer/lxml untouched.
@@ -149,7 +156,7 @@ def placeholder_values(
     *, unsubscribe_url: str, name: str = "", email: str = ""
 ) -> tuple[dict[str, str], dict[str, str]]:
     """What each placeholder token becomes for one subscriber: ``(for html, for text)``."""
-    name = _clean(name, neutralise=False)
+    name = snippet(_clean(name, neutralise=False), NAME_CHARS)
     email = _clean(email, neutralise=False)
     url = _clean(unsubscribe_url, neutralise=False).replace(" ", "%20")
     values = {
@@ -357,7 +364,7 @@ def _topic_view(topic: Topic, anchor: str, plan: _Plan, max_authors: int) -> Top
     rest_shown = rest[: plan.max_rest] if plan.max_rest is not None else rest
     return TopicView(
         anchor=anchor,
-        label=_clean(topic.label, neutralise=True),
+        label=snippet(_clean(topic.label, neutralise=True), LABEL_CHARS),
         size=topic.size,
         picks=tuple(
             _paper_view(p.paper, plan.snippet_chars, max_authors, trending=p.trending >= 0.5)
@@ -371,13 +378,19 @@ def _topic_view(topic: Topic, anchor: str, plan: _Plan, max_authors: int) -> Top
 def _paper_view(
     paper: Paper, snippet_chars: int, max_authors: int, *, trending: bool = False
 ) -> PaperView:
-    authors = [a for a in (_clean(a, neutralise=True) for a in paper.authors) if a]
+    authors = [
+        snippet(a, AUTHOR_CHARS) for a in (_clean(a, neutralise=True) for a in paper.authors) if a
+    ]
     keep = max(1, max_authors)
     author_text = ", ".join(authors[:keep]) + (" et al." if len(authors) > keep else "")
-    tags = [t for t in (_clean(c, neutralise=True) for c in paper.categories[:3]) if t]
+    tags = [
+        snippet(t, TAG_CHARS)
+        for t in (_clean(c, neutralise=True) for c in paper.categories[:3])
+        if t
+    ]
     abstract = _clean(paper.abstract, neutralise=True)
     return PaperView(
-        title=_clean(paper.title, neutralise=True) or "(untitled)",
+        title=snippet(_clean(paper.title, neutralise=True), TITLE_CHARS) or "(untitled)",
         url=_safe_url(paper.url),
         pdf_url=_safe_url(paper.pdf_url or ""),
         authors=author_text,
@@ -423,6 +436,7 @@ def _safe_url(url: str) -> str:
 
 
 _SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_URL_START = re.compile(r"^(https?|mailto):", re.IGNORECASE)
 
 
 def snippet(text: str, limit: int) -> str:
@@ -460,7 +474,16 @@ def _long_date(d: dt.date) -> str:
 
 
 def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
-    """Jinja filter: wrap one paragraph; words (and URLs) are never broken."""
+    """Jinja filter: wrap one paragraph.  URLs are never broken (a broken link is dead);
+    any other word too long for a line is cut into pieces that fit."""
+    room = width - max(len(indent), len(first or ""))
+    if room > 0 and any(len(w) > room for w in value.split()):
+        value = " ".join(
+            " ".join(w[i : i + room] for i in range(0, len(w), room))
+            if len(w) > room and not _URL_START.match(w)
+            else w
+            for w in value.split()
+        )
     lines = textwrap.wrap(
         value,
         width=width,
