@@ -442,8 +442,11 @@ def subscribers_remove(app: Context, email: str) -> None:
     from newsletter.subscribers import normalise_email
 
     settings = app.settings()
-    addr = normalise_email(email)
     with app.store(settings) as store:
+        addr = email.strip()
+        # The stored form first: a row kept as it was by migration 2 goes by that.
+        if store.subscriber(addr) is None:
+            addr = normalise_email(email)
         sub = store.set_subscriber_status(addr, SubscriberStatus.UNSUBSCRIBED, now=_now())
     if sub is None:
         raise click.ClickException(f"no subscriber {addr}")

@@ -449,7 +449,7 @@ def send_test_copy(
     """Mail the issue to one address outside the ledger; returns the server's reply."""
     from newsletter.delivery import IssueMailer, signing_secret
     from newsletter.delivery.transport import make_transport_factory
-    from newsletter.subscribers import normalise_email
+    from newsletter.subscribers import ascii_email, normalise_email
 
     email = normalise_email(address)
     issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
@@ -462,7 +462,7 @@ def send_test_copy(
     transport = factory()
     transport.open()
     try:
-        return transport.send(settings.list.from_address, email, data, lambda: None)
+        return transport.send(settings.list.from_address, ascii_email(email), data, lambda: None)
     finally:
         transport.close()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
@@ -16,35 +16,49 @@ class BadAddress(NewsletterError):
     """An email address that cannot be used; the message says why."""
 
 
-# Deliberately simple: the dot-atom form of RFC 5322 that real lists use.  Quoted local
-# parts and IP-literal domains are refused rather than half-supported.
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-
-
 def normalise_email(raw: str) -> str:
-    """Trimmed, lower-cased, domain in IDNA; :class:`BadAddress` if unusable."""
+    """The stored form of an address; :class:`BadAddress` (saying why) if it is unusable.
+
+    email-validator checks the syntax (no DNS look-up): IDNA 2008 / UTS 46 for the domain,
+    so ``straße.de`` stays ``straße.de`` (IDNA 2003 turned it into another domain,
+    ``strasse.de``), and invisible or unsafe characters (zero-width space, soft hyphen,
+    bidi controls) are refused rather than silently dropped.  Quoted local parts and
+    IP-literal domains are refused; non-ASCII local parts are allowed (they need a server
+    that offers SMTPUTF8).  The stored form is the validator's, with the local part
+    lower-cased as it always was here (every mailbox provider in use treats it so, and it
+    keeps ``Ann@x.org`` and ``ann@x.org`` one subscriber); the domain is kept in Unicode:
+    :func:`ascii_email` gives the A-label form the SMTP envelope needs.
+    """
     addr = raw.strip()
     if not addr:
         raise BadAddress("empty address")
-    if any(c in addr for c in '\r\n\t\0 <>,;"()[]\\'):
-        raise BadAddress(f"{addr!r}: contains a character not allowed in an address")
-    if addr.count("@") != 1:
-        raise BadAddress(f"{addr!r}: expected exactly one @")
-    local, domain = addr.rsplit("@", 1)
-    if not local or len(local) > 64 or not _LOCAL.match(local):
-        raise BadAddress(f"{addr!r}: the part before @ is not valid")
+    checked = _validated(addr)
+    lowered = f"{checked.local_part.lower()}@{checked.domain}"
+    if lowered != checked.normalized:
+        # Lower-casing can leave a local part that is not in normal form ("İ").
+        checked = _validated(lowered, shown=addr)
+    return str(checked.normalized)
+
+
+def ascii_email(address: str) -> str:
+    """``address`` (as stored) with its domain in IDNA A-labels (``xn--...``): the form the
+    SMTP envelope and the To header take.  The local part is left as it is: if it is not
+    ASCII, the message needs a server that offers SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if domain.isascii():
+        return address  # already the A-label form (and rows stored before IDNA 2008 are)
+    return f"{local}@{_validated(address).ascii_domain}"
+
+
+def _validated(addr: str, *, shown: str | None = None) -> Any:
+    import email_validator
+
     try:
-        domain = domain.rstrip(".").encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise BadAddress(f"{addr!r}: the domain is not valid") from None
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.match(x) for x in labels) or labels[-1].isdigit():
-        raise BadAddress(f"{addr!r}: the domain is not valid")
-    out = f"{local.lower()}@{domain}"
-    if len(out) > 254:
-        raise BadAddress(f"{addr!r}: longer than 254 characters")
-    return out
+        return email_validator.validate_email(
+            addr, check_deliverability=False, allow_quoted_local=False
+        )
+    except email_validator.EmailNotValidError as e:
+        raise BadAddress(f"{shown or addr!r}: {e}") from None
 
 
 def clean_name(raw: str) -> str:

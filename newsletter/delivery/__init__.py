@@ -29,6 +29,7 @@ from newsletter.errors import ConfigError
 from newsletter.models import DeliveryStatus, Subscriber, SubscriberStatus
 from newsletter.store import Claim, IssueRecord, Store
 from newsletter.store.ledger import ClaimLost
+from newsletter.subscribers import ascii_email
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +238,7 @@ def deliver(
             try:
                 reply = transport.send(
                     settings.list.from_address,
-                    sub.email,
+                    ascii_email(sub.email),
                     data,
                     lambda: store.mark_sending(claim, mid, now=now(), sent=unrecorded.take()),
                 )

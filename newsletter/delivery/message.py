@@ -72,7 +72,10 @@ def _one_line(s: str) -> str:
 
 
 def _address(name: str, addr: str) -> Address:
-    username, _, domain = addr.rpartition("@")
+    from newsletter.subscribers import ascii_email
+
+    # A Unicode domain in a header would become an RFC 2047 word, which is not an address.
+    username, _, domain = ascii_email(addr).rpartition("@")
     return Address(display_name=_one_line(name), username=username, domain=domain)
 
 

@@ -10,6 +10,7 @@ test that migrates a fresh database twice-over fails until you do).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ from newsletter.errors import StoreError
 from newsletter.store import schema
 
 Migration = tuple[int, str, Callable[[sa.Connection], None]]
+
+log = logging.getLogger(__name__)
 
 
 def _v1(conn: sa.Connection) -> None:
@@ -32,8 +35,48 @@ def _v1(conn: sa.Connection) -> None:
     schema.metadata.create_all(conn, tables=tables)
 
 
+def _v2(conn: sa.Connection) -> None:
+    """Re-normalise stored addresses with IDNA 2008 (:func:`normalise_email`).
+
+    Version 1 stored domains as IDNA 2003 A-labels (``jo@xn--bcher-kva.example``); they are
+    now kept in Unicode (``jo@bücher.example``), so the same address typed again finds its
+    row.  A row is never dropped or merged (deliveries refer to it): one the validator now
+    refuses, or whose new form another row already has, is left as it is and reported in
+    the log; `newsletter subscribers remove` takes it by its stored address.  ``updated_at``
+    is not touched, so a pending sign-up's confirmation link keeps working.
+    """
+    from newsletter.subscribers import BadAddress, normalise_email
+
+    t = schema.subscribers
+    rows = conn.execute(sa.select(t.c.id, t.c.email).order_by(t.c.id)).all()
+    taken = {r.email for r in rows}
+    for row in rows:
+        try:
+            new = normalise_email(row.email)
+        except BadAddress as e:
+            log.warning(
+                "subscriber %d: %s; left as it is (it would not be accepted today)", row.id, e
+            )
+            continue
+        if new == row.email:
+            continue
+        if new in taken:
+            log.warning(
+                "subscriber %d: %s is the same address as %s, which another subscriber has; "
+                "left as it is (remove one of the two)",
+                row.id,
+                row.email,
+                new,
+            )
+            continue
+        conn.execute(t.update().where(t.c.id == row.id).values(email=new))
+        taken.discard(row.email)
+        taken.add(new)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
+    (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -67,14 +67,14 @@ def confirmation_message(
     domain = lst.from_address.rpartition("@")[2] or "localhost"
     msg = EmailMessage(policy=email.policy.SMTP)
     username, _, addr_domain = lst.from_address.rpartition("@")
-    from newsletter.subscribers import clean_name
+    from newsletter.subscribers import ascii_email, clean_name
 
     msg["From"] = Address(
         display_name=clean_name(lst.from_name), username=username, domain=addr_domain
     )
     if lst.reply_to:
         msg["Reply-To"] = lst.reply_to
-    msg["To"] = to
+    msg["To"] = ascii_email(to)  # a Unicode domain in a header is not an address
     msg["Subject"] = f"Confirm your subscription to {pages.list_name}"
     msg["Date"] = email.utils.format_datetime(now.astimezone(dt.UTC))
     msg["Message-ID"] = email.utils.make_msgid("confirm", domain=domain)

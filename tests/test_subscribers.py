@@ -1,0 +1,184 @@
+"""Subscriber addresses (IDNA 2008, invisible characters), the migration that re-normalises
+stored addresses, and CSV import/export against hostile files: real SQLite files, the CLI
+through click's CliRunner."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from newsletter.cli import cli
+from newsletter.store import Store, migrations, schema
+from newsletter.subscribers import BadAddress, ascii_email, normalise_email
+
+NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@pytest.mark.parametrize(
+    ("raw", "stored", "envelope"),
+    [
+        # IDNA 2008: ß is a letter of its own; IDNA 2003 made it "ss", another domain.
+        ("hans@straße.de", "hans@straße.de", "hans@xn--strae-oqa.de"),
+        ("Hans@STRASSE.de", "hans@strasse.de", "hans@strasse.de"),
+        ("x@xn--strae-oqa.de", "x@straße.de", "x@xn--strae-oqa.de"),
+        ("  Ann.Lee+papers@Example.ORG ", "ann.lee+papers@example.org", None),
+        (
+            "x@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.org",
+            "x@example.org",
+            None,
+        ),  # full-width (UTS 46)
+        ("Jürgen@Bücher.example", "jürgen@bücher.example", "jürgen@xn--bcher-kva.example"),
+        ("=1+2@example.org", "=1+2@example.org", None),
+    ],
+)
+def test_addresses_are_normalised_with_idna_2008(raw, stored, envelope):
+    assert normalise_email(raw) == stored
+    assert ascii_email(stored) == (envelope or stored)
+    assert normalise_email(stored) == stored  # stable
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("ha\u200bns@example.org", "ZERO WIDTH SPACE"),
+        ("hans@exam\u00adple.org", "SOFT HYPHEN"),
+        ("hans@example\u202e.org", "RIGHT-TO-LEFT OVERRIDE"),
+        ("hans@exa\u200dmple.org", "ZERO WIDTH JOINER"),
+        ("hans\u0000@example.org", "NULL|invalid|unsafe"),
+        ("hans@example.org\r\nBcc: x@y.org", "invalid|unsafe|after the @"),
+        ("user@localhost", "period|special-use"),
+        ("a@b", "period"),
+        ('"quoted"@example.org', "Quoting"),
+        ("a@[127.0.0.1]", "bracketed"),
+        ("a..b@example.org", "two periods"),
+        ("a@xn--ls8h.la", "IDNA"),  # an emoji domain: allowed by IDNA 2003, not 2008
+        ("", "empty"),
+        ("no-at-sign", "@"),
+        ("a@" + "b" * 64 + ".org", "too many"),
+    ],
+)
+def test_unusable_addresses_are_refused_with_a_reason(raw, reason):
+    with pytest.raises(BadAddress, match=reason) as info:
+        normalise_email(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_add_keeps_the_idna_2008_domain_and_refuses_invisible_characters(tmp_path):
+    db = f"sqlite:///{tmp_path}/subs.db"
+    runner = CliRunner()
+    r = runner.invoke(cli, ["--database-url", db, "subscribers", "add", "hans@straße.de"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "added: hans@straße.de\n"
+    r = runner.invoke(cli, ["--database-url", db, "subscribers", "add", "hans@strasse.de"])
+    assert r.stdout == "added: hans@strasse.de\n"  # a different domain, a different person
+    r = runner.invoke(cli, ["--database-url", db, "subscribers", "add", "ha\u200bns@example.org"])
+    assert r.exit_code == 1
+    assert "ZERO WIDTH SPACE" in r.stderr and "Traceback" not in r.output
+    with Store.open(db) as store:
+        assert [s.email for s in store.subscribers()] == ["hans@strasse.de", "hans@straße.de"]
+
+
+# --------------------------------------------------------------------------- migration 2
+
+
+def _version_1_file(path, emails):
+    """A database as the previous release left it: schema version 1, addresses stored by
+    the IDNA 2003 normaliser (or by hand)."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        schema.schema_migrations.create(conn)
+        migrations.MIGRATIONS[0][2](conn)
+        conn.execute(
+            schema.schema_migrations.insert().values(version=1, description="v1", applied_at=NOW)
+        )
+        for email in emails:
+            conn.execute(
+                schema.subscribers.insert().values(
+                    email=email, name="", status="active", created_at=NOW, updated_at=NOW
+                )
+            )
+    engine.dispose()
+
+
+def test_migration_2_renormalises_stored_addresses_and_reports_what_it_cannot(tmp_path, caplog):
+    path = tmp_path / "old.db"
+    _version_1_file(
+        path,
+        [
+            "ann@example.org",
+            "jo@xn--bcher-kva.example",  # stored by IDNA 2003 from "jo@bücher.example"
+            "pat@xn--ls8h.la",  # an emoji domain: IDNA 2008 refuses it
+            "Ann@example.org",  # inserted by another tool: the same person as row 1
+        ],
+    )
+    with caplog.at_level(logging.WARNING, logger="newsletter"):
+        store = Store.open(f"sqlite:///{path}", now=NOW)
+    with store:
+        assert store.schema_version() == 2
+        emails = [s.email for s in store.subscribers()]
+        # Rows are kept and re-keyed, never merged away or dropped: deliveries point at ids.
+        assert sorted(emails) == sorted(
+            ["ann@example.org", "jo@bücher.example", "pat@xn--ls8h.la", "Ann@example.org"]
+        )
+        jo = store.subscriber("jo@bücher.example")
+        assert jo is not None and jo.updated_at == NOW  # a pending link's stamp survives
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("pat@xn--ls8h.la" in w and "left as it is" in w for w in warnings), warnings
+    assert any("Ann@example.org" in w and "ann@example.org" in w for w in warnings), warnings
+    # Both left-over rows can still be removed by the address they are stored under.
+    runner = CliRunner()
+    db = f"sqlite:///{path}"
+    for addr in ("pat@xn--ls8h.la", "Ann@example.org"):
+        r = runner.invoke(cli, ["--database-url", db, "subscribers", "remove", addr])
+        assert r.exit_code == 0, r.output
+        assert r.stdout == f"unsubscribed: {addr}\n"
+    with sqlite3.connect(path) as conn:
+        rows = dict(conn.execute("SELECT email, status FROM subscribers").fetchall())
+    assert rows == {
+        "ann@example.org": "active",
+        "jo@bücher.example": "active",
+        "pat@xn--ls8h.la": "unsubscribed",
+        "Ann@example.org": "unsubscribed",
+    }
+
+
+# --------------------------------------------------------------------------- on the wire
+
+
+def test_a_unicode_domain_goes_out_as_its_a_label(write_config, sample_feeds, smtp_server):
+    server = smtp_server()
+    path = write_config(
+        f"""
+[list]
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "UTC"
+[fetch]
+window_days = 1
+[[sources]]
+name = "hf-daily"
+path = "{sample_feeds}/hf-daily.json"
+"""
+        + server.config()
+    )
+    env = {"NEWSLETTER_SECRET_KEY": "k" * 32}
+    runner = CliRunner()
+    r = runner.invoke(
+        cli, ["-c", str(path), "subscribers", "add", "Hans@Straße.de", "--name", "Hans"]
+    )
+    assert r.stdout == "added: hans@straße.de\n"
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    r = runner.invoke(cli, ["-c", str(path), "send", "--date", day], env=env)
+    assert r.exit_code == 0, r.output
+    (got,) = server.received
+    assert got.rcpt_tos == ["hans@xn--strae-oqa.de"]
+    assert got.message["To"].addresses[0].addr_spec == "hans@xn--strae-oqa.de"
