@@ -8,16 +8,19 @@ expected.  Secrets (SMTP password, signing key) come only from the environment.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import math
 import os
 import re
 import tomllib
 import types
 import typing
+import unicodedata
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from newsletter.errors import ConfigError
 from newsletter.models import AnnounceType, SourceKind
@@ -30,6 +33,15 @@ DEFAULT_CONFIG_NAMES = ("newsletter.toml",)
 #: Environment variables with the prefix that are not settings.
 _NOT_SETTINGS = {"NEWSLETTER_CONFIG", *SECRET_ENV.values()}
 _NOT_SETTINGS_PREFIXES = ("NEWSLETTER_TEST_",)
+
+T = TypeVar("T")
+
+
+def _in(default: T, lo: float, hi: float, *, above: bool = False) -> T:
+    """A number setting with its allowed range, ``lo <= value <= hi`` (``lo < value`` when
+    ``above``).  Every number has one: a value far outside it is a typo or an attack, and
+    would otherwise pass `config check` and fail (or misbehave) at run time."""
+    return field(default=default, metadata={"range": (lo, hi, above)})
 
 
 @dataclass(frozen=True)
@@ -51,13 +63,13 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class FetchSettings:
-    timeout: float = 30.0  # seconds for connecting and for each read
+    timeout: float = _in(30.0, 0, 600, above=True)  # seconds for connecting and each read
     user_agent: str = ""  # empty: "newsletter/<version> (+<base_url>; <contact>)"
-    max_bytes: int = 25_000_000  # a larger body is refused
-    min_interval: float = 3.0  # seconds between two requests to one host
-    retries: int = 3  # extra attempts on 429, 5xx and connection errors
-    max_retry_after: float = 120.0  # a longer Retry-After fails the source instead
-    window_days: int = 3  # papers first seen this long ago still count as new
+    max_bytes: int = _in(25_000_000, 1, 2**31 - 1)  # a larger body is refused
+    min_interval: float = _in(3.0, 0, 3600)  # seconds between two requests to one host
+    retries: int = _in(3, 0, 10)  # extra attempts on 429, 5xx and connection errors
+    max_retry_after: float = _in(120.0, 0, 86400)  # a longer Retry-After fails the source
+    window_days: int = _in(3, 1, 60)  # papers first seen this long ago still count as new
 
 
 @dataclass(frozen=True)
@@ -73,13 +85,13 @@ class ListSettings:
 
 @dataclass(frozen=True)
 class TopicSettings:
-    topics: int | Literal["auto"] = "auto"
-    min_topics: int = 3
-    max_topics: int = 8
-    min_papers: int = 8  # below this the day is one section, not clustered
-    seed: int = 42
-    picks_per_topic: int = 3
-    trending_weight: float = 0.3  # 0: closeness to the topic centre only; 1: upvotes only
+    topics: int | Literal["auto"] = _in("auto", 1, 50)
+    min_topics: int = _in(3, 1, 50)
+    max_topics: int = _in(8, 1, 50)
+    min_papers: int = _in(8, 1, 100_000)  # below this the day is one section, not clustered
+    seed: int = _in(42, 0, 2**32 - 1)  # numpy's seeds are 32-bit
+    picks_per_topic: int = _in(3, 1, 20)
+    trending_weight: float = _in(0.3, 0, 1)  # 0: closeness to the centre only; 1: upvotes
     watch_keywords: tuple[str, ...] = ()
     watch_authors: tuple[str, ...] = ()
 
@@ -87,8 +99,8 @@ class TopicSettings:
 @dataclass(frozen=True)
 class RenderSettings:
     templates_dir: str = ""  # an operator's copy of templates/; empty: the bundled ones
-    snippet_chars: int = 320
-    max_authors: int = 3
+    snippet_chars: int = _in(320, 0, 5000)
+    max_authors: int = _in(3, 1, 100)
     subject: str = "{list_name} — {date}: {topics}"
 
 
@@ -96,20 +108,21 @@ class RenderSettings:
 class DeliverySettings:
     transport: Literal["outbox", "smtp"] = "outbox"
     outbox_dir: str = "outbox"
-    lease_seconds: float = 120.0  # `send --worker`: a silent worker's rows are taken over
+    # `send --worker`: a silent worker's rows are taken over after this many seconds.
+    lease_seconds: float = _in(120.0, 0, 86400, above=True)
 
 
 @dataclass(frozen=True)
 class SmtpSettings:
     host: str = "localhost"
-    port: int = 587
+    port: int = _in(587, 1, 65535)
     tls: Literal["starttls", "tls", "none"] = "starttls"
     username: str = ""
     ca_file: str = ""  # extra CA certificates to trust (a private relay); empty: the system's
-    timeout: float = 30.0
-    max_per_connection: int = 100
-    connections: int = 1
-    rate_limit: float = 0.0  # messages per second over all connections; 0: unlimited
+    timeout: float = _in(30.0, 0, 600, above=True)
+    max_per_connection: int = _in(100, 1, 100_000)
+    connections: int = _in(1, 1, 64)
+    rate_limit: float = _in(0.0, 0, 10_000)  # messages per second in all; 0: unlimited
 
 
 @dataclass(frozen=True)
@@ -118,7 +131,7 @@ class ScheduleSettings:
     fetch_at: str = ""  # an earlier fetch; empty: fetch when sending
     timezone: str = ""  # IANA name; empty: the machine's zone
     days: str = "mon-fri"
-    misfire_grace_time: int = 3600
+    misfire_grace_time: int = _in(3600, 0, 86400)  # seconds
     on_empty: Literal["skip", "send"] = "skip"
 
 
@@ -209,11 +222,10 @@ def load_settings(
         if value is not None:
             _set_dotted(data, dotted, value)
     data["secrets"] = {k: env.get(v, "") for k, v in SECRET_ENV.items()}
-    data["config_path"] = str(Path(path).resolve()) if path else ""
     settings = _build(Settings, data, where, "")
+    settings = dataclasses.replace(settings, config_path=str(Path(path).resolve()) if path else "")
     settings = _resolve_paths(settings, base_dir)
-    _validate(settings, where)
-    return settings
+    return _validate(settings, where)
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
@@ -370,10 +382,13 @@ def _convert(t: Any, value: Any, where: str, key: str) -> Any:
     if t is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise bad()
+        if not math.isfinite(value):  # TOML has nan and inf; no setting means them
+            raise ConfigError(f"expected a finite number, got {value!r}", file=where, key=key)
         return float(value)
     if t is str:
         if not isinstance(value, str):
             raise bad()
+        _refuse_control_characters(value, where, key)
         return value
     raise TypeError(f"unsupported settings type {t!r}")  # a bug, not a user error
 
@@ -389,10 +404,39 @@ def _build(cls: Any, table: Mapping[str, Any], where: str, prefix: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in table:
-            kwargs[f.name] = _convert(hints[f.name], table[f.name], where, prefix + f.name)
+            value = _convert(hints[f.name], table[f.name], where, prefix + f.name)
+            if "range" in f.metadata:
+                _check_range(value, f.metadata["range"], where, prefix + f.name)
+            kwargs[f.name] = value
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError("is required", file=where, key=prefix + f.name)
     return cls(**kwargs)
+
+
+def _check_range(value: Any, bounds: tuple[float, float, bool], where: str, key: str) -> None:
+    if isinstance(value, str):  # "auto" beside a number
+        return
+    lo, hi, above = bounds
+    if (lo < value if above else lo <= value) and value <= hi:
+        return
+    kind = "an integer" if isinstance(value, int) else "a number"
+    span = f"above {lo:g} and at most {hi:g}" if above else f"from {lo:g} to {hi:g}"
+    if isinstance(value, int):
+        span = f"from {int(lo)} to {int(hi)}"
+    raise ConfigError(f"expected {kind} {span}, got {value!r}", file=where, key=key)
+
+
+def _refuse_control_characters(value: str, where: str, key: str) -> None:
+    """No setting has a use for a control character or a line break, and in a header
+    (List-Id, Reply-To, a User-Agent) one would start a new header line."""
+    for i, c in enumerate(value):
+        if unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            raise ConfigError(
+                f"contains a control character (U+{ord(c):04X}) at position {i + 1}; "
+                "line breaks and control characters are not allowed",
+                file=where,
+                key=key,
+            )
 
 
 # --------------------------------------------------------------------------- checks
@@ -423,17 +467,31 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:[0-5]\d)?$")
 _DAY = r"(mon|tue|wed|thu|fri|sat|sun)"
 _DAYS = re.compile(rf"^(\*|{_DAY}(-{_DAY})?(,{_DAY}(-{_DAY})?)*)$")
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# RFC 2919: the List-Id is a dot-atom with at least one dot ("list-label.namespace").
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"^{_ATOM}(\.{_ATOM})+$")
+_HOST = re.compile(r"^[A-Za-z0-9._-]+$|^\[[0-9A-Fa-f:.]+\]$")
+_URL = re.compile(r"^https?://[^/\s?#]+[^\s]*$")
+#: The database URLs the store works with, and the driver module each needs.
+_DATABASES = {
+    "sqlite": "sqlite3",
+    "sqlite+pysqlite": "sqlite3",
+    "postgresql+psycopg": "psycopg",
+    "postgresql+psycopg2": "psycopg2",
+    "postgresql": "psycopg2",  # SQLAlchemy's default PostgreSQL driver
+}
+_Fail = Callable[[str, str], typing.NoReturn]
+#: Longest list name, sender name and User-Agent: header text, not prose.
+_MAX_HEADER_TEXT = 200
 
 
-def _validate(s: Settings, where: str) -> None:
-    def fail(key: str, msg: str) -> None:
+def _validate(s: Settings, where: str) -> Settings:
+    """Check what the types alone do not; returns the settings with addresses normalised."""
+
+    def fail(key: str, msg: str) -> typing.NoReturn:
         raise ConfigError(msg, file=where, key=key)
 
-    if not re.match(r"^[a-z][a-z0-9+]*://", s.database_url):
-        fail(
-            "database_url",
-            f"expected a database URL such as sqlite:///newsletter.db, got {s.database_url!r}",
-        )
+    _check_database_url(s.database_url, fail)
     seen: set[str] = set()
     for i, src in enumerate(s.sources):
         key = f"sources[{i}]"
@@ -444,31 +502,14 @@ def _validate(s: Settings, where: str) -> None:
         seen.add(src.name)
         if bool(src.url) == bool(src.path):
             fail(key, "expected exactly one of url or path")
-        if src.url and not re.match(r"^(https?|file):", src.url):
+        if src.url and not re.match(r"^(https?|file):\S+$", src.url):
             fail(f"{key}.url", f"expected an http(s):// or file: URL, got {src.url!r}")
     t = s.topics
-    if isinstance(t.topics, int) and t.topics < 1:
-        fail("topics.topics", f'expected "auto" or a positive integer, got {t.topics}')
-    if not 1 <= t.min_topics <= t.max_topics:
+    if t.min_topics > t.max_topics:
         fail("topics.max_topics", "expected 1 <= min_topics <= max_topics")
-    if t.picks_per_topic < 1:
-        fail("topics.picks_per_topic", "expected a positive integer")
-    if not 0.0 <= t.trending_weight <= 1.0:
-        fail("topics.trending_weight", f"expected a number from 0 to 1, got {t.trending_weight}")
-    f = s.fetch
-    for name in ("timeout", "max_bytes", "retries", "min_interval", "window_days"):
-        if getattr(f, name) < 0 or (name in ("timeout", "max_bytes") and getattr(f, name) == 0):
-            fail(f"fetch.{name}", f"expected a positive number, got {getattr(f, name)}")
-    if not _TIME.match(s.schedule.send_at):
-        fail(
-            "schedule.send_at",
-            f"expected HH:MM (24-hour, optionally :SS), got {s.schedule.send_at!r}",
-        )
-    if s.schedule.fetch_at and not _TIME.match(s.schedule.fetch_at):
-        fail(
-            "schedule.fetch_at",
-            f"expected HH:MM (24-hour, optionally :SS), got {s.schedule.fetch_at!r}",
-        )
+    for key, time in (("send_at", s.schedule.send_at), ("fetch_at", s.schedule.fetch_at)):
+        if (time or key == "send_at") and not _TIME.match(time):
+            fail(f"schedule.{key}", f"expected HH:MM (24-hour, optionally :SS), got {time!r}")
     if not _DAYS.match(s.schedule.days.strip().lower()):
         fail(
             "schedule.days",
@@ -482,55 +523,127 @@ def _validate(s: Settings, where: str) -> None:
                 "schedule.timezone",
                 f"expected an IANA time zone such as Europe/Berlin, got {s.schedule.timezone!r}",
             )
-    if not 0 < s.smtp.port < 65536:
-        fail("smtp.port", f"expected a port from 1 to 65535, got {s.smtp.port}")
-    if s.delivery.lease_seconds <= 0:
+    if not _HOST.match(s.smtp.host):
+        fail("smtp.host", f"expected a host name or [IP address], got {s.smtp.host!r}")
+    lst = s.list
+    for key, text in (("name", lst.name), ("from_name", lst.from_name)):
+        if not text.strip() and key == "name":
+            fail("list.name", "expected a non-empty name")
+        if len(text) > _MAX_HEADER_TEXT:
+            fail(f"list.{key}", f"expected at most {_MAX_HEADER_TEXT} characters")
+    if len(s.fetch.user_agent) > _MAX_HEADER_TEXT:
+        fail("fetch.user_agent", f"expected at most {_MAX_HEADER_TEXT} characters")
+    if not _LIST_ID.match(lst.id) or len(lst.id) > 255:
         fail(
-            "delivery.lease_seconds", f"expected a positive number, got {s.delivery.lease_seconds}"
+            "list.id",
+            f"expected a domain-like identifier such as papers.example.org, got {lst.id!r}",
         )
-    if s.smtp.connections < 1 or s.smtp.max_per_connection < 1:
+    if not _URL.match(lst.base_url):
+        fail("list.base_url", f"expected an http(s) URL without spaces, got {lst.base_url!r}")
+    from newsletter.render import subject_template_problem
+
+    problem = subject_template_problem(s.render.subject)
+    if problem:
+        fail("render.subject", problem)
+    return dataclasses.replace(
+        s,
+        list=dataclasses.replace(
+            lst,
+            from_address=_header_address(lst.from_address, "list.from_address", fail),
+            reply_to=lst.reply_to and _header_address(lst.reply_to, "list.reply_to", fail),
+        ),
+    )
+
+
+def _check_database_url(url: str, fail: _Fail) -> None:
+    """A URL the store cannot open is a configuration error, found before anything runs."""
+    m = re.match(r"^([A-Za-z][A-Za-z0-9+]*)://", url)
+    if not m:
         fail(
-            "smtp.connections", "expected positive integers for connections and max_per_connection"
+            "database_url",
+            f"expected a database URL such as sqlite:///newsletter.db, got {url!r}",
         )
-    if "@" not in s.list.from_address:
-        fail("list.from_address", f"expected an email address, got {s.list.from_address!r}")
-    if not re.match(r"^https?://[^/\s]+", s.list.base_url):
-        fail("list.base_url", f"expected an http(s) URL, got {s.list.base_url!r}")
+    scheme = m.group(1).lower()
+    if scheme not in _DATABASES:
+        fail(
+            "database_url",
+            f"unsupported database {scheme!r}; expected sqlite:///FILE or "
+            "postgresql+psycopg://USER@HOST/DB",
+        )
+    if scheme.startswith("sqlite") and not re.match(r"^[a-z+]+://(/.*)?$", url):
+        fail("database_url", f"expected sqlite:///FILE (three slashes), got {_mask_url(url)!r}")
+    driver = _DATABASES[scheme]
+    if importlib.util.find_spec(driver) is None:
+        fail(
+            "database_url",
+            f"{scheme}:// needs the Python package {driver}, which is not installed; "
+            "use postgresql+psycopg:// with pip install 'newsletter[postgres]'",
+        )
+
+
+def _header_address(raw: str, key: str, fail: _Fail) -> str:
+    """An address for the From or Reply-To header: checked by the validator subscribers go
+    through, in the A-label form headers and the envelope need."""
+    from newsletter.subscribers import BadAddress, ascii_email, normalise_email
+
+    local, _, domain = raw.strip().rpartition("@")
+    # An outbox-only list (the defaults, the demo) sends as someone@localhost, a name the
+    # validator refuses for mail that leaves the machine; check the rest of the address.
+    on_localhost = domain.lower() == "localhost"
+    try:
+        addr = ascii_email(normalise_email(f"{local}@example.org" if on_localhost else raw))
+    except BadAddress as e:
+        fail(key, f"not a usable address: {e}")
+    if on_localhost:
+        addr = addr.rpartition("@")[0] + "@localhost"
+    if not addr.isascii():
+        fail(
+            key,
+            f"expected an ASCII part before the @ (every message would need SMTPUTF8), got {raw!r}",
+        )
+    return addr
 
 
 # --------------------------------------------------------------------------- showing
 
 
 def effective_toml(s: Settings) -> str:
-    """The effective settings as TOML, secrets masked: what `config check` prints."""
-    lines: list[str] = []
+    """The effective settings as TOML, secrets masked: what `config check` prints.
 
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
+    Written by a TOML library, so any value (line breaks, quotes, backslashes, non-ASCII)
+    reads back as itself.
+    """
+    import tomli_w
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple | list):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            return [plain(x) for x in v]
+        if isinstance(v, str):
+            return str(v)  # a StrEnum as its plain value
+        return v
 
-    top = {f.name: getattr(s, f.name) for f in dataclasses.fields(s)}
-    lines.append(f"# from: {s.config_path or '(no file: defaults and environment)'}")
-    lines.append(f"database_url = {scalar(_mask_url(s.database_url))}")
-    for name, value in top.items():
-        if dataclasses.is_dataclass(value) and name != "secrets":
-            lines.append(f"\n[{name}]")
-            for f in dataclasses.fields(value):
-                lines.append(f"{f.name} = {scalar(getattr(value, f.name))}")
-    lines.append("\n# secrets: from the environment only")
+    parts = [
+        f"# from: {_comment_text(s.config_path) or '(no file: defaults and environment)'}\n",
+        tomli_w.dumps({"database_url": _mask_url(s.database_url)}),
+    ]
+    for f in dataclasses.fields(s):
+        value = getattr(s, f.name)
+        if dataclasses.is_dataclass(value) and f.name != "secrets":
+            parts.append("\n" + tomli_w.dumps({f.name: plain(value)}))
+    parts.append("\n# secrets: from the environment only\n")
     for k, env in SECRET_ENV.items():
         state = "set, hidden" if getattr(s.secrets, k) else "not set"
-        lines.append(f"# {k}: {state} ({env})")
-    for src in s.sources:
-        lines.append("\n[[sources]]")
-        for f in dataclasses.fields(src):
-            lines.append(f"{f.name} = {scalar(getattr(src, f.name))}")
-    return "\n".join(lines) + "\n"
+        parts.append(f"# {k}: {state} ({env})\n")
+    if s.sources:
+        parts.append("\n" + tomli_w.dumps({"sources": plain(s.sources)}))
+    return "".join(parts)
+
+
+def _comment_text(text: str) -> str:
+    """``text`` safe inside a TOML comment (no line breaks or control characters)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _mask_url(url: str) -> str:

@@ -125,10 +125,10 @@ def test_password_in_database_url_is_masked(write_config):
         ("colour = 1\n", r"bad\.toml: colour: unknown key"),
         ("[smtp]\nhots = 'x'\n", r"bad\.toml: smtp\.hots: unknown key"),
         ("[smtp]\nport = 'twenty-five'\n", r"smtp\.port: expected an integer, got 'twenty-five'"),
-        ("[smtp]\nport = 70000\n", r"smtp\.port: expected a port"),
+        ("[smtp]\nport = 70000\n", r"smtp\.port: expected an integer from 1 to 65535, got 70000"),
         ("[smtp]\ntls = 'yes'\n", r"smtp\.tls: expected one of 'starttls', 'tls', 'none'"),
         ("[topics]\ntopics = 'many'\n", r"topics\.topics: expected an integer or one of 'auto'"),
-        ("[topics]\ntopics = 0\n", r"topics\.topics: expected \"auto\" or a positive integer"),
+        ("[topics]\ntopics = 0\n", r"topics\.topics: expected an integer from 1 to 50, got 0"),
         ("[topics]\nmin_topics = 9\nmax_topics = 3\n", r"topics\.max_topics"),
         (
             "[topics]\ntrending_weight = 1.5\n",
@@ -142,7 +142,10 @@ def test_password_in_database_url_is_masked(write_config):
         ("[schedule]\ndays = '1-5'\n", r"schedule\.days: expected day names"),
         ("[schedule]\ntimezone = 'Mars/Olympus'\n", r"schedule\.timezone: expected an IANA"),
         ("[schedule]\non_empty = 'maybe'\n", r"schedule\.on_empty"),
-        ("[list]\nfrom_address = 'nobody'\n", r"list\.from_address: expected an email"),
+        (
+            "[list]\nfrom_address = 'nobody'\n",
+            r"list\.from_address: not a usable address: 'nobody': .*@",
+        ),
         ("[list]\nbase_url = 'example.org'\n", r"list\.base_url: expected an http"),
         ("smtp = 3\n", r"smtp: expected a table, got 3"),
         ("database_url = 'newsletter.db'\n", r"database_url: expected a database URL"),
@@ -169,7 +172,10 @@ def test_password_in_database_url_is_masked(write_config):
             "[[sources]]\nname = 'a'\nurl = 'https://x'\nenabled = 'no'\n",
             r"sources\[0\]\.enabled: expected true or false",
         ),
-        ("[fetch]\ntimeout = 0\n", r"fetch\.timeout: expected a positive number"),
+        (
+            "[fetch]\ntimeout = 0\n",
+            r"fetch\.timeout: expected a number above 0 and at most 600, got 0",
+        ),
         ("this is not toml\n", r"bad\.toml: not valid TOML"),
     ],
 )
@@ -225,3 +231,185 @@ def test_effective_toml_round_trips(write_config, tmp_path):
     doc = tomllib.loads(effective_toml(s))
     assert doc["smtp"]["host"] == s.smtp.host
     assert [x["name"] for x in doc["sources"]] == [x.name for x in s.sources]
+
+
+# --------------------------------------------------------------------------- hostile values
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Non-finite numbers: TOML has nan and inf literals.
+        ("[fetch]\ntimeout = nan\n", r"fetch\.timeout: expected a finite number, got nan"),
+        ("[fetch]\ntimeout = inf\n", r"fetch\.timeout: expected a finite number, got inf"),
+        ("[smtp]\nrate_limit = -inf\n", r"smtp\.rate_limit: expected a finite number"),
+        ("[topics]\ntrending_weight = nan\n", r"topics\.trending_weight: expected a finite"),
+        # Out of range.
+        ("[fetch]\nretries = 1000000\n", r"fetch\.retries: expected an integer from 0 to 10"),
+        ("[smtp]\nrate_limit = -1\n", r"smtp\.rate_limit: expected a number from 0 to 10000"),
+        ("[fetch]\ntimeout = 1e9\n", r"fetch\.timeout: expected a number above 0 and at most"),
+        ("[topics]\nseed = -1\n", r"topics\.seed: expected an integer from 0 to 4294967295"),
+        ("[topics]\ntopics = 1000\n", r"topics\.topics: expected an integer from 1 to 50"),
+        ("[schedule]\nmisfire_grace_time = -5\n", r"schedule\.misfire_grace_time"),
+        ("[smtp]\nconnections = 500\n", r"smtp\.connections: expected an integer from 1 to 64"),
+        ("[render]\nsnippet_chars = -1\n", r"render\.snippet_chars"),
+        # Control characters in strings that end up in headers (or anywhere).
+        (
+            '[list]\nid = "a.example\\r\\nBcc: x@y.org"\n',
+            r"list\.id: contains a control character \(U\+000D\)",
+        ),
+        (
+            '[list]\nreply_to = "a@example.org\\nBcc: x@y.org"\n',
+            r"list\.reply_to: contains a control",
+        ),
+        (
+            '[list]\nname = "Papers\\u2028Today"\n',
+            r"list\.name: contains a control character \(U\+2028\)",
+        ),
+        ('[fetch]\nuser_agent = "x\\ty"\n', r"fetch\.user_agent: contains a control"),
+        ('[delivery]\noutbox_dir = "out\\u0000"\n', r"delivery\.outbox_dir: contains a control"),
+        ('[topics]\nwatch_keywords = ["ok", "a\\nb"]\n', r"topics\.watch_keywords\[1\]: contains"),
+        # Header-bound values checked for what they are.
+        ('[list]\nid = "has space.example"\n', r"list\.id: expected a domain-like"),
+        ('[list]\nid = "nodot"\n', r"list\.id: expected a domain-like"),
+        ('[list]\nreply_to = "not an address"\n', r"list\.reply_to: not a usable address"),
+        ('[list]\nfrom_address = "a@straße..de"\n', r"list\.from_address: not a usable address"),
+        ('[list]\nfrom_address = "a\\u200b@example.org"\n', r"list\.from_address: .*ZERO WIDTH"),
+        ('[list]\nname = ""\n', r"list\.name: expected a non-empty name"),
+        ('[smtp]\nhost = "mail host"\n', r"smtp\.host: expected a host name"),
+        ('[list]\nbase_url = "https://x.org/a b"\n', r"list\.base_url: expected an http"),
+        # The subject template: only the documented names, plain.
+        (
+            '[render]\nsubject = "{list_name.__class__.__mro__}"\n',
+            r"render\.subject: .*\{list_name\.__class__\.__mro__\}.*known: \{list_name\}",
+        ),
+        ('[render]\nsubject = "{date[0]}"\n', r"render\.subject: "),
+        ('[render]\nsubject = "{count:>99999999}"\n', r"render\.subject: .*format"),
+        ('[render]\nsubject = "{topics!r}"\n', r"render\.subject: "),
+        ('[render]\nsubject = "{nope}"\n', r"render\.subject: .*\{nope\}"),
+        ('[render]\nsubject = "{0}"\n', r"render\.subject: "),
+        ('[render]\nsubject = "{}"\n', r"render\.subject: "),
+        ('[render]\nsubject = "unclosed {date"\n', r"render\.subject: "),
+        ('[render]\nsubject = "}"\n', r"render\.subject: "),
+        # Database URLs: what the store cannot use is a config error too.
+        ("database_url = 'mysql://u@db/news'\n", r"database_url: unsupported database 'mysql'"),
+        ("database_url = 'sqlite://host/x.db'\n", r"database_url: expected sqlite:///FILE"),
+        ("database_url = 'postgresql://u@db/news'\n", r"database_url: .*postgresql\+psycopg://"),
+    ],
+)
+def test_hostile_values_are_config_errors(write_config, text, message):
+    path = write_config(text, name="bad.toml")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(path, env={})
+    assert "\n" not in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_hostile_environment_values_are_config_errors(write_config):
+    path = write_config("")
+    for env, message in [
+        ({"NEWSLETTER_FETCH__TIMEOUT": "nan"}, r"fetch\.timeout: expected a finite number"),
+        ({"NEWSLETTER_SMTP__RATE_LIMIT": "-1"}, r"smtp\.rate_limit: expected a number from 0"),
+        ({"NEWSLETTER_DATABASE_URL": "mysql://db/x"}, r"database_url: unsupported database"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_settings(path, env=env)
+
+
+def test_documented_edges_of_the_ranges_are_accepted(write_config):
+    s = load_settings(
+        write_config(
+            "[fetch]\nretries = 0\nmin_interval = 0\ntimeout = 600\n"
+            "[smtp]\nrate_limit = 0\nconnections = 64\n[topics]\nseed = 4294967295\n"
+            '[render]\nsubject = "{{{list_name}}} {long_date} {count} {topics} {date}"\n'
+            '[list]\nfrom_address = "Papers@Straße.example.org"\nreply_to = "ed@example.org"\n'
+        ),
+        env={},
+    )
+    assert (s.fetch.retries, s.smtp.connections, s.topics.seed) == (0, 64, 4294967295)
+    # The sender's address as the validator normalises it, in the A-label form headers need.
+    assert s.list.from_address == "papers@xn--strae-oqa.example.org"
+
+
+def test_config_check_cli_reports_a_hostile_value_with_exit_2(write_config):
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    path = write_config('[render]\nsubject = "{list_name.__class__}"\n')
+    r = CliRunner().invoke(cli, ["-c", str(path), "config", "check"])
+    assert r.exit_code == 2, r.output
+    assert "render.subject" in r.stderr and "Traceback" not in r.output
+    path = write_config("database_url = 'mysql://u@db/news'\n", name="my.toml")
+    r = CliRunner().invoke(cli, ["-c", str(path), "config", "check"])
+    assert r.exit_code == 2 and "database_url" in r.stderr
+
+
+# --------------------------------------------------------------------------- the printer
+
+
+def _settings_doc(s: Settings) -> dict:
+    d = dataclasses.asdict(s)
+    d.pop("config_path")
+    d.pop("secrets")
+    return d
+
+
+def test_printed_config_parses_back_to_the_same_settings(write_config, tmp_path):
+    import tomllib
+
+    odd_path = 'feeds/ü "x".xml'
+    quoted = 'say "hi" \\ back\\slash ✓'
+    path = write_config(
+        "[list]\n"
+        "name = 'Papers \"Daily\" \\ ünï ✓'\n"
+        "[topics]\n"
+        f"watch_keywords = [{json_str(quoted)}, 'plain', \"it's\"]\n"
+        f"watch_authors = [{json_str('Ørsted, H. C.')}]\n"
+        "[render]\n"
+        "subject = '{list_name} \"{date}\" \\\\ {{literal}}'\n"
+        "[[sources]]\n"
+        "name = 'local'\n"
+        f"path = {json_str(odd_path)}\n"
+        "categories = ['cs.CL', 'physics.gen-ph']\n"
+    )
+    s = load_settings(path, env={})
+    printed = effective_toml(s)
+    again = tmp_path / "again.toml"
+    again.write_text(printed, encoding="utf-8")
+    s2 = load_settings(again, env={})
+    assert _settings_doc(s2) == _settings_doc(s)
+    assert tomllib.loads(printed)["sources"][0]["path"] == str(tmp_path / odd_path)
+
+
+def test_printer_writes_valid_toml_for_any_string():
+    """The loader refuses line breaks, but the printer must not depend on that."""
+    import tomllib
+
+    awkward = "one\ntwo\r\n\"three\" \\ 'four' \u2028 \x7f ünï ✓ \ud7ff"
+    s = dataclasses.replace(
+        Settings(),
+        list=dataclasses.replace(Settings().list, name=awkward, contact="a\tb"),
+        topics=dataclasses.replace(Settings().topics, watch_keywords=(awkward, "x")),
+    )
+    doc = tomllib.loads(effective_toml(s))
+    assert doc["list"]["name"] == awkward and doc["list"]["contact"] == "a\tb"
+    assert doc["topics"]["watch_keywords"] == [awkward, "x"]
+
+
+def test_printer_comment_lines_stay_comments(tmp_path, database_url):
+    import tomllib
+
+    odd = tmp_path / "odd\nname = 1"
+    odd.mkdir()
+    cfg = odd / "newsletter.toml"
+    cfg.write_text(f"database_url = {json_str(database_url)}\n", encoding="utf-8")
+    doc = tomllib.loads(effective_toml(load_settings(cfg, env={})))
+    assert "name" not in doc
+
+
+def json_str(s: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML ones)."""
+    import json
+
+    return json.dumps(s, ensure_ascii=False)

@@ -180,6 +180,43 @@ def personalize(
     return html, text
 
 
+#: The names ``render.subject`` may use, each as a plain ``{name}``.
+SUBJECT_KEYS = ("list_name", "date", "long_date", "topics", "count")
+#: Longest ``render.subject`` template, in characters.
+SUBJECT_TEMPLATE_CHARS = 200
+
+
+def subject_template_problem(template: str) -> str | None:
+    """What is wrong with a ``render.subject`` template, or ``None``.
+
+    Only plain ``{name}`` fields of :data:`SUBJECT_KEYS` (and ``{{``/``}}`` for braces): no
+    attribute or index access (``{list_name.__class__}`` would reach into the program), no
+    conversions, no format specs (``{count:>99999999}`` would build a huge string).
+    """
+    known = ", ".join("{" + k + "}" for k in SUBJECT_KEYS)
+    if len(template) > SUBJECT_TEMPLATE_CHARS:
+        return f"expected at most {SUBJECT_TEMPLATE_CHARS} characters, got {len(template)}"
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as e:
+        return f"cannot read {template!r} ({e}); write a literal brace as {{{{ or }}}}"
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        shown = (
+            "{"
+            + name
+            + (f"!{conversion}" if conversion else "")
+            + (f":{spec}" if spec else "")
+            + "}"
+        )
+        if name not in SUBJECT_KEYS:
+            return f"{shown} is not a known name; known: {known}"
+        if spec or conversion:
+            return f"{shown}: no format specs or conversions; write {{{name}}}"
+    return None
+
+
 def subject_for(digest: Digest, settings: Settings) -> str:
     """The subject line from ``render.subject``; one line, whole topic labels, never CR/LF.
 
@@ -198,14 +235,13 @@ def subject_for(digest: Digest, settings: Settings) -> str:
         "topics": topics,
         "count": str(digest.paper_count),
     }
-    try:
-        subject = string.Formatter().vformat(settings.render.subject, (), values)
-    except (KeyError, IndexError, ValueError, AttributeError) as e:
-        known = ", ".join("{" + k + "}" for k in values)
-        raise TemplateError(
-            f"render.subject: cannot format {settings.render.subject!r} ({e!r}); "
-            f"known keys: {known}"
-        ) from None
+    problem = subject_template_problem(settings.render.subject)
+    if problem:  # the config loader refuses such a template; settings built by hand may not
+        raise TemplateError(f"render.subject: {problem}")
+    subject = "".join(
+        literal + (values[name] if name is not None else "")
+        for literal, name, _, _ in string.Formatter().parse(settings.render.subject)
+    )
     # Neutralised too: the subject is also the HTML <title>, which personalize() scans.
     return _clean(subject, neutralise=True)
 
