@@ -194,10 +194,17 @@ def config_check(app: Context) -> None:
     (NEWSLETTER_DATABASE_URL, NEWSLETTER_SMTP__HOST, ...) < command-line flags.
     """
     from newsletter.config import effective_toml
+    from newsletter.schedule import zone, zone_name
 
     settings = app.settings()
+    tz = zone_name(zone(settings.schedule))  # an unnamed machine zone is a config error
+    whose = "schedule.timezone" if settings.schedule.timezone else "the machine's"
     click.echo(effective_toml(settings), nl=False)
-    click.secho(f"ok: {len(settings.sources)} source(s) configured", fg="green", err=True)
+    click.secho(
+        f"ok: {len(settings.sources)} source(s) configured; time zone {tz} ({whose})",
+        fg="green",
+        err=True,
+    )
 
 
 # --------------------------------------------------------------------------- fetch

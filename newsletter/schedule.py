@@ -7,14 +7,20 @@ The decisions here are pure (a time, the schedule, the issue's state in; a decis
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import warnings
 import zoneinfo
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newsletter.config import ScheduleSettings
+from newsletter.errors import ConfigError
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
+
+log = logging.getLogger(__name__)
 
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -26,11 +32,40 @@ def parse_time(hhmm: str) -> dt.time:
 
 
 def zone(schedule: ScheduleSettings) -> dt.tzinfo:
-    """schedule.timezone, else the machine's zone."""
+    """schedule.timezone, else the machine's zone; either way a zone with its DST rules."""
     if schedule.timezone:
         return zoneinfo.ZoneInfo(schedule.timezone)
-    local = dt.datetime.now().astimezone().tzinfo
-    return local if local is not None else dt.UTC
+    return machine_zone()
+
+
+def machine_zone() -> dt.tzinfo:
+    """The machine's time zone (TZ, else /etc/localtime and friends) as an IANA zone.
+
+    Not ``datetime.now().astimezone().tzinfo``: that is today's fixed offset (CET, +01:00),
+    which sends an hour late from the spring change on.  tzlocal reads the zone once per
+    process.  A zone it cannot name (a POSIX rule such as TZ="CET-1CEST,M3.5.0,M10.5.0/3",
+    conflicting settings) is a configuration error; what it only warns about (no setting
+    at all, so UTC; a setting that disagrees with the clock's offset) goes to the log.
+    """
+    import tzlocal
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            tz: dt.tzinfo = tzlocal.get_localzone()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError) as e:
+            tz_env = os.environ.get("TZ")
+            why = f"TZ={tz_env!r} is not an IANA zone name" if tz_env else str(e).split("\n")[0]
+            raise ConfigError(
+                f"cannot tell this machine's time zone ({why}); set it, "
+                'e.g. timezone = "Europe/Berlin"',
+                key="schedule.timezone",
+            ) from None
+    for w in caught:
+        log.warning(
+            "the machine's time zone: %s; set schedule.timezone to be sure", str(w.message).strip()
+        )
+    return tz
 
 
 def zone_name(tz: dt.tzinfo) -> str:

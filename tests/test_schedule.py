@@ -7,6 +7,9 @@ time after it (``get_next_fire_time(None, t)``), exactly what the scheduler asks
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import zoneinfo
 
 import pytest
@@ -402,3 +405,90 @@ def test_catch_up_agrees_with_the_trigger(zone, day, at, offset, grace, finished
     expected = not finished and (offset >= 0 and (offset <= grace or finished is False))
     assert d.due == expected, d.reason
     assert d.issue_date == day
+
+
+# --------------------------------------------------------------------------- the machine's zone
+
+
+def _with_tz(tz: str, code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` in a fresh interpreter whose TZ is ``tz`` (the zone is read once a process)."""
+    env = {**os.environ, "TZ": tz}
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60
+    )
+
+
+_FIRES = """
+import datetime as dt
+from newsletter.config import ScheduleSettings
+from newsletter.schedule import cron_trigger, zone, zone_name
+s = ScheduleSettings(send_at="07:30", days="*")  # timezone = "": the machine's
+tz = zone(s)
+print(zone_name(tz))
+trigger = cron_trigger(s.send_at, s, tz)
+for start in ("2026-03-27", "2026-10-23"):
+    t = dt.datetime.fromisoformat(start + "T12:00:00+00:00")
+    for _ in range(4):
+        t = trigger.get_next_fire_time(None, t)
+        print(t.astimezone(dt.UTC).isoformat())
+        t = t + dt.timedelta(seconds=1)
+"""
+
+
+def test_the_machines_zone_keeps_0730_local_across_both_dst_changes():
+    """With schedule.timezone empty and TZ=Europe/Berlin, the send stays at 07:30 on the
+    wall clock: a fixed +01:00 taken in winter would send at 08:30 all summer."""
+    r = _with_tz("Europe/Berlin", _FIRES)
+    assert r.returncode == 0, r.stderr
+    name, *instants = r.stdout.split()
+    assert name == "Europe/Berlin"
+    got = [wall(dt.datetime.fromisoformat(t), BERLIN) for t in instants]
+    assert got == [
+        "Sat 2026-03-28 07:30 +0100",
+        "Sun 2026-03-29 07:30 +0200",  # the spring change was at 02:00 that night
+        "Mon 2026-03-30 07:30 +0200",
+        "Tue 2026-03-31 07:30 +0200",
+        "Sat 2026-10-24 07:30 +0200",
+        "Sun 2026-10-25 07:30 +0100",  # the autumn change
+        "Mon 2026-10-26 07:30 +0100",
+        "Tue 2026-10-27 07:30 +0100",
+    ]
+    # And the issue date and the day window follow the same zone.
+    code = (
+        "import datetime as dt\n"
+        "from newsletter.config import Settings\n"
+        "from newsletter.pipeline import day_window, issue_date_for\n"
+        "s = Settings()\n"
+        "print(issue_date_for(dt.datetime(2026, 7, 1, 22, 30, tzinfo=dt.UTC), s))\n"
+        "print(day_window(dt.date(2026, 7, 1), s)[1].isoformat())\n"
+    )
+    r = _with_tz("Europe/Berlin", code)
+    assert r.stdout.split() == ["2026-07-02", "2026-07-01T22:00:00+00:00"], r.stderr
+
+
+def test_a_machine_zone_that_cannot_be_named_is_a_config_error():
+    """A POSIX rule in TZ has no IANA name and no history: say so, and say what to set."""
+    for args in (["config", "check"], ["digest"]):
+        r = subprocess.run(
+            [sys.executable, "-m", "newsletter", "--database-url", "sqlite://", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TZ": "CET-1CEST,M3.5.0,M10.5.0/3"},
+            timeout=60,
+        )
+        assert r.returncode == 2, (args, r.stderr)
+        (line,) = r.stderr.strip().splitlines()
+        assert "schedule.timezone" in line and "CET-1CEST" in line and "Europe/Berlin" in line
+
+
+def test_config_check_names_the_zone_it_will_use(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--database-url", "sqlite://", "config", "check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TZ": "America/New_York"},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "time zone America/New_York (the machine's" in r.stderr
