@@ -475,20 +475,30 @@ def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
 
 
 @subscribers.command("import")
-@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.argument("file", type=click.File("rb"))
+@click.option(
+    "--encoding",
+    metavar="NAME",
+    help="The file's encoding if it is not UTF-8 (e.g. latin-1, cp1252, utf-16-le). "
+    "Default: UTF-8, or UTF-16 when the file starts with its byte-order mark.",
+)
 @pass_app
 @reports_errors
-def subscribers_import(app: Context, file: Any) -> None:
+def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
     """Import subscribers from a CSV FILE with a header row (columns: email, name).
 
     Bad rows are reported by line number and the good ones imported.  People who
     unsubscribed or bounced are not brought back by an import.  Exit code 1 if any row
-    was bad.
+    was bad; 2 (nothing imported) if the file is not CSV text in the expected encoding
+    or a quote is left open.  Reads what `subscribers export` writes.
     """
-    from newsletter.subscribers import read_csv
+    from newsletter import subscribers as subs
 
+    data = file.read(subs.MAX_CSV_BYTES + 1)
+    if len(data) > subs.MAX_CSV_BYTES:
+        raise subs.BadCsv(f"{file.name}: larger than {subs.MAX_CSV_BYTES:,} bytes; split it")
+    rows, problems = subs.read_csv(subs.decode_csv(data, encoding))
     settings = app.settings()
-    rows, problems = read_csv(file.read())
     with app.store(settings) as store:
         result = store.import_subscribers([(r.email, r.name) for r in rows], now=_now())
     for p in problems:
@@ -508,7 +518,12 @@ def subscribers_import(app: Context, file: Any) -> None:
 @pass_app
 @reports_errors
 def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
-    """Write subscribers as CSV to standard output (importable again)."""
+    """Write subscribers as CSV to standard output (importable again).
+
+    A name or address starting with =, +, -, @, a tab or a CR is written with a ' in front,
+    so that a spreadsheet shows it instead of running it as a formula; `subscribers
+    import` takes the ' off again.
+    """
     from newsletter.subscribers import write_csv
 
     settings = app.settings()

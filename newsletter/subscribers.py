@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,61 +80,166 @@ class ImportProblem:
     reason: str
 
 
+class BadCsv(NewsletterError):
+    """A file that cannot be read as a CSV list of subscribers; nothing is imported."""
+
+    exit_code = 2
+
+
+#: Largest CSV file an import reads (a list of a million subscribers is some 50 MB).
+MAX_CSV_BYTES = 100_000_000
+#: A spreadsheet evaluates a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: C0 controls other than tab, LF and CR: in a "CSV" file, the mark of a binary one.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_BOMS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),  # little-endian; the codec reads the mark itself
+    (b"\xfe\xff", "utf-16"),
+)
+
+
+def decode_csv(data: bytes, encoding: str | None = None) -> str:
+    """The text of a CSV file: UTF-8 (or what its byte-order mark says), else ``encoding``.
+
+    Not guessed: a wrong guess imports wrong names without a word.  A file that is not
+    text in that encoding is one :class:`BadCsv` naming the line and the byte.
+    """
+    if encoding is None:
+        encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+        if encoding is None and b"\x00" in data:
+            at = data.index(b"\x00")
+            raise BadCsv(
+                f"not a text file: a NUL byte at byte {at} (line {_line_at(data, at)}); if it "
+                "is UTF-16 without a byte-order mark, give --encoding utf-16-le (or utf-16-be)"
+            )
+    try:
+        text = data.decode(encoding or "utf-8")
+    except LookupError:
+        raise BadCsv(
+            f"unknown encoding {encoding!r}; e.g. utf-8, latin-1, cp1252, utf-16"
+        ) from None
+    except UnicodeDecodeError as e:
+        bad = data[e.start : e.start + 1].hex()
+        line = _line_at(data, e.start)
+        if encoding is None:
+            raise BadCsv(
+                f"line {line}: byte 0x{bad} (at byte {e.start}) is not UTF-8; save the file "
+                "as UTF-8, or give its encoding, e.g. --encoding latin-1 or cp1252"
+            ) from None
+        raise BadCsv(
+            f"line {line}: byte 0x{bad} (at byte {e.start}) is not valid {encoding}"
+        ) from None
+    control = _CONTROL.search(text)
+    if control:
+        raise BadCsv(
+            f"not a text file: control character U+{ord(control.group()):04X} on line "
+            f"{text.count(chr(10), 0, control.start()) + 1}"
+        )
+    return text.removeprefix("\ufeff")
+
+
+def _line_at(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
 def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
     """Rows of a CSV with a header naming an ``email`` column (``name`` optional).
 
-    Bad rows are reported by line number; the good ones are returned to be imported.
+    Commas separate fields, or semicolons or tabs if the header has those and no comma
+    (what spreadsheets write in many locales).  Bad rows are reported by line number and
+    the good ones returned; a file whose rows cannot be told apart (a quote left open,
+    which would swallow the lines after it into one field) is a :class:`BadCsv`.  A cell
+    that :func:`write_csv` guarded against formulas is read back as it was.
     """
     problems: list[ImportProblem] = []
     rows: list[ImportRow] = []
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    first = text.partition("\n")[0]
+    delimiter = next((d for d in ",;\t" if d in first), ",")
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    records = _records(reader)
     try:
-        header = next(reader)
+        _, header = next(records)
     except StopIteration:
-        raise BadAddress(
-            "the CSV file is empty; expected a header row with an email column"
-        ) from None
+        raise BadCsv("the CSV file is empty; expected a header row with an email column") from None
     cols = [h.strip().lower() for h in header]
     if "email" not in cols:
-        raise BadAddress(
+        raise BadCsv(
             f"the CSV header has no 'email' column (found: {', '.join(header) or 'nothing'})"
         )
     ei = cols.index("email")
     ni = cols.index("name") if "name" in cols else None
     seen: set[str] = set()
-    try:
-        for record in reader:
-            line = reader.line_num
-            if not any(c.strip() for c in record):
-                continue
-            if len(record) <= ei:
-                problems.append(ImportProblem(line, "no email value"))
-                continue
-            try:
-                email = normalise_email(record[ei])
-            except BadAddress as e:
-                problems.append(ImportProblem(line, str(e)))
-                continue
-            if email in seen:
-                problems.append(ImportProblem(line, f"{email}: repeats an earlier row"))
-                continue
-            seen.add(email)
-            name = clean_name(record[ni]) if ni is not None and len(record) > ni else ""
-            rows.append(ImportRow(line, email, name))
-    except csv.Error as e:
-        problems.append(ImportProblem(reader.line_num, f"unreadable CSV: {e}"))
+    for line, record in records:
+        if not any(c.strip() for c in record):
+            continue
+        if len(record) <= ei:
+            problems.append(ImportProblem(line, "no email value"))
+            continue
+        try:
+            email = normalise_email(_unguard(record[ei]))
+        except BadAddress as e:
+            problems.append(ImportProblem(line, str(e)))
+            continue
+        if email in seen:
+            problems.append(ImportProblem(line, f"{email}: repeats an earlier row"))
+            continue
+        seen.add(email)
+        name = clean_name(_unguard(record[ni])) if ni is not None and len(record) > ni else ""
+        rows.append(ImportRow(line, email, name))
     return rows, problems
 
 
+def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each record; :class:`BadCsv` where the quoting breaks.
+
+    No field of a subscriber list holds a line break, so a record running over several
+    lines is a quote left open, not data: it is refused rather than imported as one row.
+    """
+    last = 0
+    while True:
+        start = last + 1
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            where = f"line {start}" if "end of data" in str(e) else f"line {reader.line_num}"
+            raise BadCsv(
+                f"{where}: not valid CSV ({e}; a quote left open?); nothing was imported"
+            ) from None
+        last = reader.line_num
+        if last > start and any("\n" in f or "\r" in f for f in record):
+            raise BadCsv(
+                f"lines {start}-{last} are one record: a quote opened on line {start} closes "
+                f"only on line {last} (a quote left open?); nothing was imported"
+            )
+        yield start, record
+
+
+def _guard(cell: str) -> str:
+    """A cell a spreadsheet will not run as a formula: ``'`` before a risky first
+    character (and before a leading ``'``, so that :func:`_unguard` can tell)."""
+    return "'" + cell if cell.startswith((*_FORMULA_START, "'")) else cell
+
+
+def _unguard(cell: str) -> str:
+    """The cell :func:`_guard` was given; any other cell as it is."""
+    if cell.startswith("'") and cell[1:].startswith((*_FORMULA_START, "'")):
+        return cell[1:]
+    return cell
+
+
 def write_csv(subscribers: Iterable[Subscriber]) -> str:
+    """The subscribers as CSV for a spreadsheet or :func:`read_csv`; text cells guarded."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["email", "name", "status", "created_at", "unsubscribed_at"])
     for s in subscribers:
         w.writerow(
             [
-                s.email,
-                s.name,
+                _guard(s.email),
+                _guard(s.name),
                 s.status.value,
                 s.created_at.isoformat(),
                 s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
