@@ -536,3 +536,12 @@ def test_long_titles_names_and_labels_are_capped_where_shown(word: str) -> None:
     assert all(t.endswith("…") for t in titles)
     assert max(len(t) for t in root.body.itertext()) <= 2 * render.TITLE_CHARS
     assert len(issue.subject) < 200
+
+
+@pytest.mark.parametrize("name", ["digest.html.j2", "_style.css.j2"])
+def test_a_template_not_in_utf8_is_a_template_error(tmp_path, name: str) -> None:
+    """An operator's template saved in Latin-1 (or a directory where a template should be)
+    is one line naming the file, not a traceback."""
+    (tmp_path / name).write_bytes("<p>Caf\xe9 {{ list_name }}</p>\n".encode("latin-1"))
+    with pytest.raises(TemplateError, match=rf"{name}.*UTF-8"):
+        render_issue(digest(topic("t", [paper(1)])), settings(templates_dir=str(tmp_path)))

@@ -17,7 +17,7 @@ import re
 import string
 import textwrap
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -560,8 +560,24 @@ def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
     def autoescape(name: str | None) -> bool:
         return bool(name) and name.endswith((".html.j2", ".html"))  # type: ignore[union-attr]
 
+    class Loader(jinja2.FileSystemLoader):
+        def get_source(
+            self, environment: jinja2.Environment, template: str
+        ) -> tuple[str, str, Callable[[], bool]]:
+            try:
+                return super().get_source(environment, template)
+            except UnicodeDecodeError as e:
+                where = next(
+                    (str(p) for d in dirs if (p := pathlib.Path(d) / template).is_file()),
+                    template,
+                )
+                raise TemplateError(
+                    f"{where}: not UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                    "save the template as UTF-8"
+                ) from None
+
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(list(dirs)),
+        loader=Loader(list(dirs)),
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
