@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.schedule import zone
-from newsletter.sources import SourceResult, fetch_source
+from newsletter.sources import SourceResult, failed_result, fetch_source, unexpected
 from newsletter.sources.http import Fetcher, default_user_agent
 from newsletter.store import IssueRecord, Recovered, Store
 
@@ -112,8 +113,19 @@ def run_fetch(
     runs = []
     for source in sources:
         previous = store.source_state(source.name)
+        started = time.monotonic()
         result = fetch_source(source, previous, fetcher, now=now, issue_date=issue_date)
-        upserted = store.upsert_papers(result.papers, seen_at=now) if result.papers else None
+        try:
+            upserted = store.upsert_papers(result.papers, seen_at=now) if result.papers else None
+        except Exception as e:
+            # The source's own transaction was rolled back; the other sources are stored.
+            # The parser makes every value storable, so this is a bug: traceback to the log.
+            log.exception("source %s: its papers could not be stored", source.name)
+            reason = unexpected("its papers could not be stored", e)
+            result = failed_result(
+                source.name, result.url, reason, http_status=result.http_status, started=started
+            )
+            upserted = None
         run = SourceRun(
             result,
             new=upserted.new if upserted else 0,

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import both_backends
 
 from newsletter.cli import cli
 from newsletter.config import load_settings
 from newsletter.models import FetchStatus
 from newsletter.pipeline import day_window, run_fetch
+from newsletter.sources.parse import MAX_COUNT
 from newsletter.store import Store
 
 NOW = dt.datetime(2026, 4, 27, 6, 0, tzinfo=dt.UTC)
 FEEDS = Path(__file__).resolve().parent / "data" / "feeds"
+ARXIV_ONE = "arxiv_rss_cs.AI_2026-04-27_3items.xml"
 
 
 def serve_samples(feed_server, sample_feeds, day: dt.date = NOW.date()) -> dict[str, str]:  # noqa: B008
@@ -139,6 +144,143 @@ def test_a_broken_source_never_stops_the_others(
         assert store.count_papers() == 177
         state = store.source_state("broken")
         assert state.last_status is FetchStatus.ERROR and state.last_error == bad.result.error
+
+
+# A Hugging Face document with everything a database refuses: integers past 64 bits, a lone
+# surrogate (JSON can escape one), NUL in an id (PostgreSQL refuses NUL in text).
+HOSTILE_HF = json.dumps(
+    [
+        {
+            "paper": {"id": "2604.90001", "title": "Huge counts", "upvotes": 10**29},
+            "numComments": 10**29,
+        },
+        {"paper": {"id": "2604.90002", "title": "Lone \ud800 surrogate", "authors": ["A \udfff"]}},
+        {"paper": {"id": "slug\u0000with-nul", "title": "NUL in the id"}},
+    ]
+).encode()
+
+
+def hostile_first(feed_server, sample_feeds, write_config, answer: dict) -> Path:
+    """A config whose first source answers ``answer``, followed by the three samples."""
+    urls = serve_samples(feed_server, sample_feeds)
+    hostile = feed_server.add("/hostile", answer)
+    return write_config(
+        config_text(urls).replace(
+            "[[sources]]", f'[[sources]]\nname = "hostile"\nurl = "{hostile}"\n[[sources]]', 1
+        )
+    )
+
+
+@both_backends
+def test_values_no_database_can_store_are_made_storable(
+    feed_server, sample_feeds, write_config, database_url
+):
+    answer = {"body": HOSTILE_HF, "headers": {"Content-Type": "application/json"}}
+    settings = load_settings(hostile_first(feed_server, sample_feeds, write_config, answer), env={})
+    with Store.open(settings.database_url) as store:
+        report = run_fetch(settings, store, now=NOW)
+        assert report.ok, [(r.result.name, r.result.error) for r in report.failed]
+        assert [r.new for r in report.runs] == [3, 93, 84, 0]
+        huge = next(p for p in store.papers() if p.id == "arxiv:2604.90001")
+        assert huge.upvotes == huge.comments == MAX_COUNT
+        odd = next(p for p in store.papers() if p.id == "arxiv:2604.90002")
+        assert odd.title == "Lone \ufffd surrogate" and odd.authors == ("A \ufffd",)
+        assert any(
+            p.id == "url:https://huggingface.co/papers/slug\ufffdwith-nul" for p in store.papers()
+        )
+
+
+@both_backends
+@pytest.mark.parametrize("etag", ['"a\x00b"', '"' + "x" * 5000 + '"'])
+def test_a_validator_not_worth_storing_is_dropped(feed_server, write_config, database_url, etag):
+    url = feed_server.add("/feed", {"body": (FEEDS / ARXIV_ONE).read_bytes(), "etag": etag})
+    settings = load_settings(
+        write_config(f'[fetch]\nmin_interval = 0\n[[sources]]\nname = "a"\nurl = "{url}"\n'), env={}
+    )
+    with Store.open(settings.database_url) as store:
+        assert run_fetch(settings, store, now=NOW).ok
+        assert store.source_state("a").etag is None
+        assert run_fetch(settings, store, now=NOW).ok  # fetched again, unconditionally
+    assert "if-none-match" not in feed_server.hits("/feed")[1].headers
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+        (b'[{"paper": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001 + b"]", "nested too deeply"),
+    ],
+)
+def test_a_hostile_document_fails_its_source_only(
+    feed_server, sample_feeds, write_config, body, reason
+):
+    answer = {"body": body, "headers": {"Content-Type": "application/json"}}
+    settings = load_settings(hostile_first(feed_server, sample_feeds, write_config, answer), env={})
+    with Store.open(settings.database_url) as store:
+        report = run_fetch(settings, store, now=NOW)
+        (bad,) = report.failed
+        assert bad.result.name == "hostile" and reason in bad.result.error
+        assert store.count_papers() == 177
+        assert store.source_state("hostile").last_error == bad.result.error
+
+
+def test_a_bug_fails_its_source_with_a_traceback_in_the_log(
+    feed_server, sample_feeds, write_config, monkeypatch, caplog
+):
+    # No input is known to hit a bug any more, so one is planted: the parser blows up on
+    # the first source only.
+    from newsletter.sources import parse
+
+    real = parse.parse_document
+
+    def buggy(body, *, source, **kwargs):
+        if source.name == "hostile":
+            raise ZeroDivisionError("division by zero")
+        return real(body, source=source, **kwargs)
+
+    monkeypatch.setattr(parse, "parse_document", buggy)
+    answer = {"body": b"[]", "headers": {"Content-Type": "application/json"}}
+    settings = load_settings(hostile_first(feed_server, sample_feeds, write_config, answer), env={})
+    with Store.open(settings.database_url) as store, caplog.at_level(logging.ERROR):
+        report = run_fetch(settings, store, now=NOW)
+        (bad,) = report.failed
+        assert bad.result.name == "hostile"
+        assert (
+            bad.result.error
+            == "unexpected error (ZeroDivisionError: division by zero); see the log"
+        )
+        assert store.count_papers() == 177
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert "hostile" in record.getMessage() and record.exc_info[0] is ZeroDivisionError
+
+
+def test_papers_the_store_refuses_fail_their_source_only(
+    feed_server, sample_feeds, write_config, monkeypatch, caplog
+):
+    # The parser makes every value storable; a store that still refuses one source's papers
+    # is stood in for, since no real input reaches it.
+    real = Store.upsert_papers
+
+    def refusing(self, papers, **kwargs):
+        papers = list(papers)
+        if any(p.source == "hf-daily" for p in papers):
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
+        return real(self, papers, **kwargs)
+
+    monkeypatch.setattr(Store, "upsert_papers", refusing)
+    urls = serve_samples(feed_server, sample_feeds)
+    settings = load_settings(write_config(config_text(urls)), env={})
+    with Store.open(settings.database_url) as store, caplog.at_level(logging.ERROR):
+        report = run_fetch(settings, store, now=NOW)
+        (bad,) = report.failed
+        assert bad.result.name == "hf-daily" and bad.total == 0
+        assert bad.result.error == (
+            "its papers could not be stored (OverflowError: Python int too large to convert "
+            "to SQLite INTEGER); see the log"
+        )
+        assert store.count_papers() == 177
+        assert store.source_state("hf-daily").last_error == bad.result.error
+    assert any(r.exc_info and r.exc_info[0] is OverflowError for r in caplog.records)
 
 
 def test_weekend_arxiv_channel_is_empty_not_an_error(feed_server, write_config):

@@ -13,7 +13,7 @@ import pytest
 from newsletter.config import SourceSettings
 from newsletter.errors import FeedError
 from newsletter.models import AnnounceType, Paper, SourceKind
-from newsletter.sources.parse import ParsedFeed, detect_kind, parse_document
+from newsletter.sources.parse import MAX_COUNT, ParsedFeed, detect_kind, parse_document
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 FETCHED = dt.datetime(2026, 4, 27, 12, 0, tzinfo=dt.UTC)
@@ -347,6 +347,106 @@ def test_hf_tolerates_odd_values() -> None:
     assert text_counts.authors == ("Plain Name",)
     assert slug.id == "url:https://huggingface.co/papers/hf-only-slug"
     assert slug.arxiv_id is None and slug.pdf_url is None
+
+
+@pytest.mark.parametrize(
+    ("value", "count"),
+    [
+        (7, 7),
+        (0, 0),
+        (10**29, MAX_COUNT),  # SQLite's INTEGER is 64-bit, PostgreSQL's 32-bit
+        (MAX_COUNT + 1, MAX_COUNT),
+        (-3, None),  # a negative count says nothing
+        (12.0, 12),
+        (12.7, 12),
+        (1e300, MAX_COUNT),
+        (-0.5, None),
+        (True, None),
+        ("42", 42),
+        (" 42 ", 42),
+        ("9" * 5000, MAX_COUNT),  # past int()'s 4,300-digit limit
+        ("²", None),  # a digit to str.isdigit, not to int()
+        ("٣", None),  # Arabic-Indic three: only ASCII digits count
+        ("-5", None),
+        ("1.2k", None),
+        ({"n": 1}, None),
+        ([1], None),
+    ],
+)
+def test_hf_counts_are_clamped_or_unknown(value: object, count: int | None) -> None:
+    data = json.dumps([{"paper": {"id": "2604.30003", "title": "T", "upvotes": value}}]).encode()
+    (paper,) = parse(data, url=HF_URL).papers
+    assert paper.upvotes == count
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [b"1" + b"0" * 5000, b"1e400", b"Infinity", b"NaN", b"-Infinity", b"-" + b"9" * 5000],
+)
+def test_hf_numbers_beyond_any_range(literal: bytes) -> None:
+    data = b'[{"paper": {"id": "2604.30004", "title": "T", "upvotes": %s}, "numComments": %s}]' % (
+        literal,
+        literal,
+    )
+    (paper,) = parse(data, url=HF_URL).papers
+    expected = MAX_COUNT if literal[:1] in b"1I" else None
+    assert paper.upvotes == paper.comments == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b"[" + b'{"a": ' * 50_000 + b"1" + b"}" * 50_000 + b"]",
+        b'[{"paper": {"id": "2604.30005", "title": "T", "authors": '
+        + b"[" * 50_000
+        + b"]" * 50_000
+        + b"}}]",
+    ],
+)
+def test_hf_deeply_nested_json_is_a_feed_error(data: bytes) -> None:
+    with pytest.raises(FeedError, match="JSON nested too deeply"):
+        parse(data, url=HF_URL)
+
+
+def test_every_string_is_storable() -> None:
+    # json.loads lets a lone surrogate through (no database can encode it) and NUL
+    # (PostgreSQL refuses it in text); both become U+FFFD wherever they are.
+    hf = json.dumps(
+        [
+            {
+                "paper": {
+                    "id": "slug\ud800\u0000",
+                    "title": "A \udc00 title",
+                    "summary": "An \ud800 abstract",
+                    "authors": [{"name": "Ada \udbff"}],
+                    "ai_keywords": ["k\udfff"],
+                }
+            }
+        ]
+    ).encode()
+    (paper,) = parse(hf, url=HF_URL).papers
+    for value in (
+        paper.id,
+        paper.title,
+        paper.abstract,
+        paper.url,
+        *paper.authors,
+        *paper.keywords,
+    ):
+        assert value.encode("utf-8") and "\x00" not in value
+    assert paper.id == "url:https://huggingface.co/papers/slug\ufffd\ufffd"
+    assert paper.title == "A \ufffd title" and paper.keywords == ("k\ufffd",)
+    assert paper.authors == ("Ada \ufffd",) and paper.abstract == "An \ufffd abstract"
+
+
+def test_nul_in_xml_is_refused() -> None:
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+        b"<title>Zero</title><link>https://n.example/a&#0;b</link></item></channel></rss>"
+    )
+    with pytest.raises(FeedError, match="not well-formed XML"):
+        parse(rss)
 
 
 # --------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 from newsletter.config import SourceSettings
 from newsletter.errors import FeedError
 from newsletter.models import FetchStatus, Paper, SourceState
-from newsletter.sources.http import Fetcher
+from newsletter.sources.http import Fetcher, one_line
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +84,14 @@ def fetch_source(
             resp.body, source=source, url=url, content_type=resp.content_type, fetched_at=now
         )
     except FeedError as e:
-        log.warning("source %s failed: %s", source.name, e)
-        return SourceResult(
-            source.name,
-            url,
-            FetchStatus.ERROR,
-            http_status=e.status,
-            error=e.reason,
-            elapsed=time.monotonic() - started,
-        )
+        reason = one_line(e.reason)
+        log.warning("source %s failed: %s: %s", source.name, url, reason)
+        return failed_result(source.name, url, reason, http_status=e.status, started=started)
+    except Exception as e:
+        # A bug, but one source's: the others are still fetched.  The traceback goes to
+        # the log; the report names the error.
+        log.exception("source %s: unexpected error", source.name)
+        return failed_result(source.name, url, unexpected("unexpected error", e), started=started)
     status = FetchStatus.OK if parsed.papers or parsed.skipped else FetchStatus.EMPTY
     return SourceResult(
         source.name,
@@ -102,6 +102,34 @@ def fetch_source(
         http_status=None if resp.local else resp.status,
         note=parsed.note,
         elapsed=time.monotonic() - started,
-        etag=resp.headers.get("etag"),
-        last_modified=resp.headers.get("last-modified"),
+        etag=_validator(resp.headers.get("etag")),
+        last_modified=_validator(resp.headers.get("last-modified")),
     )
+
+
+def failed_result(
+    name: str, url: str, reason: str, *, http_status: int | None = None, started: float
+) -> SourceResult:
+    """An ERROR result; ``started`` is the ``time.monotonic()`` at which the source began."""
+    return SourceResult(
+        name,
+        url,
+        FetchStatus.ERROR,
+        http_status=http_status,
+        error=reason,
+        elapsed=time.monotonic() - started,
+    )
+
+
+def unexpected(what: str, e: Exception) -> str:
+    """The report's line for an exception that is a bug: the details are in the log."""
+    return f"{what} ({one_line(f'{type(e).__name__}: {e}', 200)}); see the log"
+
+
+_VALIDATOR = re.compile(r"[\x20-\x7e\x80-\xff]{1,1024}")
+
+
+def _validator(value: str | None) -> str | None:
+    """An ETag or Last-Modified worth storing and sending back; a long or binary one is
+    dropped (PostgreSQL refuses NUL in text), which only costs an unconditional fetch."""
+    return value if value is not None and _VALIDATOR.fullmatch(value) else None

@@ -10,6 +10,7 @@ import datetime as dt
 import email.utils
 import http.client
 import logging
+import re
 import socket
 import ssl
 import time
@@ -30,6 +31,19 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _CHUNK = 64 * 1024
+
+# Line breaks, other control characters and lone surrogates: none belongs in a report line.
+_NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one line of at most ``limit`` characters, for the fetch report and the log.
+
+    Failure reasons quote what servers and documents said (a status line, an exception's
+    message), which can hold line breaks and control characters and run to 64 KiB.
+    """
+    line = " ".join(_NOT_IN_A_LINE.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
 @dataclass(frozen=True)

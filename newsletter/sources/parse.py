@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
+import math
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
@@ -27,7 +29,11 @@ from newsletter.sources.normalize import (
     to_utc,
 )
 
-__all__ = ["ParsedFeed", "detect_kind", "parse_document"]
+__all__ = ["MAX_COUNT", "ParsedFeed", "detect_kind", "parse_document"]
+
+#: Upvote and comment counts above this are clamped to it: the largest value an INTEGER
+#: column holds on every supported database (PostgreSQL's is 32-bit, SQLite's 64-bit).
+MAX_COUNT = 2**31 - 1
 
 _ARXIV_KINDS = (SourceKind.ARXIV_RSS, SourceKind.ARXIV_API)
 _ANNOUNCE_TYPES = {t.value: t for t in AnnounceType}
@@ -192,7 +198,7 @@ def _select(
     seen: set[str] = set()
     unusable = filtered = repeated = 0
     for draft in drafts:
-        paper = draft.paper
+        paper = _storable(draft.paper) if draft.paper is not None else None
         if paper is None:
             unusable += 1
         elif (wanted_types and draft.raw_announce_type not in (None, *wanted_types)) or (
@@ -238,6 +244,27 @@ def _in_categories(categories: Iterable[str], wanted: list[str]) -> bool:
 
 def _with_source(paper: Paper, name: str) -> Paper:
     return replace(paper, source=name)
+
+
+# A lone surrogate (JSON may escape one) cannot be encoded for any database; PostgreSQL
+# refuses NUL in text (feedparser turns &#0; into one).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable(paper: Paper) -> Paper:
+    """The paper with every string safe to store: unstorable characters become U+FFFD."""
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(paper):
+        value = getattr(paper, f.name)
+        if type(value) is str:
+            cleaned: Any = _UNSTORABLE.sub("\ufffd", value)
+        elif isinstance(value, tuple):
+            cleaned = tuple(_UNSTORABLE.sub("\ufffd", v) for v in value)
+        else:
+            continue
+        if cleaned != value:
+            changes[f.name] = cleaned
+    return replace(paper, **changes) if changes else paper
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,7 +511,9 @@ def _parse_hf(body: bytes, url: str, fetched_at: dt.datetime) -> list[_Draft]:
     if sniffed != "json":
         raise FeedError(url, _not_a_feed(body, sniffed, expected))
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_json_int)
+    except RecursionError:
+        raise FeedError(url, "JSON nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise FeedError(url, f"not valid JSON ({e})") from e
     if isinstance(data, dict):
@@ -555,16 +584,32 @@ def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _json_int(literal: str) -> int | float:
+    # int() refuses more than 4,300 digits; no count or id is anywhere near that long, and
+    # as a float such a number is simply too large (infinite), which the counts clamp.
+    return int(literal) if len(literal) <= 40 else float(literal)
+
+
 def _first_count(*values: object) -> int | None:
     return next((c for c in map(_count, values) if c is not None), None)
 
 
+_DIGITS = re.compile(r"\s*\+?([0-9]+)\s*")
+
+
 def _count(value: object) -> int | None:
-    """A non-negative count from an int or a numeric string; anything else is unknown."""
-    if isinstance(value, bool):
+    """A count from a number or a string of ASCII digits, clamped to ``MAX_COUNT``.
+
+    Anything else is unknown (None): negative numbers, NaN, booleans, "1.2k".
+    """
+    if isinstance(value, str):
+        m = _DIGITS.fullmatch(value)
+        if m is None:
+            return None
+        digits = m.group(1).lstrip("0")
+        value = int(digits) if len(digits) <= 10 else MAX_COUNT  # at most 10 digits: no int() limit
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+    if math.isnan(value) or value < 0:
+        return None
+    return int(min(value, MAX_COUNT))
