@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import os
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -192,6 +197,84 @@ def test_local_files(tmp_path):
         fetcher(max_bytes=10).get(str(p))
     with pytest.raises(FeedError, match="unsupported URL scheme 'ftp'"):
         f.get("ftp://example.org/feed")
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/dev/zero", "a character device"),
+        ("file:///dev/zero", "a character device"),
+        ("file:///dev/urandom", "a character device"),
+        ("/dev/null", "a character device"),
+    ],
+)
+def test_devices_are_refused(path, kind):
+    started = time.monotonic()
+    with pytest.raises(FeedError, match=f"^{path}: {kind}, not a regular file$"):
+        fetcher().get(path)
+    assert time.monotonic() - started < 1
+
+
+def test_a_fifo_without_a_writer_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "feed.fifo"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def get() -> None:
+        try:
+            fetcher().get(str(fifo))
+            outcome.append(None)
+        except BaseException as e:
+            outcome.append(e)
+
+    reader = threading.Thread(target=get, daemon=True)
+    reader.start()
+    reader.join(5)
+    if reader.is_alive():  # it blocks in open(): let it go before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(5)
+        pytest.fail("reading a FIFO without a writer hung")
+    (error,) = outcome
+    assert isinstance(error, FeedError) and error.reason == "a FIFO, not a regular file"
+
+
+def test_a_socket_file_is_refused(tmp_path):
+    path = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        with pytest.raises(FeedError, match="a socket, not a regular file"):
+            fetcher().get(str(path))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_the_cap_holds_for_a_file_whose_size_lies():
+    # /proc files are regular files of size 0 that read as more: the cap is counted on
+    # what is read, not on what stat says.
+    assert os.stat("/proc/self/status").st_size == 0
+    with pytest.raises(FeedError, match="over the 100-byte cap"):
+        fetcher(max_bytes=100).get("/proc/self/status")
+    assert b"Name:" in fetcher().get("/proc/self/status").body
+
+
+def test_unusable_paths_are_one_line_errors(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "file").write_bytes(FEED)
+    f = fetcher()
+    with pytest.raises(FeedError, match=r"cannot read: Too many levels of symbolic links$"):
+        f.get(str(tmp_path / "loop"))
+    with pytest.raises(FeedError, match=r"cannot read: Not a directory$"):
+        f.get(str(tmp_path / "file" / "x.xml"))
+    with pytest.raises(FeedError, match=r"cannot read: the path contains a NUL character$"):
+        f.get((tmp_path / "file").as_uri() + "%00.xml")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_an_unreadable_file(tmp_path):
+    p = tmp_path / "secret.xml"
+    p.write_bytes(FEED)
+    p.chmod(0)
+    with pytest.raises(FeedError, match=r"cannot read: Permission denied$"):
+        fetcher().get(str(p))
 
 
 def test_default_user_agent_names_the_operator():

@@ -10,9 +10,11 @@ import datetime as dt
 import email.utils
 import http.client
 import logging
+import os
 import re
 import socket
 import ssl
+import stat
 import time
 import urllib.error
 import urllib.parse
@@ -134,19 +136,28 @@ class Fetcher:
     # ------------------------------------------------------------------ local files
 
     def _get_file(self, url: str, path: Path) -> Response:
+        cap = self.settings.max_bytes
         try:
-            size = path.stat().st_size
-            if size > self.settings.max_bytes:
-                raise FeedError(
-                    url, f"file is {size:,} bytes, over the {self.settings.max_bytes:,}-byte cap"
-                )
-            return Response(url=url, status=200, body=path.read_bytes(), local=True)
+            # Refused before opening: opening a device can have effects of its own, and a
+            # FIFO or a terminal would block.
+            _refuse_unless_regular(url, os.stat(path).st_mode)
+            # O_NONBLOCK: a FIFO swapped in since the stat does not wait for a writer.
+            fd = os.open(path, os.O_RDONLY | _O_NONBLOCK | _O_CLOEXEC)
+            with open(fd, "rb", buffering=0) as f:
+                st = os.fstat(fd)
+                _refuse_unless_regular(url, st.st_mode)
+                if st.st_size > cap:
+                    raise FeedError(url, _over_cap(cap, st.st_size))
+                # The size is only a hint (a /proc file says 0; a file can grow): the
+                # cap is counted on what is read.
+                body = _read_capped(url, f.read, cap)
         except FileNotFoundError:
             raise FeedError(url, "no such file") from None
-        except IsADirectoryError:
-            raise FeedError(url, "is a directory, not a feed file") from None
+        except ValueError:  # os.stat: "embedded null byte"
+            raise FeedError(url, "cannot read: the path contains a NUL character") from None
         except OSError as e:
-            raise FeedError(url, f"cannot read: {e.strerror}") from None
+            raise FeedError(url, f"cannot read: {e.strerror or e}") from None
+        return Response(url=url, status=200, body=body, local=True)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -224,7 +235,7 @@ class Fetcher:
         with resp:
             status = resp.status
             hdrs = _lower(resp.headers)
-            body = self._read_capped(url, resp, hdrs)
+            body = self._read_body(url, resp, hdrs)
         return Response(
             url=resp.url or url, status=status, body=body, headers=hdrs, attempts=attempts
         )
@@ -242,13 +253,13 @@ class Fetcher:
             return _Retryable(f"connection failed: {reason.strerror or reason}", None, None)
         return FeedError(url, str(reason))
 
-    def _read_capped(
+    def _read_body(
         self, url: str, resp: http.client.HTTPResponse, hdrs: Mapping[str, str]
     ) -> bytes:
         cap = self.settings.max_bytes
         declared = hdrs.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
-            raise FeedError(url, f"body of {int(declared):,} bytes is over the {cap:,}-byte cap")
+            raise FeedError(url, _over_cap(cap, int(declared)))
         encoding = hdrs.get("content-encoding", "").lower()
         decoder = None
         if encoding in ("gzip", "x-gzip"):
@@ -258,21 +269,14 @@ class Fetcher:
         # Whole-body deadline: the socket timeout alone lets a server dribble a byte at a
         # time for ever.
         deadline = self._clock() + max(5 * self.settings.timeout, 60.0)
-        out = bytearray()
+
+        def read(size: int) -> bytes:
+            if self._clock() > deadline:
+                raise FeedError(url, "the server is sending too slowly; gave up")
+            return resp.read(size)
+
         try:
-            while True:
-                chunk = resp.read(_CHUNK)
-                if not chunk:
-                    break
-                if decoder is not None:
-                    chunk = decoder.decompress(chunk, cap + 1 - len(out))
-                out += chunk
-                if len(out) > cap:
-                    raise FeedError(url, f"body is over the {cap:,}-byte cap")
-                if self._clock() > deadline:
-                    raise FeedError(url, "the server is sending too slowly; gave up")
-            if decoder is not None:
-                out += decoder.flush()
+            return _read_capped(url, read, cap, decoder)
         except TimeoutError:
             raise _Retryable(
                 f"timed out after {self.settings.timeout:g} s while reading", None, None
@@ -283,9 +287,51 @@ class Fetcher:
             raise _Retryable(
                 f"connection closed early ({len(e.partial):,} bytes read)", None, None
             ) from None
+
+
+def _read_capped(url: str, read: Callable[[int], bytes], cap: int, decoder: Any = None) -> bytes:
+    """Everything ``read`` gives, decompressed by ``decoder`` if any; FeedError past ``cap``.
+
+    Both HTTP bodies and local files come through here, so neither can grow past the cap
+    (a gzip bomb, /proc, a file that keeps growing).
+    """
+    out = bytearray()
+    while chunk := read(_CHUNK):
+        if decoder is not None:
+            chunk = decoder.decompress(chunk, cap + 1 - len(out))
+        out += chunk
         if len(out) > cap:
-            raise FeedError(url, f"body is over the {cap:,}-byte cap")
-        return bytes(out)
+            raise FeedError(url, _over_cap(cap))
+    if decoder is not None:
+        out += decoder.flush()
+        if len(out) > cap:
+            raise FeedError(url, _over_cap(cap))
+    return bytes(out)
+
+
+def _over_cap(cap: int, size: int | None = None) -> str:
+    what = "the document" if size is None else f"the document of {size:,} bytes"
+    return f"{what} is over the {cap:,}-byte cap (fetch.max_bytes)"
+
+
+# Windows has neither flag (nor FIFOs in the file system).
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+_NOT_REGULAR = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_unless_regular(url: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):
+        raise FeedError(url, "is a directory, not a feed file")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _NOT_REGULAR if test(mode)), "a special file")
+        raise FeedError(url, f"{kind}, not a regular file")
 
 
 class _Retryable(Exception):
