@@ -8,6 +8,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -123,8 +125,132 @@ def test_retry_after_as_http_date():
 
 def test_slow_server_hits_the_timeout(feed_server):
     url = feed_server.add("/slow", {"body": FEED, "delay": 1.5})
-    with pytest.raises(FeedError, match=r"timed out after 0.3 s \(after 2 attempts\)"):
+    with pytest.raises(FeedError, match=r"took longer than 0.3 s \(after 2 attempts\)"):
         fetcher(timeout=0.3, retries=1).get(url)
+
+
+# The timeout bounds the whole request.  A socket timeout bounds each read only, so a
+# server sending a byte now and then held a fetch for as long as it liked.
+
+
+def test_a_server_dripping_the_body_is_cut_at_the_timeout(feed_server):
+    url = feed_server.add("/drip", {"body": b"x" * 200, "drip": 0.05})  # 10 s
+    started = time.monotonic()
+    with pytest.raises(FeedError, match=r"took longer than 1 s \(after 2 attempts\)$"):
+        fetcher(timeout=1.0, retries=1).get(url)
+    assert time.monotonic() - started < 2 * 1.0 + 1.5  # two attempts, and slack
+    assert len(feed_server.hits("/drip")) == 2  # retried like any timeout
+
+
+@contextmanager
+def dripping_server(answer: bytes, interval: float) -> Iterator[str]:
+    """A bare server answering every request with ``answer``, one byte per ``interval`` s,
+    status line and headers included (http.server cannot drip those)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def drip(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)  # the request
+            for i in range(len(answer)):
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(answer[i : i + 1])
+                except OSError:  # the client gave up
+                    return
+                time.sleep(interval)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=drip, args=(conn,), daemon=True).start()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/feed"
+    finally:
+        stop.set()
+        server.join()
+        listener.close()
+
+
+def test_a_server_dripping_its_headers_is_cut_at_the_timeout():
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n" % len(
+        FEED
+    )
+    with dripping_server(head + b"X-Padding: " + b"p" * 100 + b"\r\n\r\n" + FEED, 0.02) as url:
+        started = time.monotonic()
+        with pytest.raises(FeedError, match=r"took longer than 1 s$"):
+            fetcher(timeout=1.0, retries=0).get(url)
+        assert time.monotonic() - started < 1.0 + 1.5
+
+
+@pytest.fixture
+def https_server(tls_ca, tmp_path, monkeypatch) -> Iterator[str]:
+    """An HTTPS server on 127.0.0.1 whose certificate the fetcher trusts: /feed answers
+    FEED, /drip drips it a byte every 50 ms."""
+    import http.server
+    import ssl
+
+    ca, cert = tls_ca
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(FEED)))
+            self.end_headers()
+            try:
+                for i in range(len(FEED)):
+                    self.wfile.write(FEED[i : i + 1])
+                    self.wfile.flush()
+                    if self.path == "/drip":
+                        time.sleep(0.05)
+            except OSError:
+                pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_https_within_the_deadline(https_server):
+    assert fetcher().get(https_server + "/feed").body == FEED
+    started = time.monotonic()
+    with pytest.raises(FeedError, match=r"took longer than 1 s$"):
+        fetcher(timeout=1.0, retries=0).get(https_server + "/drip")  # 4 s of bytes
+    assert time.monotonic() - started < 1.0 + 1.5
+
+
+def test_an_untrusted_certificate_fails_at_once(https_server, monkeypatch):
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with pytest.raises(FeedError, match=r": TLS error: .*CERTIFICATE_VERIFY_FAILED.*$"):
+        fetcher().get(https_server + "/feed")
+
+
+def test_a_slow_answer_within_the_timeout_is_read_whole(feed_server):
+    url = feed_server.add("/steady", {"body": FEED, "drip": 0.005})  # about 0.5 s
+    assert fetcher(timeout=3.0, retries=0).get(url).body == FEED
 
 
 def test_oversized_body_is_refused(feed_server):

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import http.client
+import io
 import logging
 import os
 import re
@@ -114,7 +116,6 @@ class Fetcher:
         self._sleep = sleep
         self._clock = clock
         self._last_request: dict[str, float] = {}
-        self._opener = urllib.request.build_opener(_Redirects())
 
     # ------------------------------------------------------------------ public
 
@@ -191,9 +192,8 @@ class Fetcher:
             except _Retryable as r:
                 left = self.settings.retries - (attempts - 1)
                 if left <= 0:
-                    raise FeedError(
-                        url, f"{r.reason} (after {attempts} attempts)", status=r.status
-                    ) from None
+                    tries = f" (after {attempts} attempts)" if attempts > 1 else ""
+                    raise FeedError(url, r.reason + tries, status=r.status) from None
                 delay = self.backoff * 2 ** (attempts - 1)
                 if r.retry_after is not None:
                     if r.retry_after > self.settings.max_retry_after:
@@ -209,10 +209,14 @@ class Fetcher:
                 self._sleep(delay)
 
     def _once(self, url: str, headers: dict[str, str], attempts: int) -> Response:
-        timeout = self.settings.timeout
+        # One deadline for the whole request: connecting, redirects, headers and body.
+        deadline = _Deadline(self.settings.timeout)
+        opener = urllib.request.build_opener(
+            _Redirects(), _HTTPHandler(deadline), _HTTPSHandler(deadline)
+        )
         req = urllib.request.Request(url, headers=headers, method="GET")
         try:
-            resp = self._opener.open(req, timeout=timeout)
+            resp = opener.open(req, timeout=self.settings.timeout)
         except urllib.error.HTTPError as e:
             with e:
                 if e.code == 304:
@@ -229,7 +233,7 @@ class Fetcher:
         except urllib.error.URLError as e:
             raise self._network_error(url, e.reason) from None
         except TimeoutError:
-            raise _Retryable(f"timed out after {timeout:g} s", None, None) from None
+            raise self._too_slow() from None
         except (http.client.HTTPException, ConnectionError, OSError) as e:
             raise _Retryable(f"connection failed: {e}", None, None) from None
         with resp:
@@ -240,9 +244,12 @@ class Fetcher:
             url=resp.url or url, status=status, body=body, headers=hdrs, attempts=attempts
         )
 
+    def _too_slow(self) -> _Retryable:
+        return _Retryable(f"took longer than {self.settings.timeout:g} s", None, None)
+
     def _network_error(self, url: str, reason: object) -> Exception:
-        if isinstance(reason, TimeoutError | socket.timeout):
-            return _Retryable(f"timed out after {self.settings.timeout:g} s", None, None)
+        if isinstance(reason, TimeoutError):
+            return self._too_slow()
         if isinstance(reason, ssl.SSLError):
             return FeedError(url, f"TLS error: {reason}")
         if isinstance(reason, socket.gaierror):
@@ -266,21 +273,10 @@ class Fetcher:
             decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             decoder = zlib.decompressobj()
-        # Whole-body deadline: the socket timeout alone lets a server dribble a byte at a
-        # time for ever.
-        deadline = self._clock() + max(5 * self.settings.timeout, 60.0)
-
-        def read(size: int) -> bytes:
-            if self._clock() > deadline:
-                raise FeedError(url, "the server is sending too slowly; gave up")
-            return resp.read(size)
-
         try:
-            return _read_capped(url, read, cap, decoder)
+            return _read_capped(url, resp.read, cap, decoder)
         except TimeoutError:
-            raise _Retryable(
-                f"timed out after {self.settings.timeout:g} s while reading", None, None
-            ) from None
+            raise self._too_slow() from None
         except zlib.error as e:
             raise FeedError(url, f"corrupt {encoding} body: {e}") from None
         except http.client.IncompleteRead as e:
@@ -346,3 +342,119 @@ def _lower(headers: Any) -> dict[str, str]:
     if headers is None:
         return {}
     return {k.lower(): v for k, v in headers.items()}
+
+
+# ---------------------------------------------------------------------- the deadline
+
+
+class _Deadline:
+    """When one request must be done by.  A socket timeout bounds each read only: a server
+    sending a byte a second, headers or body, never trips it."""
+
+    def __init__(self, seconds: float):
+        # The real clock, whatever the Fetcher was given: this feeds socket timeouts.
+        self._at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; TimeoutError (what a socket raises) when there are none."""
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took too long")
+        return left
+
+
+class _DeadlineSocket:
+    """A connected socket whose every send and read waits at most the time left.
+
+    http.client sends through ``sendall`` and reads the status line, headers and body
+    through ``makefile("rb")``; everything else goes to the socket itself.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline):
+        self._sock: Any = sock
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        self._sock.settimeout(self._deadline.left())
+        self._sock.sendall(data, *args)
+
+    def makefile(self, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if mode != "rb":
+            return self._sock.makefile(mode, *args, **kwargs)
+        # Unbuffered, the socket's own reader (it keeps the socket open until closed).
+        raw = self._sock.makefile("rb", buffering=0)
+        return io.BufferedReader(_DeadlineReader(raw, self._sock, self._deadline))
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, raw: Any, sock: socket.socket, deadline: _Deadline):
+        self._raw = raw
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(self._deadline.left())
+        n: int = self._raw.readinto(buffer)
+        return n
+
+    def fileno(self) -> int:
+        return int(self._raw.fileno())
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+        # http.client's hook for opening the socket (its tests replace it too): connect
+        # within the time left, and leave the TLS handshake only what remains after.
+        self._create_connection = self._open_socket
+
+    def _open_socket(
+        self, address: tuple[str, int], _timeout: Any, source: Any = None
+    ) -> socket.socket:
+        sock = socket.create_connection(address, self._deadline.left(), source)
+        try:
+            sock.settimeout(self._deadline.left())
+        except TimeoutError:
+            sock.close()
+            raise
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self._deadline)
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_DeadlineConnection, deadline=self._deadline), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(
+            functools.partial(_DeadlineHTTPSConnection, deadline=self._deadline), req
+        )
