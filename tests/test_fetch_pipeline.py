@@ -357,6 +357,25 @@ def test_cli_fetch_prints_a_table_and_exit_code(feed_server, sample_feeds, write
     assert unknown.exit_code == 2 and "no source named 'nope'" in unknown.stderr
 
 
+def test_cli_every_fetch_error_is_one_line(feed_server, tmp_path, write_config):
+    loop = feed_server.add("/loop", {"status": 301, "headers": {"Location": "/loop"}})
+    config = write_config(
+        f'[fetch]\nmin_interval = 0\nretries = 0\n[[sources]]\nname = "loop"\nurl = "{loop}"\n'
+        '[[sources]]\nname = "zero"\npath = "/dev/zero"\n'
+        f'[[sources]]\nname = "dir"\npath = "{tmp_path}"\n'
+    )
+    r = CliRunner().invoke(cli, ["-c", str(config), "fetch"])
+    assert r.exit_code == 1, r.output
+    errors = r.stderr.splitlines()[-3:]
+    assert errors == [
+        f"  loop: {loop}: a redirect loop: back to {loop} after 1 redirect",
+        "  zero: /dev/zero: a character device, not a regular file",
+        f"  dir: {tmp_path}: is a directory, not a feed file",
+    ]
+    table = r.stdout.splitlines()
+    assert len(table) == 2 + 3 and "a redirect loop" in table[2]
+
+
 def test_cli_papers_and_digest(feed_server, sample_feeds, write_config):
     urls = serve_samples(feed_server, sample_feeds, today())
     path = write_config(config_text(urls))

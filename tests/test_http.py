@@ -152,7 +152,11 @@ def dripping_server(answer: bytes, interval: float) -> Iterator[str]:
 
     def drip(conn: socket.socket) -> None:
         with conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a segment a byte
             conn.recv(65536)  # the request
+            if not interval:
+                conn.sendall(answer)
+                return
             for i in range(len(answer)):
                 if stop.is_set():
                     return
@@ -296,6 +300,76 @@ def test_redirects_are_followed(feed_server):
     url = feed_server.add("/old", {"status": 301, "headers": {"Location": target}})
     r = fetcher().get(url)
     assert r.body == FEED and r.url == target
+
+
+@pytest.mark.parametrize(
+    ("routes", "start", "reason"),
+    [
+        ({"/self": "/self"}, "/self", "a redirect loop: back to {base}/self after 1 redirect"),
+        ({"/a": "/b", "/b": "/a"}, "/a", "a redirect loop: back to {base}/a after 2 redirects"),
+        (
+            {f"/r{i}": f"/r{i + 1}" for i in range(8)},
+            "/r0",
+            "more than 5 redirects (the next to {base}/r6)",
+        ),
+        (
+            {"/ftp": "ftp://127.0.0.1:9/feed"},
+            "/ftp",
+            "redirected to 'ftp://127.0.0.1:9/feed': only http and https are followed",
+        ),
+    ],
+)
+def test_redirects_that_cannot_be_followed_are_one_line(feed_server, routes, start, reason):
+    for path, target in routes.items():
+        feed_server.add(path, {"status": 302, "headers": {"Location": target}})
+    sleeps = Sleeps()
+    with pytest.raises(FeedError) as info:
+        fetcher(sleep=sleeps).get(feed_server.url(start))
+    assert info.value.reason == reason.format(base=feed_server.base)
+    assert info.value.status == 302 and sleeps.calls == []  # not retried
+
+
+def test_five_redirects_are_followed(feed_server):
+    for i in range(5):
+        feed_server.add(f"/r{i}", {"status": 301, "headers": {"Location": f"/r{i + 1}"}})
+    feed_server.add("/r5", {"body": FEED})
+    r = fetcher().get(feed_server.url("/r0"))
+    assert r.body == FEED and r.url == feed_server.url("/r5")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://[::1/feed", "not a valid URL: Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/feed", "not a valid URL: the port is not a number up to 65535"),
+        ("http://127.0.0.1:80a/feed", "not a valid URL: the port is not a number up to 65535"),
+        ("http://127.0.0.1/a feed", "not a valid URL: it contains spaces or control characters"),
+        ("http://127.0.0.1/a\r\nX: y", "not a valid URL: it contains spaces or control characters"),
+        ("http:///feed", "not a valid URL: no host"),
+        ("http://" + "a" * 64 + ".example/feed", "not a valid URL: not a valid host name"),
+    ],
+)
+def test_invalid_urls_fail_at_once(url, reason):
+    sleeps = Sleeps()
+    with pytest.raises(FeedError) as info:
+        fetcher(sleep=sleeps).get(url)
+    assert info.value.reason == reason and sleeps.calls == []
+
+
+def test_a_redirect_to_an_invalid_url(feed_server):
+    url = feed_server.add("/x", {"status": 302, "headers": {"Location": "http://[::1/feed"}})
+    with pytest.raises(FeedError, match=r": redirected to 'http://\[::1/feed': Invalid IPv6 URL$"):
+        fetcher().get(url)
+
+
+def test_what_a_server_says_is_one_line_in_an_error():
+    # A status line may carry control characters and run to 64 KiB.
+    status = b"HTTP/1.1 404 Not\x0bFound\x01 " + b"x" * 20_000 + b"\r\nContent-Length: 0\r\n\r\n"
+    with dripping_server(status, 0) as url, pytest.raises(FeedError) as info:
+        fetcher().get(url)
+    reason = info.value.reason
+    assert reason.startswith("HTTP 404 Not Found xxx") and reason.endswith("x\u2026")
+    assert len(reason) == 300 and reason.isprintable()
 
 
 def test_politeness_one_request_per_interval_per_host(feed_server):

@@ -91,8 +91,81 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     return max(0.0, (when - now).total_seconds())
 
 
+def _url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be requested (checked before asking, so it is not retried)."""
+    if _NOT_IN_A_LINE.search(url) or " " in url:
+        return "it contains spaces or control characters"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as e:  # "Invalid IPv6 URL"
+        return str(e)
+    try:
+        parts.port  # noqa: B018 -- parsing it is the check
+    except ValueError:
+        return "the port is not a number up to 65535"
+    if not parts.hostname:
+        return "no host"
+    try:
+        parts.hostname.encode("idna")  # as http.client will
+    except UnicodeError:
+        return "not a valid host name"
+    return None
+
+
 class _Redirects(urllib.request.HTTPRedirectHandler):
+    """urllib's redirects, with the answer for one that cannot be followed in one line
+    (urllib's loop message has three), and only to http and https (urllib also follows
+    ftp)."""
+
     max_redirections = 5
+
+    def http_error_302(
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any
+    ) -> Any:
+        location = headers.get("location") or headers.get("uri") or ""
+        try:  # urllib parses the Location before redirect_request sees it
+            urllib.parse.urljoin(req.full_url, location)
+        except ValueError as e:  # "Invalid IPv6 URL"
+            fp.close()
+            raise _Unfollowable(f"redirected to {location!r}: {e}", code) from None
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        chain: tuple[str, ...] = getattr(req, "redirect_chain", (req.full_url,))
+        hops = len(chain)
+        problem = None
+        if urllib.parse.urlsplit(newurl).scheme.lower() not in ("http", "https"):
+            problem = f"redirected to {newurl!r}: only http and https are followed"
+        elif why := _url_problem(newurl):
+            problem = f"redirected to {newurl!r}: {why}"
+        elif newurl in chain:
+            problem = f"a redirect loop: back to {newurl} after {hops} redirect{'s' * (hops > 1)}"
+        elif hops > self.max_redirections:
+            problem = f"more than {self.max_redirections} redirects (the next to {newurl})"
+        if problem:
+            fp.close()
+            raise _Unfollowable(problem, code)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            new.redirect_chain = (*chain, newurl)  # type: ignore[attr-defined]
+        return new
+
+
+class _Unfollowable(Exception):
+    def __init__(self, reason: str, status: int):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
 
 
 class Fetcher:
@@ -123,7 +196,10 @@ class Fetcher:
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
     ) -> Response:
         """Fetch ``url`` (http, https, file: or a local path); raise FeedError on failure."""
-        scheme = urllib.parse.urlsplit(url).scheme.lower()
+        try:
+            scheme = urllib.parse.urlsplit(url).scheme.lower()
+        except ValueError as e:  # "Invalid IPv6 URL"
+            raise FeedError(url, f"not a valid URL: {e}") from None
         if scheme in ("http", "https"):
             return self._get_http(url, etag, last_modified)
         if scheme == "file":
@@ -172,6 +248,8 @@ class Fetcher:
         self._last_request[host] = self._clock()
 
     def _get_http(self, url: str, etag: str | None, last_modified: str | None) -> Response:
+        if problem := _url_problem(url):
+            raise FeedError(url, f"not a valid URL: {problem}")
         host = urllib.parse.urlsplit(url).netloc.lower()
         headers = {
             "User-Agent": self.user_agent,
@@ -217,13 +295,15 @@ class Fetcher:
         req = urllib.request.Request(url, headers=headers, method="GET")
         try:
             resp = opener.open(req, timeout=self.settings.timeout)
+        except _Unfollowable as e:
+            raise FeedError(url, e.reason, status=e.status) from None
         except urllib.error.HTTPError as e:
             with e:
                 if e.code == 304:
                     return Response(
                         url=e.url or url, status=304, headers=_lower(e.headers), attempts=attempts
                     )
-                reason = f"HTTP {e.code} {e.reason}".rstrip()
+                reason = one_line(f"HTTP {e.code} {e.reason}")  # the server's words
                 if e.code in RETRY_STATUSES:
                     retry_after = parse_retry_after(
                         e.headers.get("Retry-After"), dt.datetime.now(dt.UTC)
@@ -333,7 +413,7 @@ def _refuse_unless_regular(url: str, mode: int) -> None:
 class _Retryable(Exception):
     def __init__(self, reason: str, status: int | None, retry_after: float | None):
         super().__init__(reason)
-        self.reason = reason
+        self.reason = one_line(reason)  # it is logged at each retry
         self.status = status
         self.retry_after = retry_after
 
