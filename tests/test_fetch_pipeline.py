@@ -190,6 +190,27 @@ def test_values_no_database_can_store_are_made_storable(
         )
 
 
+def test_the_issue_goes_out_despite_hostile_documents(tmp_path, sample_feeds, write_config):
+    (tmp_path / "huge.json").write_bytes(HOSTILE_HF)
+    (tmp_path / "deep.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    path = write_config(
+        '[schedule]\ntimezone = "UTC"\n[delivery]\ntransport = "outbox"\noutbox_dir = "mail"\n'
+        f'[[sources]]\nname = "huge"\npath = "{tmp_path}/huge.json"\n'
+        f'[[sources]]\nname = "deep"\npath = "{tmp_path}/deep.json"\n'
+        f'[[sources]]\nname = "arxiv-cs"\npath = "{sample_feeds}/arxiv-cs.xml"\n'
+    )
+    settings = load_settings(path, env={})
+    with Store.open(settings.database_url) as store:
+        store.add_subscriber("reader@example.org", "", now=dt.datetime.now(dt.UTC))
+    env = {"NEWSLETTER_SECRET_KEY": "test-secret-key-0123456789abcdef"}
+    r = CliRunner().invoke(cli, ["-c", str(path), "send", "--date", today().isoformat()], env=env)
+    assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+    assert "source deep failed" in r.stderr and "JSON nested too deeply to read" in r.stderr
+    assert "sent 1, failed 0" in r.stdout, r.output
+    (message,) = (tmp_path / "mail").glob("*/*.eml")
+    assert b"Huge counts" in message.read_bytes()
+
+
 @both_backends
 @pytest.mark.parametrize("etag", ['"a\x00b"', '"' + "x" * 5000 + '"'])
 def test_a_validator_not_worth_storing_is_dropped(feed_server, write_config, database_url, etag):
