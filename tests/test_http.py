@@ -138,7 +138,7 @@ def test_a_server_dripping_the_body_is_cut_at_the_timeout(feed_server):
     started = time.monotonic()
     with pytest.raises(FeedError, match=r"took longer than 1 s \(after 2 attempts\)$"):
         fetcher(timeout=1.0, retries=1).get(url)
-    assert time.monotonic() - started < 2 * 1.0 + 1.5  # two attempts, and slack
+    assert time.monotonic() - started < 2 * 1.0 + 3  # two attempts and slack, not 2 x 10 s
     assert len(feed_server.hits("/drip")) == 2  # retried like any timeout
 
 
@@ -188,17 +188,17 @@ def test_a_server_dripping_its_headers_is_cut_at_the_timeout():
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: %d\r\n" % len(
         FEED
     )
-    with dripping_server(head + b"X-Padding: " + b"p" * 100 + b"\r\n\r\n" + FEED, 0.02) as url:
+    with dripping_server(head + b"X-Padding: " + b"p" * 300 + b"\r\n\r\n" + FEED, 0.02) as url:
         started = time.monotonic()
         with pytest.raises(FeedError, match=r"took longer than 1 s$"):
             fetcher(timeout=1.0, retries=0).get(url)
-        assert time.monotonic() - started < 1.0 + 1.5
+        assert time.monotonic() - started < 1.0 + 3  # not the 7 s of headers
 
 
 @pytest.fixture
 def https_server(tls_ca, tmp_path, monkeypatch) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 whose certificate the fetcher trusts: /feed answers
-    FEED, /drip drips it a byte every 50 ms."""
+    FEED, /drip drips it a byte every 100 ms."""
     import http.server
     import ssl
 
@@ -219,7 +219,7 @@ def https_server(tls_ca, tmp_path, monkeypatch) -> Iterator[str]:
                     self.wfile.write(FEED[i : i + 1])
                     self.wfile.flush()
                     if self.path == "/drip":
-                        time.sleep(0.05)
+                        time.sleep(0.1)
             except OSError:
                 pass
 
@@ -242,8 +242,8 @@ def test_https_within_the_deadline(https_server):
     assert fetcher().get(https_server + "/feed").body == FEED
     started = time.monotonic()
     with pytest.raises(FeedError, match=r"took longer than 1 s$"):
-        fetcher(timeout=1.0, retries=0).get(https_server + "/drip")  # 4 s of bytes
-    assert time.monotonic() - started < 1.0 + 1.5
+        fetcher(timeout=1.0, retries=0).get(https_server + "/drip")  # 8.6 s of bytes
+    assert time.monotonic() - started < 1.0 + 3
 
 
 def test_an_untrusted_certificate_fails_at_once(https_server, monkeypatch):
