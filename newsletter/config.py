@@ -63,7 +63,7 @@ class SourceSettings:
 
 @dataclass(frozen=True)
 class FetchSettings:
-    timeout: float = _in(30.0, 0, 600, above=True)  # seconds for connecting and each read
+    timeout: float = _in(30.0, 0, 600, above=True)  # seconds for a whole request, body included
     user_agent: str = ""  # empty: "newsletter/<version> (+<base_url>; <contact>)"
     max_bytes: int = _in(25_000_000, 1, 2**31 - 1)  # a larger body is refused
     min_interval: float = _in(3.0, 0, 3600)  # seconds between two requests to one host
