@@ -374,5 +374,8 @@ def test_to_utc() -> None:
     assert to_utc("2026-04-27") == dt.datetime(2026, 4, 27, tzinfo=utc)
     for bad in (None, "", "yesterday", 12, "2026-13-01"):
         assert to_utc(bad) is None
+    # Parseable, but out of range once moved to UTC: unknown, not an OverflowError.
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        assert to_utc(edge) is None
     result = to_utc("2026-04-27T04:00:00+02:00")
     assert result is not None and result.tzinfo is dt.UTC

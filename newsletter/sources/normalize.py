@@ -384,8 +384,8 @@ def to_utc(value: object) -> dt.datetime | None:
             moment = dt.datetime.fromisoformat(value.strip())
         else:
             return None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.UTC)
+        return moment.astimezone(dt.UTC)  # year 1 at +01:00 is before year 1 in UTC
     except (ValueError, OverflowError, OSError):
         return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
