@@ -40,11 +40,15 @@ def sign(secret: str, purpose: str, subject: str, *, expires: int | None = None)
 
 
 def verify(secret: str, purpose: str, token: str, *, now: float) -> str:
-    """The subject of a valid token; :class:`BadToken` otherwise."""
+    """The subject of a valid token; :class:`BadToken` otherwise, whatever ``token`` holds."""
+    # A genuine token is ASCII.  Anything else is refused before hmac.compare_digest, which
+    # raises TypeError on a str with other characters; it compares bytes here all the same.
+    if not token.isascii():
+        raise BadToken("the link is not valid")
     try:
         payload, mac = token.split(".")
         expected = _mac(secret, purpose, payload)
-        if not hmac.compare_digest(mac, expected):
+        if not hmac.compare_digest(mac.encode("ascii"), expected.encode("ascii")):
             raise BadToken("the link is not valid")
         subject, _, expires = _unb64(payload).decode().partition("\0")
     except (ValueError, UnicodeDecodeError):

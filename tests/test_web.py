@@ -744,3 +744,82 @@ def test_token_buckets_refill_and_stay_bounded():
         buckets.allow(key)
     assert len(buckets._buckets) == 3  # least recently used dropped
     assert TokenBuckets(Rate(burst=0, every=1)).allow("x")  # 0: no limit
+
+
+# --------------------------------------------------------------------------- hostile input
+
+#: What every page of ours carries (the app's responses and waitress's own error pages).
+PAGE_HEADERS = (
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "X-Frame-Options",
+    "Cross-Origin-Opener-Policy",
+    "Cache-Control",
+)
+
+
+def assert_our_headers(r: Reply) -> None:
+    missing = [h for h in PAGE_HEADERS if not r.header(h)]
+    assert missing == [], f"HTTP {r.status} lacks {missing}"
+    assert "default-src 'none'" in r.header("Content-Security-Policy")
+    assert r.header("X-Content-Type-Options") == "nosniff"
+
+
+def assert_bad_link_page(r: Reply) -> None:
+    assert r.status == 400, (r.status, r.body[:300])
+    assert h1(r.body) == "This link is not valid"
+    assert_our_headers(r)
+
+
+#: Tokens that are not ASCII, or not UTF-8 at all, as they arrive percent-encoded.
+NON_ASCII_TOKENS = (
+    "MQA.%C3%A9",  # é where the signature goes
+    "%C3%A9.MQA",  # é where the payload goes
+    "%C3%A9",
+    "MQA.%E2%80%8B",  # a zero-width space
+    "%F0%9F%98%80.%F0%9F%98%80",  # emoji
+    "MQA.%FF%FE",  # not UTF-8
+    "MQA.%00",
+)
+
+
+def test_non_ascii_tokens_are_a_bad_link_page_in_every_route(serve):
+    web = serve()
+    sid = add_active(web)
+    for token in NON_ASCII_TOKENS:
+        assert_bad_link_page(web.client.get(f"/unsubscribe/{token}"))
+        assert_bad_link_page(
+            web.client.post_form(f"/unsubscribe/{token}", {"List-Unsubscribe": "One-Click"})
+        )
+        assert_bad_link_page(web.client.get(f"/confirm/{token}"))
+    # Signed with our key but naming no subscriber id: digits of another script are
+    # digits to str.isdigit(), not to int().
+    later = int(time.time()) + 3600
+    for subject in ("²", "\u0661", f"{sid}\n", "-1"):
+        token = urllib.parse.quote(sign(SECRET, "unsubscribe", subject), safe="")
+        assert_bad_link_page(web.client.get(f"/unsubscribe/{token}"))
+        token = urllib.parse.quote(sign(SECRET, "confirm", f"{subject}:1:", expires=later))
+        assert_bad_link_page(web.client.get(f"/confirm/{token}"))
+    assert status(web, sid) is SubscriberStatus.ACTIVE
+
+
+def test_non_ascii_csrf_field_is_the_form_again(serve):
+    web = serve()
+    form = web.client.get("/subscribe")
+    valid = form_field(form.body, "csrf")
+    for bad in ("é", f"{valid}é", valid.replace(".", ".é"), "\u200b." + valid, "a.b.c"):
+        r = web.client.post_form("/subscribe", {"csrf": bad, "email": "ada@example.org"})
+        assert r.status == 400, bad
+        assert "expired or did not come from this page" in r.body
+        assert_our_headers(r)
+    assert web.store.subscriber("ada@example.org") is None
+    # A cookie that is not what we set is a fresh form, whatever it holds.
+    r = web.client.post_form(
+        "/subscribe",
+        {"csrf": valid, "email": "ada@example.org"},
+        cookies=False,
+        headers={"Cookie": "nl_csrf=" + web.client.cookies["nl_csrf"] + "%C3%A9"},
+    )
+    assert r.status == 400
+    assert web.store.subscriber("ada@example.org") is None

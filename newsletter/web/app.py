@@ -59,8 +59,11 @@ CSRF_SECONDS = 2 * 3600
 #: per client address (form posts from one IP).
 ADDRESS_RATE = Rate(burst=3, every=3600 / 3)
 CLIENT_RATE = Rate(burst=10, every=60)
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+# Whole-string matches over ASCII only: \d alone would take other scripts' digits, and $
+# a trailing newline.
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_ID = re.compile(r"[0-9]{1,18}")
 
 
 class _Request(Request):
@@ -222,7 +225,7 @@ class WebApp:
         name: str = "",
     ) -> Response:
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        fresh = not _COOKIE_VALUE.match(cookie)
+        fresh = not _COOKIE_VALUE.fullmatch(cookie)
         if fresh:
             cookie = secrets.token_urlsafe(18)
         token = sign(self.secret, CSRF, cookie, expires=int(self.clock()) + CSRF_SECONDS)
@@ -253,7 +256,7 @@ class WebApp:
             return False
         cookie = request.cookies.get(CSRF_COOKIE, "")
         field = request.form.get(CSRF, "")
-        if not cookie or not field or len(field) > MAX_TOKEN:
+        if not _COOKIE_VALUE.fullmatch(cookie) or not field or len(field) > MAX_TOKEN:
             return False
         try:
             subject = verify(self.secret, CSRF, field, now=self.clock())
@@ -370,7 +373,7 @@ class WebApp:
             subject = verify(self.secret, UNSUBSCRIBE, token, now=self.clock())
         except BadToken:
             return None
-        return int(subject) if subject.isdigit() else None
+        return int(subject) if _ID.fullmatch(subject) else None
 
     def on_unsubscribe_help(self, request: Request) -> Response:
         return self.page(request, "unsubscribe_help.html.j2", title="Unsubscribe")
@@ -417,7 +420,7 @@ class WebApp:
 
     def on_archive_issue(self, request: Request, issue_date: str) -> Response:
         day = None
-        if _DATE.match(issue_date):
+        if _DATE.fullmatch(issue_date):
             try:
                 day = dt.date.fromisoformat(issue_date)
             except ValueError:

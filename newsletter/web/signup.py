@@ -55,7 +55,7 @@ def read_confirm_token(secret: str, token: str, *, now: float) -> Confirmation:
         raise ExpiredToken("the link has expired") from None
     sid, _, rest = subject.partition(":")
     stamp, _, name = rest.partition(":")
-    if not sid.isdigit() or not stamp.isdigit():
+    if not (sid.isascii() and sid.isdigit() and stamp.isascii() and stamp.isdigit()):
         raise BadToken("the link is not valid")
     return Confirmation(int(sid), stamp, name)
 
