@@ -33,10 +33,11 @@ class ArchiveEntry:
 
 
 def signup_stamp(subscriber: Subscriber) -> str:
-    """A value that changes whenever the subscriber's row changes.
+    """A value that changes whenever the subscriber's status changes (their ``updated_at``).
 
     A confirmation link carries it, so a link sent before an unsubscribe (or any other
-    change) cannot be replayed afterwards to sign the person up again.
+    change of status) cannot be replayed afterwards to sign the person up again.  A pending
+    sign-up's new name leaves it as it is (see :meth:`SignupStore.add_pending`).
     """
     return str(int(subscriber.updated_at.timestamp() * 1_000_000))
 
@@ -51,13 +52,16 @@ class SignupStore:
         raise NotImplementedError
 
     def add_pending(self, email: str, name: str, *, now: dt.datetime) -> Subscriber:
-        """The subscriber for ``email``, created PENDING if there is none.
+        """The subscriber for ``email``, created PENDING with ``name`` if there is none.
 
         Anyone can type any address into a web form, so an existing subscriber (active,
-        unsubscribed, bounced or pending) is returned as it is: only a confirmed link
-        changes their status.  The one exception: a PENDING row whose links have all
-        expired is re-dated to ``now``, so that :meth:`purge_pending` keeps it while the new
-        link works (re-dating changes the stamp, but no working link carried the old one).
+        unsubscribed, bounced) is returned as it is, name included: only a confirmed link
+        changes their status, and it keeps their name.  A PENDING row (nobody has confirmed
+        it yet) takes the name typed last, so the link confirms what was asked for last;
+        its stamp does not change, so the links already mailed keep working.  And a PENDING
+        row whose links have all expired is re-dated to ``now``, so that
+        :meth:`purge_pending` keeps it while the new link works (re-dating changes the
+        stamp, but no working link carried the old one).
         """
         t = schema.subscribers
         try:
@@ -66,11 +70,15 @@ class SignupStore:
                 if row is None:
                     insert_subscriber(conn, email, name, SubscriberStatus.PENDING, now)
                     row = conn.execute(sa.select(t).where(t.c.email == email)).one()
-                elif row.status == SubscriberStatus.PENDING.value and (
-                    subscriber_from_row(row).updated_at <= now - dt.timedelta(days=CONFIRM_DAYS)
-                ):
-                    conn.execute(t.update().where(t.c.id == row.id).values(updated_at=now))
-                    row = conn.execute(sa.select(t).where(t.c.id == row.id)).one()
+                elif row.status == SubscriberStatus.PENDING.value:
+                    values: dict[str, object] = {}
+                    if name and name != row.name:
+                        values["name"] = name
+                    if subscriber_from_row(row).updated_at <= now - dt.timedelta(days=CONFIRM_DAYS):
+                        values["updated_at"] = now
+                    if values:
+                        conn.execute(t.update().where(t.c.id == row.id).values(**values))
+                        row = conn.execute(sa.select(t).where(t.c.id == row.id)).one()
         except sa.exc.IntegrityError:
             # Another request inserted the same address between our SELECT and INSERT
             # (possible on PostgreSQL, where writes do not take a lock up front).

@@ -317,12 +317,12 @@ class WebApp:
         )
 
     def mail_confirmation(self, addr: str, name: str) -> bool:
-        """Record the sign-up (PENDING if new) and mail the link; False if it could not go."""
+        """Record the sign-up (PENDING if new, with ``name``) and mail the link; False if it
+        could not go."""
         from newsletter.delivery.transport import SendError
-        from newsletter.store.signup import signup_stamp
 
         sub = self.store.add_pending(addr, name, now=self.now())
-        token = confirm_token(self.secret, sub, signup_stamp(sub), name, now=self.clock())
+        token = confirm_token(self.secret, sub, now=self.clock())
         url = public_url(self.settings, f"/confirm/{token}")
         msg = confirmation_message(self.settings, self.pages, addr, url, now=self.now())
         try:
