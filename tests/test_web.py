@@ -136,9 +136,20 @@ def serve(tmp_path: Path, write_config: Callable[..., Path]) -> Iterator[Callabl
 
     started: list[tuple[Any, threading.Thread, threading.Event, Store]] = []
 
-    def start(extra: str = "", *, database_url: str | None = None, **kwargs: Any) -> Web:
+    def start(
+        extra: str = "",
+        *,
+        database_url: str | None = None,
+        trusted_proxy: str | None = None,
+        **kwargs: Any,
+    ) -> Web:
         holder: dict[str, Any] = {}
-        server = make_server(lambda env, sr: holder["app"](env, sr), host="127.0.0.1", port=0)
+        server = make_server(
+            lambda env, sr: holder["app"](env, sr),
+            host="127.0.0.1",
+            port=0,
+            trusted_proxy=trusted_proxy,
+        )
         port = server.effective_port
         base = f"http://127.0.0.1:{port}"
         db = f'database_url = "{database_url}"\n' if database_url else ""
@@ -574,6 +585,19 @@ def test_sign_up_rate_limits(serve, smtp_server):
     assert len(smtp.received) == 3
 
 
+@pytest.mark.parametrize("proxy", [None, "127.0.0.1"])
+def test_the_client_limit_counts_forwarded_clients_only_from_the_proxy(serve, proxy):
+    web = serve(client_rate=Rate(burst=1, every=3600), trusted_proxy=proxy)
+    first = signup(web, "ada@example.org", headers={"X-Forwarded-For": "192.0.2.1"})
+    other = signup(web, "alan@example.org", headers={"X-Forwarded-For": "192.0.2.2"})
+    again = signup(web, "grace@example.org", headers={"X-Forwarded-For": "192.0.2.1"})
+    assert first.status == 200
+    # From the proxy, each forwarded client has its own limit; from anyone else the
+    # header is ignored and every post counts against the connecting address.
+    assert other.status == (200 if proxy else 429)
+    assert again.status == 429
+
+
 def test_bad_address_is_shown_escaped(serve):
     web = serve()
     r = signup(web, '<script>alert(1)</script>@x"y')
@@ -648,6 +672,60 @@ def test_serve_needs_the_secret_key(tmp_path, write_config):
     assert r.exit_code == 2
     assert "NEWSLETTER_SECRET_KEY is not set" in r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+def serve_cli(config: Path, *args: str) -> Any:
+    return CliRunner(env=ENV).invoke(cli, ["-c", str(config), "serve", *args])
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "999.1.1.1",  # not an address, and no such name
+        "no-such-host.invalid",
+        "a" * 70 + ".example",  # a label too long for a host name
+        "10.254.254.254",  # an address, but not one of this machine's
+        "192.0.2.1",
+    ],
+)
+def test_serve_on_a_bad_host_is_one_line_and_exit_2(write_config, host):
+    r = serve_cli(write_config(""), "--host", host, "--port", "0")
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1, r.output
+    assert r.output.startswith(f"error: cannot listen on {host}:0: "), r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("proxy", ["proxy.local", "10.0.0.300", "*"])
+def test_serve_with_a_trusted_proxy_that_is_not_an_address(write_config, proxy):
+    """waitress compares it with the client's address as text: a name never matches."""
+    r = serve_cli(write_config(""), "--port", "0", "--trusted-proxy", proxy)
+    assert r.exit_code == 2, r.output
+    assert (
+        r.output
+        == f"error: trusted proxy {proxy!r}: expected the IP address the front web server connects from\n"
+    )
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_exit_1(write_config):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = serve_cli(write_config(""), "--port", str(port))
+    assert r.exit_code == 1, r.output
+    assert r.output.count("\n") == 1, r.output
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in r.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may listen on any port")
+def test_serve_on_a_privileged_port_is_one_line_and_exit_2(write_config):
+    r = serve_cli(write_config(""), "--port", "1")
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1, r.output
+    assert "cannot listen on 127.0.0.1:1: permission denied" in r.output
 
 
 def test_serve_command_in_a_subprocess(tmp_path, write_config):
