@@ -401,7 +401,8 @@ def demo(app: Context, directory: Path) -> None:
     outbox = Path(settings.delivery.outbox_dir) / issue_date.isoformat()
     click.secho(
         f"\nok: the issue is in {outbox}/ (one .eml per subscriber); next: "
-        f"newsletter -c {config_path} preview --out {directory / 'preview'}",
+        f"newsletter -c {config_path} preview --out {directory / 'preview'}; "
+        f"for its links: newsletter -c {config_path} serve",
         fg="green",
         err=True,
     )
@@ -852,15 +853,17 @@ def serve(app: Context, host: str, port: int, threads: int, trusted_proxy: str |
     an emailed confirmation link, and the archive of past issues.
 
     Runs waitress until SIGINT or SIGTERM.  Needs NEWSLETTER_SECRET_KEY (the key the
-    emails were signed with); list.base_url is the address people reach it at, normally
-    through a web server that terminates TLS (see docs/web.md).
+    emails were signed with), except for the offline demo on this machine; list.base_url
+    is the address people reach it at, normally through a web server that terminates TLS
+    (see docs/web.md).
     """
-    from newsletter.web import listening, make_app, make_server, run
+    from newsletter.web import listening, make_app, make_server, run, secret_for
 
     settings = app.settings()
+    secret = secret_for(settings, host)
     with app.store(settings) as store:
         server = make_server(
-            make_app(settings, store),
+            make_app(settings, store, secret=secret),
             host=host,
             port=port,
             threads=threads,

@@ -665,13 +665,98 @@ def test_request_bodies_are_capped(serve):
 
 
 def test_serve_needs_the_secret_key(tmp_path, write_config):
-    config = write_config("")
+    config = write_config('[delivery]\ntransport = "smtp"\n')
     r = CliRunner(env={"NEWSLETTER_SECRET_KEY": None}).invoke(
         cli, ["-c", str(config), "serve", "--port", "0"]
     )
     assert r.exit_code == 2
-    assert "NEWSLETTER_SECRET_KEY is not set" in r.output
+    assert r.output.startswith("error: NEWSLETTER_SECRET_KEY is not set: "), r.output
     assert len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "base_url"),
+    [
+        ("0.0.0.0", "http://localhost:8080"),  # reachable from elsewhere
+        ("192.0.2.1", "http://localhost:8080"),
+        ("127.0.0.1", "https://papers.example.org"),  # behind a public web server
+        ("localhost", "http://127.0.0.1.example.org"),
+    ],
+)
+def test_the_public_demo_key_is_for_this_machine_only(write_config, host, base_url):
+    """Without a key, an outbox-only setup may serve the demo's links, but only where
+    nobody else can reach it: anyone can forge links with a published key."""
+    config = write_config(f'[list]\nbase_url = "{base_url}"\n')
+    r = CliRunner(env={"NEWSLETTER_SECRET_KEY": None}).invoke(
+        cli, ["-c", str(config), "serve", "--host", host, "--port", "0"]
+    )
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: NEWSLETTER_SECRET_KEY is not set: "), r.output
+    assert "public demo key" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_the_demo_web_side_works_without_a_key(tmp_path):
+    """`newsletter demo`, then `serve` for its config (a real process, no key): the
+    unsubscribe link in a real .eml from the outbox unsubscribes, and a sign-up's
+    confirmation link from the outbox confirms."""
+    demo = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")])
+    assert demo.exit_code == 0, demo.output
+    assert "newsletter.toml serve" in demo.output  # the demo says how to try the web side
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    config = tmp_path / "demo" / "newsletter.toml"
+    emls = sorted((tmp_path / "demo" / "outbox").glob("*/*.eml"))
+    assert emls, "the demo wrote no .eml"
+    msg = email.message_from_bytes(emls[0].read_bytes(), policy=email.policy.default)
+    url = re.search(r"<(http[^>]+)>", str(msg["List-Unsubscribe"])).group(1)
+    rcpt = str(msg["To"]).split("<")[-1].rstrip(">")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "-c", str(config), "serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        said = []
+        while not (m := re.search(r" on http://127\.0\.0\.1:(\d+) ", said[-1] if said else "")):
+            line = proc.stderr.readline()
+            assert line, "".join(said)
+            said.append(line)
+        assert "public demo key" in "".join(said)  # loudly
+        client = Client("127.0.0.1", int(m.group(1)))
+        path = urllib.parse.urlsplit(url).path
+        r = client.get(path)
+        assert r.status == 200 and rcpt in r.body
+        r = client.post_form(path, {"List-Unsubscribe": "One-Click"})
+        assert r.status == 200 and "You are unsubscribed" in r.body
+
+        form = client.get("/subscribe")
+        fields = {"csrf": form_field(form.body, "csrf"), "email": "newcomer@example.org"}
+        r = client.post_form("/subscribe", fields)
+        assert r.status == 200 and h1(r.body) == "Check your inbox"
+        confirmations = list((tmp_path / "demo" / "outbox" / "confirmations").rglob("*.eml"))
+        assert len(confirmations) == 1
+        body = (
+            email.message_from_bytes(confirmations[0].read_bytes(), policy=email.policy.default)
+            .get_body(("plain",))
+            .get_content()
+        )
+        link = re.search(r"(http://\S+/confirm/\S+)", body).group(1)
+        r = client.get(urllib.parse.urlsplit(link).path)
+        assert r.status == 200 and h1(r.body) == "You are subscribed"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        finally:
+            proc.stderr.close()
+    assert proc.returncode == 0
+    with Store.open(load_settings(config, env={}).database_url) as store:
+        assert store.subscriber(rcpt).status is SubscriberStatus.UNSUBSCRIBED
+        assert store.subscriber("newcomer@example.org").status is SubscriberStatus.ACTIVE
 
 
 def serve_cli(config: Path, *args: str) -> Any:

@@ -40,7 +40,7 @@ MAX_ATTEMPTS = 3
 #: Seconds before the first retry; doubled each time, with jitter.
 BACKOFF = 1.0
 #: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
-_OUTBOX_ONLY_SECRET = "newsletter-outbox-only-not-secret"
+DEMO_SECRET = "newsletter-outbox-only-not-secret"
 _warned: list[bool] = []  # warn about the demo key once per process
 
 
@@ -52,12 +52,11 @@ def signing_secret(settings: Settings) -> str:
         if not _warned:
             _warned.append(True)
             log.warning("NEWSLETTER_SECRET_KEY is not set; links are signed with a public demo key")
-        return _OUTBOX_ONLY_SECRET
+        return DEMO_SECRET
     raise ConfigError(
         "NEWSLETTER_SECRET_KEY is not set: it signs the unsubscribe links in every email "
         "(a long random value, e.g. from "
-        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
-        key="NEWSLETTER_SECRET_KEY",
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
     )
 
 

@@ -23,6 +23,8 @@ name = "Demo Papers"
 id = "demo-papers.localhost"
 from_name = "Demo Papers"
 from_address = "papers@localhost"
+# `newsletter serve` answers the emails' links here (its default port); without
+# NEWSLETTER_SECRET_KEY it uses the public demo key, on this machine only.
 base_url = "http://localhost:8080"
 
 [fetch]
