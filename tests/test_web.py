@@ -4,6 +4,7 @@ the real pipeline from the bundled sample feeds."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
@@ -31,7 +32,7 @@ from newsletter.delivery.message import unsubscribe_token
 from newsletter.models import IssueStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.tokens import sign
-from newsletter.web import Rate, make_app, make_server
+from newsletter.web import Limits, Rate, make_app, make_server
 from newsletter.web.signup import confirm_token
 
 SECRET = "test-secret-key-for-the-web-tests"
@@ -129,60 +130,69 @@ class Web:
         return url[len(self.base) :]
 
 
-@pytest.fixture
-def serve(tmp_path: Path, write_config: Callable[..., Path]) -> Iterator[Callable[..., Web]]:
-    """``serve(extra_toml, **make_app_kwargs)``: the app in waitress on a free port."""
+@contextlib.contextmanager
+def serving(server: Any) -> Iterator[int]:
+    """Run a server from make_server in a thread for the ``with`` block; its port."""
     from waitress import wasyncore
 
-    started: list[tuple[Any, threading.Thread, threading.Event, Store]] = []
+    stop = threading.Event()
 
-    def start(
-        extra: str = "",
-        *,
-        database_url: str | None = None,
-        trusted_proxy: str | None = None,
-        **kwargs: Any,
-    ) -> Web:
-        holder: dict[str, Any] = {}
-        server = make_server(
-            lambda env, sr: holder["app"](env, sr),
-            host="127.0.0.1",
-            port=0,
-            trusted_proxy=trusted_proxy,
-        )
-        port = server.effective_port
-        base = f"http://127.0.0.1:{port}"
-        db = f'database_url = "{database_url}"\n' if database_url else ""
-        config = write_config(
-            db + extra + "\n[list]\n"
-            'name = "Test <Papers> & Co"\n'
-            'from_address = "papers@example.org"\n'
-            f'base_url = "{base}"\n'
-        )
-        settings = load_settings(config, env=ENV)
-        store = Store.open(settings.database_url)
-        holder["app"] = make_app(settings, store, **kwargs)
-        stop = threading.Event()
+    def loop() -> None:
+        # server.run() without end; this loop stops between two polls, so teardown can
+        # close every socket from this thread's side of things.
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
 
-        def loop() -> None:
-            # server.run() without end; this loop stops between two polls, so teardown can
-            # close every socket from this thread's side of things.
-            while not stop.is_set():
-                wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
-
-        thread = threading.Thread(target=loop, daemon=True)
-        thread.start()
-        started.append((server, thread, stop, store))
-        return Web(Client("127.0.0.1", port), settings, store, base)
-
-    yield start
-    for server, thread, stop, store in started:
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield server.effective_port
+    finally:
         stop.set()
         thread.join(10)
         server.task_dispatcher.shutdown()
         for dispatcher in list(server._map.values()):
             dispatcher.close()  # the listening socket, the trigger, kept-alive channels
-        store.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path, write_config: Callable[..., Path]) -> Iterator[Callable[..., Web]]:
+    """``serve(extra_toml, database_url=, trusted_proxy=, limits=, **make_app_kwargs)``: the
+    app in waitress on a free port."""
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            extra: str = "",
+            *,
+            database_url: str | None = None,
+            trusted_proxy: str | None = None,
+            limits: Limits | None = None,
+            **kwargs: Any,
+        ) -> Web:
+            holder: dict[str, Any] = {}
+            server = make_server(
+                lambda env, sr: holder["app"](env, sr),
+                host="127.0.0.1",
+                port=0,
+                trusted_proxy=trusted_proxy,
+                limits=limits,
+            )
+            base = f"http://127.0.0.1:{server.effective_port}"
+            db = f'database_url = "{database_url}"\n' if database_url else ""
+            config = write_config(
+                db + extra + "\n[list]\n"
+                'name = "Test <Papers> & Co"\n'
+                'from_address = "papers@example.org"\n'
+                f'base_url = "{base}"\n'
+            )
+            settings = load_settings(config, env=ENV)
+            store = Store.open(settings.database_url)
+            stack.callback(store.close)  # after the server stops (callbacks run last first)
+            holder["app"] = make_app(settings, store, **kwargs)
+            port = stack.enter_context(serving(server))
+            return Web(Client("127.0.0.1", port), settings, store, base)
+
+        yield start
 
 
 def now() -> dt.datetime:

@@ -59,6 +59,13 @@ CSRF_SECONDS = 2 * 3600
 #: per client address (form posts from one IP).
 ADDRESS_RATE = Rate(burst=3, every=3600 / 3)
 CLIENT_RATE = Rate(burst=10, every=60)
+#: On every response, waitress's own error pages included (newsletter.web.server).
+SAFETY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),  # the URLs carry tokens
+    ("X-Frame-Options", "DENY"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+)
 # Whole-string matches over ASCII only: \d alone would take other scripts' digits, and $
 # a trailing newline.
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -143,10 +150,8 @@ class WebApp:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", self.page_csp)
         headers.setdefault("Cache-Control", "no-store")
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["Referrer-Policy"] = "no-referrer"  # the URLs carry tokens
-        headers["X-Frame-Options"] = "DENY"
-        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        for name, value in SAFETY_HEADERS:
+            headers[name] = value
         return response(environ, start_response)
 
     def now(self) -> dt.datetime:
