@@ -429,6 +429,22 @@ def test_long_non_ascii_name_and_longest_address_get_a_working_link(serve, smtp_
     assert sub.status is SubscriberStatus.ACTIVE and sub.name == name
 
 
+def test_a_unicode_domain_gets_its_confirmation_at_the_a_label(serve, smtp_server):
+    """Stored as typed (IDNA 2008), mailed to the A-label form: the envelope and the To
+    header are ASCII, and the link confirms the stored address."""
+    smtp = smtp_server()
+    web = serve(smtp.config())
+    r = signup(web, "Hans@Straße.de", "Hans")
+    assert r.status == 200 and h1(r.body) == "Check your inbox"
+    assert "hans@straße.de" in r.body
+    assert [m.rcpt_tos for m in smtp.received] == [["hans@xn--strae-oqa.de"]]
+    msg = smtp.received[0].message
+    assert msg["To"] == "hans@xn--strae-oqa.de"
+    link = confirm_link(smtp.received, "hans@xn--strae-oqa.de")
+    assert web.client.get(web.path(link)).status == 200
+    assert status(web, "hans@straße.de") is SubscriberStatus.ACTIVE
+
+
 def test_the_name_typed_last_is_kept_until_confirmed(serve, smtp_server):
     smtp = smtp_server()
     web = serve(smtp.config(), address_rate=Rate(burst=10, every=60))
