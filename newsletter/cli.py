@@ -896,5 +896,64 @@ def archive_build(app: Context, directory: Path) -> None:
     click.echo(f"wrote {len(paths) - 1} issue page(s) and the index to {directory}")
 
 
+# --------------------------------------------------------------------------- bounces
+
+
+@cli.group()
+def bounces() -> None:
+    """Bounces that arrive later and spam complaints, from the bounce mailbox."""
+
+
+@bounces.command("check")
+@click.option("--dry-run", is_flag=True, help="Read and classify; record, change and move nothing.")
+@pass_app
+@reports_errors
+def bounces_check(app: Context, dry_run: bool) -> None:
+    """Read the bounce mailbox ([bounces] in the config) once and print a summary.
+
+    Each message is recorded once (reading the same mailbox twice changes nothing), then
+    moved to bounces.processed_folder.  A hard bounce marks the subscriber bounced, soft
+    bounces do after bounces.soft_limit within bounces.soft_days, a complaint
+    unsubscribes at once; auto-replies never count (docs/bounces.md).  `subscribers add`
+    brings a subscriber back.  Exit code 0 when the whole mailbox was read, 1 when it
+    could not be (what was read is kept).
+    """
+    from newsletter.bounces import run_bounce_check
+    from newsletter.errors import ConfigError
+
+    settings = app.settings()
+    if settings.bounces.kind == "none":
+        raise ConfigError(
+            'no bounce mailbox configured: set kind = "imap", "maildir" or "mbox" and url',
+            file=settings.config_path or None,
+            key="bounces.kind",
+        )
+    with app.store(settings) as store:
+        report = run_bounce_check(settings, store, now=_now, dry_run=dry_run)
+    click.echo(render_bounce_report(report))
+    if report.error:
+        click.secho(f"stopped: {report.error}; run it again to read the rest", fg="red", err=True)
+        sys.exit(1)
+
+
+def render_bounce_report(report: Any) -> str:
+    from newsletter.bounces import Kind
+
+    c = report.count
+    lines = [
+        ("dry run, nothing recorded or moved: " if report.dry_run else "")
+        + f"read {report.read} message(s): hard bounces {c(Kind.HARD)}, "
+        f"soft bounces {c(Kind.SOFT)}, complaints {c(Kind.COMPLAINT)}, "
+        f"auto-replies ignored {c(Kind.AUTO_REPLY)}, delay warnings ignored {c(Kind.DELAYED)}, "
+        f"other reports {c(Kind.OTHER)}, unrecognised {c(Kind.UNRECOGNISED)}; "
+        f"unmatched {report.unmatched}; already recorded {report.already_recorded}"
+    ]
+    if report.bounced:
+        lines.append("marked bounced: " + ", ".join(report.bounced))
+    if report.unsubscribed:
+        lines.append("unsubscribed (complaint): " + ", ".join(report.unsubscribed))
+    return "\n".join(lines)
+
+
 def main() -> None:
     cli(prog_name="newsletter")

@@ -27,7 +27,11 @@ from newsletter.models import AnnounceType, SourceKind
 
 ENV_PREFIX = "NEWSLETTER_"
 #: Environment variables that hold secrets; never read from a file, never printed.
-SECRET_ENV = {"smtp_password": "NEWSLETTER_SMTP_PASSWORD", "secret_key": "NEWSLETTER_SECRET_KEY"}
+SECRET_ENV = {
+    "smtp_password": "NEWSLETTER_SMTP_PASSWORD",
+    "secret_key": "NEWSLETTER_SECRET_KEY",
+    "bounces_password": "NEWSLETTER_BOUNCES_PASSWORD",
+}
 #: Where the config file is looked for when neither --config nor NEWSLETTER_CONFIG is given.
 DEFAULT_CONFIG_NAMES = ("newsletter.toml",)
 #: Environment variables with the prefix that are not settings.
@@ -110,6 +114,9 @@ class DeliverySettings:
     outbox_dir: str = "outbox"
     # `send --worker`: a silent worker's rows are taken over after this many seconds.
     lease_seconds: float = _in(120.0, 0, 86400, above=True)
+    # VERP: the envelope sender becomes "<local>+<signed tag>@<domain>" of this address, so a
+    # bounce names the subscriber and the issue; empty: off (the sender is list.from_address).
+    return_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,9 @@ class SmtpSettings:
     max_per_connection: int = _in(100, 1, 100_000)
     connections: int = _in(1, 1, 64)
     rate_limit: float = _in(0.0, 0, 10_000)  # messages per second in all; 0: unlimited
+    dkim_key_file: str = ""  # PEM RSA private key; empty: no DKIM signature of our own
+    dkim_selector: str = ""  # the DNS name <selector>._domainkey.<domain> holds the public key
+    dkim_domain: str = ""  # d= of the signature; empty: the domain of list.from_address
 
 
 @dataclass(frozen=True)
@@ -136,9 +146,26 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    """The mailbox that bounces and complaints arrive in, and what they do to a subscriber."""
+
+    kind: Literal["none", "imap", "maildir", "mbox"] = "none"
+    url: str = ""  # imap: imaps://host[:port] or imap://host[:port] (STARTTLS); else a path
+    username: str = ""  # IMAP login; the password comes from NEWSLETTER_BOUNCES_PASSWORD
+    folder: str = "INBOX"  # IMAP folder to read (maildir/mbox: the url itself)
+    processed_folder: str = "Processed"  # where a message goes once it is recorded
+    ca_file: str = ""  # extra CA certificates for the IMAP server; empty: the system's
+    timeout: float = _in(30.0, 0, 600, above=True)
+    soft_limit: int = _in(3, 1, 100)  # soft bounces (on distinct issues) that bounce...
+    soft_days: int = _in(14, 1, 365)  # ... within this many days
+    check_interval: int = _in(60, 1, 10_080)  # minutes between two checks by the daemon
+
+
+@dataclass(frozen=True)
 class Secrets:
     smtp_password: str = field(default="", repr=False)
     secret_key: str = field(default="", repr=False)
+    bounces_password: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -152,6 +179,7 @@ class Settings:
     delivery: DeliverySettings = DeliverySettings()
     smtp: SmtpSettings = SmtpSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    bounces: BounceSettings = BounceSettings()
     secrets: Secrets = Secrets()
     config_path: str = ""  # the file the settings came from; empty: defaults only
 
@@ -459,7 +487,14 @@ def _resolve_paths(s: Settings, base: Path) -> Settings:
         sources=sources,
         render=dataclasses.replace(s.render, templates_dir=rel(s.render.templates_dir)),
         delivery=dataclasses.replace(s.delivery, outbox_dir=rel(s.delivery.outbox_dir)),
-        smtp=dataclasses.replace(s.smtp, ca_file=rel(s.smtp.ca_file)),
+        smtp=dataclasses.replace(
+            s.smtp, ca_file=rel(s.smtp.ca_file), dkim_key_file=rel(s.smtp.dkim_key_file)
+        ),
+        bounces=dataclasses.replace(
+            s.bounces,
+            ca_file=rel(s.bounces.ca_file),
+            url=s.bounces.url if s.bounces.kind in ("none", "imap") else rel(s.bounces.url),
+        ),
     )
 
 
@@ -545,6 +580,7 @@ def _validate(s: Settings, where: str) -> Settings:
     problem = subject_template_problem(s.render.subject)
     if problem:
         fail("render.subject", problem)
+    _validate_bounces(s, fail)
     return dataclasses.replace(
         s,
         list=dataclasses.replace(
@@ -553,6 +589,51 @@ def _validate(s: Settings, where: str) -> Settings:
             reply_to=lst.reply_to and _header_address(lst.reply_to, "list.reply_to", fail),
         ),
     )
+
+
+#: delivery.return_path's local part leaves room for "+<id>-<date>-<tag>" within 64 octets.
+RETURN_PATH_LOCAL_MAX = 27
+_DNS_LABELS = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+)
+
+
+def _validate_bounces(s: Settings, fail: _Fail) -> None:
+    """The return path, DKIM and [bounces] keys."""
+    rp = s.delivery.return_path
+    if rp:
+        local, at, domain = rp.rpartition("@")
+        if not at or not re.match(r"^[A-Za-z0-9._-]+$", local) or not _DNS_LABELS.match(domain):
+            fail(
+                "delivery.return_path",
+                f"expected an address such as bounces@lists.example.org (letters, digits, "
+                f"'.', '_' or '-' before the @), got {rp!r}",
+            )
+        if len(local) > RETURN_PATH_LOCAL_MAX:
+            fail(
+                "delivery.return_path",
+                f"the part before the @ is longer than {RETURN_PATH_LOCAL_MAX} characters: "
+                "with the tag added it would pass the 64 that addresses allow",
+            )
+    m = s.smtp
+    if bool(m.dkim_key_file) != bool(m.dkim_selector):
+        fail("smtp.dkim_selector", "expected both dkim_key_file and dkim_selector, or neither")
+    if m.dkim_selector and not _DNS_LABELS.match(m.dkim_selector):
+        fail(
+            "smtp.dkim_selector", f"expected a DNS label such as news2026, got {m.dkim_selector!r}"
+        )
+    if m.dkim_domain and not _DNS_LABELS.match(m.dkim_domain):
+        fail("smtp.dkim_domain", f"expected a domain name, got {m.dkim_domain!r}")
+    b = s.bounces
+    if b.kind == "imap" and not re.match(r"^imaps?://[^/\s:]+(:\d{1,5})?/?$", b.url):
+        fail(
+            "bounces.url",
+            f"expected imaps://host[:port] or imap://host[:port] (STARTTLS), got {b.url!r}",
+        )
+    if b.kind in ("maildir", "mbox") and not b.url:
+        fail("bounces.url", f"expected the path of the {b.kind} to read")
+    if b.kind != "none" and not b.processed_folder:
+        fail("bounces.processed_folder", "expected a folder name (messages are moved there)")
 
 
 def _check_database_url(url: str, fail: _Fail) -> None:

@@ -24,6 +24,7 @@ from newsletter.errors import StoreError
 from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
 from newsletter.sources.merge import merge_paper
 from newsletter.store import migrations, schema
+from newsletter.store.bounces import BounceStore
 from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
 from newsletter.store.signup import SignupStore
 from newsletter.store.subscribers import ImportResult, SubscriberStore
@@ -102,10 +103,11 @@ def _use_wal(cur: Any) -> None:
             time.sleep(0.05)
 
 
-class Store(SubscriberStore, LedgerStore, SignupStore):
+class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
     """Named operations on the database; open with :meth:`open`.
 
-    Papers and sources are here; subscribers and the send ledger come from the mixins.
+    Papers and sources are here; subscribers, the send ledger and bounces come from the
+    mixins.
     """
 
     def __init__(self, engine: sa.Engine):

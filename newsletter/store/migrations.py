@@ -74,9 +74,41 @@ def _v2(conn: sa.Connection) -> None:
         taken.add(new)
 
 
+def _v4(conn: sa.Connection) -> None:
+    """The bounces table, defined here as it was at version 4 so that later changes to
+    ``schema.bounces`` (each with its own migration) do not change what this step does."""
+    md = sa.MetaData()
+    # Only what the foreign keys need to resolve; these tables exist already.
+    sa.Table("subscribers", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("issues", md, sa.Column("id", sa.Integer, primary_key=True))
+    bounces = sa.Table(
+        "bounces",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("message_key", sa.Text, nullable=False),
+        sa.Column("recipient", sa.Text, nullable=False, server_default=""),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("status", sa.Text),
+        sa.Column("diagnostic", sa.Text),
+        sa.Column(
+            "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")
+        ),
+        sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="SET NULL")),
+        sa.Column("issue_date", sa.Date),
+        sa.Column("action", sa.Text),
+        sa.Column("received_at", schema.UTCDateTime, nullable=False),
+        sa.Column("recorded_at", schema.UTCDateTime, nullable=False),
+        sa.UniqueConstraint("message_key", "recipient", name="uq_bounces_message_recipient"),
+        sa.Index("ix_bounces_subscriber", "subscriber_id", "kind", "received_at"),
+        sa.Index("ix_bounces_issue", "issue_id", "kind"),
+    )
+    bounces.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
     (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
+    (4, "bounces: later bounces and complaints", _v4),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -144,3 +144,26 @@ deliveries = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
 )
+
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # The report's Message-ID, else "sha256:" and a hash of its bytes: with the recipient,
+    # what makes recording the same report twice a no-op.
+    sa.Column("message_key", sa.Text, nullable=False),
+    sa.Column("recipient", sa.Text, nullable=False, server_default=""),  # "" when none found
+    sa.Column("kind", sa.Text, nullable=False),  # a bounces.Kind value
+    sa.Column("status", sa.Text),  # enhanced status code, e.g. 5.1.1
+    sa.Column("diagnostic", sa.Text),
+    # The delivery row (issue_id, subscriber_id) it is about, as far as it is known.
+    sa.Column("subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id", ondelete="SET NULL")),
+    sa.Column("issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="SET NULL")),
+    sa.Column("issue_date", sa.Date),  # from our return path or Message-ID, even without a row
+    sa.Column("action", sa.Text),  # what it did to the subscriber: bounced, unsubscribed
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("message_key", "recipient", name="uq_bounces_message_recipient"),
+    sa.Index("ix_bounces_subscriber", "subscriber_id", "kind", "received_at"),
+    sa.Index("ix_bounces_issue", "issue_id", "kind"),
+)
