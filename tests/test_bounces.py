@@ -1,10 +1,12 @@
 """Bounces that arrive later, complaints and DKIM, with real parts: real-world DSN, ARF and
 auto-reply samples (tests/data/bounces/README.md), a throwaway dovecot IMAP server over TLS
 (.ci/dovecot.sh; skipped with a reason where dovecot is not installed), a TCP proxy that
-cuts the IMAP connection part-way, and real SQLite files."""
+cuts the IMAP connection part-way, real SQLite files, and dkimpy's verifier with a stub DNS
+answer."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
 import imaplib
@@ -21,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dkim
 import pytest
 from click.testing import CliRunner
 from conftest import DATA, both_backends
@@ -806,3 +809,137 @@ def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
     assert imap.count(folder) == 0 and imap.count(f"{folder}-done") == 5
     bounced = runner.invoke(cli, ["-c", str(cfg), "subscribers", "list", "--status", "bounced"])
     assert bounced.output.splitlines()[2].startswith("ada@example.net")
+
+
+# --------------------------------------------------------------------------- DKIM
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory) -> tuple[Path, bytes]:
+    """A 2048-bit RSA key file and its DNS TXT record."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path_factory.mktemp("dkim") / "news.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+
+
+def stub_dns(record: bytes, name: bytes = b"news._domainkey.example.org."):
+    """dkimpy's dnsfunc: the TXT record for our selector, nothing for any other name."""
+
+    def lookup(qname: bytes, timeout: int = 5) -> bytes | None:
+        return record if qname == name else None
+
+    return lookup
+
+
+def issue_message() -> bytes:
+    """One subscriber's real message, as delivery builds it."""
+    from newsletter.delivery.message import MessageTemplate
+    from newsletter.models import Subscriber
+    from newsletter.render import render_issue
+    from newsletter.render.sample import sample_digest
+
+    settings = load_settings(None, env={})
+    issue = render_issue(sample_digest(40), settings)
+    template = MessageTemplate(
+        settings,
+        subject=issue.subject,
+        html=issue.html,
+        text=issue.text,
+        date=T0,
+        secret=SECRET,
+        issue_date=T0.date(),
+    )
+    sub = Subscriber(7, "zoe@example.net", "Zoë Ñandú", S.ACTIVE, T0, T0)
+    return template.render(sub)[1]
+
+
+def test_dkim_signature_verifies_with_dkimpy(dkim_key):
+    from newsletter.delivery.dkim import DkimSigner
+
+    path, record = dkim_key
+    signer = DkimSigner(path, "news", "example.org")
+    message = issue_message()
+    signed = signer.sign(message, now=T0)
+    assert signed.endswith(message) and signed.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    assert dkim.verify(signed, dnsfunc=stub_dns(record))
+    sig = dkim.util.parse_tag_value(
+        signed.split(b"\r\nFrom:")[0].partition(b":")[2].replace(b"\r\n", b"")
+    )
+    signed_names = [h.strip() for h in sig[b"h"].split(b":")]
+    for name in (b"list-unsubscribe", b"list-unsubscribe-post", b"from", b"subject"):
+        assert signed_names.count(name) == 2  # once, and once more so none can be added
+    assert sig[b"t"] == str(int(T0.timestamp())).encode()
+    assert signer.sign(message, now=T0) == signed  # deterministic
+    # What a receiver must refuse: changed body, changed or added header, wrong key.
+    head, _, body = signed.partition(b"\r\n\r\n")
+    dns = stub_dns(record)
+    assert not dkim.verify(head + b"\r\n\r\n" + body.replace(b"a", b"b", 1), dnsfunc=dns)
+    assert not dkim.verify(signed.replace(b"Subject: ", b"Subject: FW: ", 1), dnsfunc=dns)
+    added = head + b"\r\nList-Unsubscribe-Post: List-Unsubscribe=Nope\r\n\r\n" + body
+    assert not dkim.verify(added, dnsfunc=dns)
+    other = DkimSigner(path, "other", "example.org").sign(message, now=T0)
+    assert not dkim.verify(other, dnsfunc=stub_dns(record))
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"\r\n\r\n", b"one line", b"text\r\n\r\n\r\n", b"  spaced  \r\nout\t\r\n"]
+)
+def test_dkim_bodies_and_line_endings(dkim_key, body):
+    from newsletter.delivery.dkim import DkimSigner
+
+    path, record = dkim_key
+    signer = DkimSigner(path, "news", "example.org")
+    head = b"From: Papers <papers@example.org>\r\nTo: a@example.net\r\nSubject: x\r\n\r\n"
+    assert dkim.verify(signer.sign(head + body, now=T0), dnsfunc=stub_dns(record))
+    lf = signer.sign((head + body).replace(b"\r\n", b"\n"), now=T0)
+    assert b"\n" not in lf.replace(b"\r\n", b"") and dkim.verify(lf, dnsfunc=stub_dns(record))
+
+
+def test_dkim_key_problems_name_the_setting(tmp_path, dkim_key):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from newsletter.delivery.dkim import DkimSigner, signer_from_settings
+
+    with pytest.raises(ConfigError, match=r"smtp\.dkim_key_file: cannot read"):
+        DkimSigner(tmp_path / "missing.pem", "news", "example.org")
+    (tmp_path / "junk.pem").write_text("not a key")
+    with pytest.raises(ConfigError, match="not an unencrypted PEM private key"):
+        DkimSigner(tmp_path / "junk.pem", "news", "example.org")
+    # cryptography will not make a 512-bit key any more; OpenSSL still does.
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(tmp_path / "short.pem"), "512"],
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "ec.pem").write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    for name in ("short.pem", "ec.pem"):
+        with pytest.raises(ConfigError, match="expected an RSA key of at least 1024 bits"):
+            DkimSigner(tmp_path / name, "news", "example.org")
+    assert signer_from_settings(load_settings(None, env={})) is None
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[list]\nfrom_address = "papers@example.org"\n'
+        f'[smtp]\ndkim_key_file = "{dkim_key[0]}"\ndkim_selector = "news"\n'
+    )
+    signer = signer_from_settings(load_settings(cfg, env={}))
+    assert signer is not None and (signer.domain, signer.selector) == ("example.org", "news")
