@@ -122,7 +122,7 @@ def test_migration_2_renormalises_stored_addresses_and_reports_what_it_cannot(tm
     with caplog.at_level(logging.WARNING, logger="newsletter"):
         store = Store.open(f"sqlite:///{path}", now=NOW)
     with store:
-        assert store.schema_version() == 2
+        assert store.schema_version() == migrations.LATEST  # 2 and every later one
         emails = [s.email for s in store.subscribers()]
         # Rows are kept and re-keyed, never merged away or dropped: deliveries point at ids.
         assert sorted(emails) == sorted(
