@@ -930,29 +930,10 @@ def bounces_check(app: Context, dry_run: bool) -> None:
         )
     with app.store(settings) as store:
         report = run_bounce_check(settings, store, now=_now, dry_run=dry_run)
-    click.echo(render_bounce_report(report))
+    click.echo("\n".join(report.summary()))
     if report.error:
         click.secho(f"stopped: {report.error}; run it again to read the rest", fg="red", err=True)
         sys.exit(1)
-
-
-def render_bounce_report(report: Any) -> str:
-    from newsletter.bounces import Kind
-
-    c = report.count
-    lines = [
-        ("dry run, nothing recorded or moved: " if report.dry_run else "")
-        + f"read {report.read} message(s): hard bounces {c(Kind.HARD)}, "
-        f"soft bounces {c(Kind.SOFT)}, complaints {c(Kind.COMPLAINT)}, "
-        f"auto-replies ignored {c(Kind.AUTO_REPLY)}, delay warnings ignored {c(Kind.DELAYED)}, "
-        f"other reports {c(Kind.OTHER)}, unrecognised {c(Kind.UNRECOGNISED)}; "
-        f"unmatched {report.unmatched}; already recorded {report.already_recorded}"
-    ]
-    if report.bounced:
-        lines.append("marked bounced: " + ", ".join(report.bounced))
-    if report.unsubscribed:
-        lines.append("unsubscribed (complaint): " + ", ".join(report.unsubscribed))
-    return "\n".join(lines)
 
 
 def main() -> None:

@@ -52,6 +52,24 @@ class CheckReport:
     def count(self, kind: Kind) -> int:
         return self.kinds[kind]
 
+    def summary(self) -> list[str]:
+        """What the check found, as the CLI prints it (and a log line can carry it)."""
+        c = self.count
+        lines = [
+            ("dry run, nothing recorded or moved: " if self.dry_run else "")
+            + f"read {self.read} message(s): hard bounces {c(Kind.HARD)}, "
+            f"soft bounces {c(Kind.SOFT)}, complaints {c(Kind.COMPLAINT)}, "
+            f"auto-replies ignored {c(Kind.AUTO_REPLY)}, "
+            f"delay warnings ignored {c(Kind.DELAYED)}, other reports {c(Kind.OTHER)}, "
+            f"unrecognised {c(Kind.UNRECOGNISED)}; unmatched {self.unmatched}; "
+            f"already recorded {self.already_recorded}"
+        ]
+        if self.bounced:
+            lines.append("marked bounced: " + ", ".join(self.bounced))
+        if self.unsubscribed:
+            lines.append("unsubscribed (complaint): " + ", ".join(self.unsubscribed))
+        return lines
+
 
 def run_bounce_check(
     settings: Settings,
