@@ -296,3 +296,12 @@ def test_ledger_counts_and_a_lost_claim(store):
     store.mark_sending(taken[0], "<m2>", now=later)
     store.mark_sent(taken[0], "250 ok", now=later)
     assert store.delivery_counts(issue.id)[DeliveryStatus.SENT.value] == 2
+
+
+def test_migration_versions_run_one_to_latest_without_gaps() -> None:
+    """A database at version N skips every migration numbered N or less: a version slotted
+    in below the latest (two branches numbering theirs at once) would never run on the
+    databases already past it, so the numbers must be exactly 1..LATEST, in order."""
+    versions = [v for v, _, _ in migrations.MIGRATIONS]
+    assert versions == list(range(1, len(versions) + 1))
+    assert migrations.LATEST == versions[-1]
