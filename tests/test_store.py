@@ -304,4 +304,4 @@ def test_migration_versions_run_one_to_latest_without_gaps() -> None:
     databases already past it, so the numbers must be exactly 1..LATEST, in order."""
     versions = [v for v, _, _ in migrations.MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1))
-    assert migrations.LATEST == versions[-1]
+    assert versions[-1] == migrations.LATEST
