@@ -1,4 +1,4 @@
-""" "For you": matching stated interests, ranking against a library, reasons, determinism."""
+"""For you: matching stated interests, ranking against a library, reasons, determinism."""
 
 from __future__ import annotations
 
@@ -344,13 +344,15 @@ def test_library_vectors_computed_once_give_the_same_picks(
 
 
 def test_library_rows_are_the_days_own_rows(day: Day) -> None:
-    """A library paper equal to a day paper gets exactly that paper's row: the library is
-    vectorised in the day's space (vocabulary, idf, LSA) however topics/ computes it."""
+    """A library paper with a day paper's text gets that paper's rows: the library is
+    counted over the day's vocabulary, and weighed and projected as the topics step did."""
     p = day.papers[5]
-    row = day.library_vectors([LibraryPaper(p.title, p.abstract)]).rows(
-        [LibraryPaper(p.title, p.abstract)]
-    )
-    assert np.allclose(row.toarray(), day.features[5].toarray(), atol=1e-6)
+    same = LibraryPaper(p.title, p.abstract)
+    counts = day.library_vectors([same]).counts([same])
+    near, lsa = day.library_rows(counts)
+    assert np.allclose(near.toarray(), day.near[5].toarray(), atol=1e-6)
+    assert np.allclose(lsa, day.lsa[5], atol=1e-6)
+    assert np.array_equal(counts.indices, day.logtf[5].indices)
 
 
 # ------------------------------------------------------------------ topics

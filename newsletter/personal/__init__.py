@@ -1,4 +1,4 @@
-""" "For you": each subscriber's own picks of the day, learnt from what they keep and ask for.
+"""Each subscriber's own picks of the day ("For you"), learnt from what they keep and ask for.
 
 ``Interests`` and the result types are light; the ranking (numpy, scikit-learn) is in
 ``newsletter.personal.rank``: ``prepare_day`` once per day, then ``rank`` per subscriber.

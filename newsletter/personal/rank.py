@@ -1,19 +1,22 @@
-""" "For you": the day's papers ranked for one subscriber, with reasons, and topic affinity.
+"""The day's papers ranked for one subscriber ("For you"), with reasons and topic affinity.
 
 Pure: the day's papers and vectors and one subscriber's interests in, picks out; no I/O,
 clock or global random state, so the same inputs give the same picks, byte for byte.
 
-How a paper is scored for a subscriber (see docs/for-you.md for the measurements):
+How a paper is scored for a subscriber (measured in bench/RESULTS.md, "For you"):
 
-* **Library** (what they keep). Each paper is a row ``[tf-idf, LSA_WEIGHT x LSA]``: the
-  day's own TF-IDF, and its LSA, which lets "neural" and "network" vote for each other.
-  With at least ``MIN_SVM_LIBRARY`` library papers a linear SVM is trained per subscriber,
-  the library as positives and the day's papers as negatives (arxiv-sanity-lite's recipe:
-  small C, balanced classes); with fewer, the mean similarity to the library. The scores
-  are standardised over the day and smoothed over the day's nearest-neighbour graph, so a
-  paper whose close neighbours score well rises too (the day as unlabelled data). The
-  smoothing is strong for small libraries, which say little, and fades as they grow.
-  A paper by an author of a library paper gets ``COAUTHOR_WEIGHT`` per such author.
+* **Library** (the papers they keep). A linear SVM per subscriber, their library as the
+  positives and the day's papers as the negatives (arxiv-sanity-lite's recipe: small C,
+  balanced classes), over TF-IDF rows in a space of the day *and their library*: a term
+  counts when the day and the library together use it ``MIN_DF`` times, and its idf is
+  taken over both, so a term their library shares with a single paper of the day is not
+  lost. Each row also carries the paper's LSA (fitted on the day), which lets "galaxy"
+  vote for "stellar"; the smaller the library, the more it weighs. Below
+  ``MIN_SVM_LIBRARY`` papers: the mean similarity to them instead. The scores are
+  standardised over the day and smoothed over the day's nearest-neighbour graph (a paper
+  whose neighbours score well rises too: the day as unlabelled data), strongly for small
+  libraries, which say little, fading as they grow. A paper by an author of a library
+  paper gets ``COAUTHOR_WEIGHT`` per such author.
 * **Stated interests**: a fixed bonus per matched author, keyword and category.
 
 A paper is only picked when something speaks for it: a stated interest it matches, a
@@ -39,12 +42,16 @@ from newsletter.personal.match import DayIndex
 from newsletter.topics.text import Analyzer
 from newsletter.topics.vectorize import STOP_WORDS, Vectors, paper_text
 
-#: LSA dimensions (at most; fewer on small days) and the weight of the LSA block in a row.
-LSA_DIMS = 100
+#: A term enters a subscriber's space when the day and their library use it this often.
+MIN_DF = 2
+#: LSA dimensions (at most; fewer on small days), and the weight of a row's LSA block for a
+#: library of m papers: LSA_WEIGHT * LSA_HALF / (LSA_HALF + m).
+LSA_DIMS = 50
 LSA_WEIGHT = 0.5
-#: The per-subscriber SVM: few positives against a whole day, so a small C (strong
-#: regularisation); a loose tolerance: the ranking it gives is settled long before.
-SVM_C = 0.1
+LSA_HALF = 20
+#: The per-subscriber SVM: C measured best of 0.03..1 (arxiv-sanity-lite uses 0.01 with its
+#: own vocabulary); a loose tolerance: the ranking it gives is settled long before.
+SVM_C = 0.3
 SVM_TOL = 1e-2
 #: Below this many library papers: mean similarity to them instead of an SVM.
 MIN_SVM_LIBRARY = 3
@@ -60,8 +67,10 @@ MAX_COAUTHORS = 2
 AUTHOR_WEIGHT = 3.0  # a stated author
 KEYWORD_WEIGHT = 2.0  # the first stated keyword found; each further one adds a quarter
 CATEGORY_WEIGHT = 1.0  # a stated category (primary or cross-list)
-#: Cosine (of the rows above) from which a library paper counts as "close" in a reason.
+#: Cosine (TF-IDF and LSA of the day, NEAR_LSA_WEIGHT) from which a library paper counts
+#: as "close" in a reason; the same rows build the graph.
 CLOSE_SIM = 0.2
+NEAR_LSA_WEIGHT = 0.5
 #: A topic's affinity: the mean score of its best this-many papers.
 TOPIC_TOP = 3
 #: Rows of the similarity matrix computed at once when building the graph (bounds memory).
@@ -71,15 +80,15 @@ REASON_TITLE = 60
 
 
 class LibraryVectors:
-    """Library papers as rows in one day's space, each paper vectorised once.
+    """Library papers' term counts over one day's vocabulary, each paper counted once.
 
     Build one per day from every subscriber's library papers (or from a chunk of them) with
-    ``Day.library_vectors``: a paper kept by many subscribers is vectorised once.
+    ``Day.library_vectors``: a paper kept by many subscribers is tokenised once.
     """
 
-    def __init__(self, papers: Sequence[LibraryPaper], rows: sp.csr_matrix):
+    def __init__(self, papers: Sequence[LibraryPaper], counts: sp.csr_matrix):
         self._where = {p: i for i, p in enumerate(papers)}
-        self._rows = rows
+        self._counts = counts
 
     def __contains__(self, paper: LibraryPaper) -> bool:
         return paper in self._where
@@ -87,14 +96,14 @@ class LibraryVectors:
     def __len__(self) -> int:
         return len(self._where)
 
-    def rows(self, papers: Sequence[LibraryPaper]) -> sp.csr_matrix:
-        return self._rows[[self._where[p] for p in papers]]
+    def counts(self, papers: Sequence[LibraryPaper]) -> sp.csr_matrix:
+        return sp.csr_matrix(self._counts[[self._where[p] for p in papers]])
 
     @property
     def nbytes(self) -> int:
-        """Memory of the rows (what keeping them for the day costs)."""
-        r = self._rows
-        return int(r.data.nbytes + r.indices.nbytes + r.indptr.nbytes)
+        """Memory of the counts (what keeping them for the day costs)."""
+        c = self._counts
+        return int(c.data.nbytes + c.indices.nbytes + c.indptr.nbytes)
 
 
 class Day:
@@ -103,46 +112,117 @@ class Day:
     def __init__(
         self,
         papers: tuple[Paper, ...],
-        features: sp.csr_matrix,
         vocabulary: dict[str, int],
-        idf: np.ndarray,
+        counts: sp.csr_matrix,
+        topic_terms: np.ndarray,
+        topic_idf: np.ndarray,
         components: np.ndarray,
-        graph: sp.csr_matrix,
         topics: tuple[np.ndarray, ...],
     ):
         self.papers = papers
         self.ids = [p.id for p in papers]
-        self.features = features
-        self.graph = graph
         self.topics = topics
         self.index = DayIndex(papers)
-        self._vocabulary = vocabulary
-        self._idf = idf
+        self.vocabulary = vocabulary
+        self.df = np.asarray((counts > 0).sum(axis=0)).ravel()
+        self.logtf = _sublinear(counts)  # n x vocabulary: every term of the day
+        # the topics step's TF-IDF space: its terms are columns topic_terms of ours; over
+        # our columns, its idf (0 off its terms) and where each column is in its space
+        self._topic_terms = topic_terms
+        self._topic_idf = np.zeros(len(vocabulary))
+        self._topic_idf[topic_terms] = topic_idf
+        self._topic_column = np.zeros(len(vocabulary), dtype=np.int64)
+        self._topic_column[topic_terms] = np.arange(len(topic_terms))
         self._components = components
+        self.near, self.lsa = self._near_and_lsa(self.logtf)
+        self.graph = _graph(self.near)
         # ranks of the ids: the tie-break of every ordering, whatever the input order
-        self._id_rank = np.empty(len(papers), dtype=np.int64)
-        self._id_rank[np.argsort(np.array(self.ids, dtype=object), kind="stable")] = np.arange(
+        self.id_rank = np.empty(len(papers), dtype=np.int64)
+        self.id_rank[np.argsort(np.array(self.ids, dtype=object), kind="stable")] = np.arange(
             len(papers)
         )
 
     def library_vectors(self, papers: Iterable[LibraryPaper]) -> LibraryVectors:
-        """The rows of ``papers`` (duplicates once) in the day's space."""
+        """The term counts of ``papers`` (duplicates once) over the day's vocabulary."""
         unique = list(dict.fromkeys(papers))
-        return LibraryVectors(unique, self._vectorize(unique))
-
-    def _vectorize(self, papers: Sequence[LibraryPaper]) -> sp.csr_matrix:
-        width = self.features.shape[1]
-        if not papers or not self._vocabulary:
-            return sp.csr_matrix((len(papers), width))
+        if not unique or not self.vocabulary:
+            return LibraryVectors(unique, sp.csr_matrix((len(unique), len(self.vocabulary))))
         counter = CountVectorizer(
-            analyzer=Analyzer(STOP_WORDS), vocabulary=self._vocabulary, dtype=np.float64
+            analyzer=Analyzer(STOP_WORDS), vocabulary=self.vocabulary, dtype=np.float32
         )
-        texts = [paper_text(Paper(id="", title=p.title, abstract=p.abstract)) for p in papers]
-        counts = sp.csr_matrix(counter.transform(texts), dtype=np.float64)
-        np.log(counts.data, out=counts.data)  # sublinear tf, as the day's: 1 + log(count)
-        counts.data += 1.0
-        tfidf = normalize(sp.csr_matrix(counts.multiply(self._idf)))
-        return _rows(tfidf, self._components)
+        texts = [paper_text(Paper(id="", title=p.title, abstract=p.abstract)) for p in unique]
+        return LibraryVectors(unique, sp.csr_matrix(counter.transform(texts)))
+
+    def library_rows(self, counts: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Library papers' counts as (rows comparable with ``near``, LSA rows)."""
+        return self._near_and_lsa(_sublinear(counts))
+
+    def _topic_tfidf(self, logtf: sp.csr_matrix) -> sp.csr_matrix:
+        """The topics step's TF-IDF rows (its columns) of sublinear counts over ours."""
+        tfidf = _weigh(logtf, self._topic_idf)
+        return sp.csr_matrix(
+            (tfidf.data, self._topic_column[tfidf.indices], tfidf.indptr),
+            shape=(tfidf.shape[0], len(self._topic_terms)),
+        )
+
+    def _near_and_lsa(self, logtf: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Rows for "how close are two papers" (the topics step's TF-IDF and the LSA), and
+        the unit LSA rows alone."""
+        tfidf = self._topic_tfidf(logtf)
+        if len(self._components):
+            lsa = normalize(np.asarray(tfidf @ self._components.T))
+        else:
+            lsa = np.zeros((logtf.shape[0], 0))
+        return _join(tfidf, lsa, NEAR_LSA_WEIGHT), lsa
+
+
+def _sublinear(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """1 + log(count) for every stored count (TfidfTransformer's sublinear_tf)."""
+    out = sp.csr_matrix(counts, dtype=np.float64, copy=True)
+    out.eliminate_zeros()
+    np.log(out.data, out=out.data)
+    out.data += 1.0
+    return out
+
+
+def _weigh(logtf: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    """Rows of logtf x idf, L2-normalised; columns of idf 0 are left out.
+
+    Done on the arrays: scipy's generic operations cost more than the arithmetic here,
+    and this runs once per subscriber on the whole day.
+    """
+    n = logtf.shape[0]
+    rows = np.repeat(np.arange(n), np.diff(logtf.indptr))
+    data = logtf.data * idf[logtf.indices]
+    keep = data != 0
+    data, indices, rows = data[keep], logtf.indices[keep], rows[keep]
+    norms = np.sqrt(np.bincount(rows, data * data, minlength=n))
+    norms[norms == 0] = 1.0
+    data /= norms[rows]
+    indptr = np.zeros(n + 1, dtype=logtf.indptr.dtype)
+    np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+    return sp.csr_matrix((data, indices, indptr), shape=logtf.shape)
+
+
+def _join(tfidf: sp.csr_matrix, dense: np.ndarray, weight: float) -> sp.csr_matrix:
+    """[tfidf | weight x dense]: TF-IDF for the exact terms, LSA for related ones. (On the
+    arrays, as _weigh: scipy's hstack goes through COO.)"""
+    n, width = tfidf.shape
+    d = dense.shape[1]
+    if not d or weight == 0:
+        return tfidf
+    indptr = tfidf.indptr.astype(np.int64) + np.arange(n + 1) * d
+    total = int(indptr[-1])
+    data = np.empty(total)
+    indices = np.empty(total, dtype=np.int64)
+    sparse_at = np.arange(tfidf.nnz) + np.repeat(np.arange(n) * d, np.diff(tfidf.indptr))
+    dense_at = np.ones(total, dtype=bool)
+    dense_at[sparse_at] = False
+    data[sparse_at] = tfidf.data
+    indices[sparse_at] = tfidf.indices
+    data[dense_at] = (dense * weight).ravel()
+    indices[dense_at] = np.tile(np.arange(width, width + d), n)
+    return sp.csr_matrix((data, indices, indptr), shape=(n, width + d))
 
 
 def prepare_day(
@@ -154,47 +234,46 @@ def prepare_day(
 ) -> Day:
     """Everything about the day that every subscriber's ranking shares, computed once.
 
-    ``vectors`` are ``newsletter.topics.vectorize.vectorize(papers, ...)`` of exactly these
-    papers in this order (its TF-IDF and vocabulary are reused; its LSA is not needed).
-    ``topics`` are the digest's topics whose affinity ``rank`` reports, in this order.
+    ``papers`` in a fixed order (build_digest's: by id), and ``vectors`` their
+    ``newsletter.topics.vectorize.vectorize(papers, ...)`` (its TF-IDF gives the LSA and
+    the nearest-neighbour graph; its own LSA is not needed). ``topics``: the digest's topics
+    whose affinity ``rank`` reports, in this order.
     """
     papers = tuple(papers)
     n = len(papers)
     if vectors.tfidf.shape[0] != n:
         raise ValueError(f"vectors has {vectors.tfidf.shape[0]} rows for {n} papers")
-    tfidf = sp.csr_matrix(vectors.tfidf, dtype=np.float64)
-    width = tfidf.shape[1]
-    # the idf the day's TfidfTransformer used (smooth_idf): from the document frequencies
+    counter = CountVectorizer(analyzer=Analyzer(STOP_WORDS), dtype=np.float64)
+    try:
+        counts = sp.csr_matrix(counter.fit_transform([paper_text(p) for p in papers]))
+        vocabulary = {str(t): int(i) for t, i in counter.vocabulary_.items()}
+    except ValueError:  # not one term in the whole day
+        counts, vocabulary = sp.csr_matrix((n, 0)), {}
+    topic_terms = np.array([vocabulary.get(str(t), -1) for t in vectors.terms], dtype=np.int64)
+    if (topic_terms < 0).any():
+        raise ValueError("vectors' terms are not these papers' terms")
+    # the idf the topics step used (TfidfTransformer, smooth_idf): from document frequencies
     df = np.asarray((vectors.counts > 0).sum(axis=0)).ravel()
-    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
-    dims = min(LSA_DIMS, n - 1, width - 1)
+    topic_idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    tfidf = sp.csr_matrix(vectors.tfidf, dtype=np.float64)
+    dims = min(LSA_DIMS, n - 1, tfidf.shape[1] - 1)
     if dims >= 2:
         svd = TruncatedSVD(n_components=dims, random_state=seed, algorithm="randomized")
         with np.errstate(invalid="ignore", divide="ignore"):  # identical papers: 0/0 ratios
             svd.fit(tfidf)
         components = np.asarray(svd.components_, dtype=np.float64)
     else:
-        components = np.zeros((0, width))
-    features = _rows(tfidf, components)
+        components = np.zeros((0, tfidf.shape[1]))
     where = {p.id: i for i, p in enumerate(papers)}
     groups = tuple(
         np.array(sorted({where[p.id] for p in _members(t) if p.id in where}), dtype=np.int64)
         for t in topics
     )
-    vocabulary = {str(t): i for i, t in enumerate(vectors.terms)}
-    return Day(papers, features, vocabulary, idf, components, _graph(features), groups)
+    return Day(papers, vocabulary, counts, topic_terms, topic_idf, components, groups)
 
 
 def _members(topic: Topic) -> tuple[Paper, ...]:
     return (*(pk.paper for pk in topic.picks), *topic.rest)
-
-
-def _rows(tfidf: sp.csr_matrix, components: np.ndarray) -> sp.csr_matrix:
-    """[tf-idf | LSA_WEIGHT x unit LSA] rows: TF-IDF for exact terms, LSA for related ones."""
-    if not len(components):
-        return sp.csr_matrix(tfidf)
-    lsa = normalize(np.asarray(tfidf @ components.T)) * LSA_WEIGHT
-    return sp.csr_matrix(sp.hstack([tfidf, sp.csr_matrix(lsa)], format="csr"))
 
 
 def _graph(features: sp.csr_matrix) -> sp.csr_matrix:
@@ -223,16 +302,23 @@ def _graph(features: sp.csr_matrix) -> sp.csr_matrix:
     return sp.csr_matrix(scale @ w @ scale)
 
 
-def library_scores(day: Day, library: sp.csr_matrix, exclude: set[int]) -> np.ndarray:
-    """How much each of the day's papers resembles the library rows, standardised over the
-    day and smoothed over its graph (see the module's docstring)."""
+def library_scores(
+    day: Day, counts: sp.csr_matrix, lsa: np.ndarray, exclude: set[int]
+) -> np.ndarray:
+    """How much each of the day's papers resembles the library (its papers' term counts over
+    the day's vocabulary, and their LSA rows), standardised over the day and smoothed over
+    its graph: see the module's docstring. ``exclude``: the day's copies of library papers
+    (not negatives)."""
     n = len(day.papers)
-    m = library.shape[0]
+    m = counts.shape[0]
+    # the subscriber's space: the day's terms that the day and the library use MIN_DF times
+    df = day.df + np.asarray((counts > 0).sum(axis=0)).ravel()
+    idf = np.where(df >= MIN_DF, np.log((1.0 + n + m) / (1.0 + df)) + 1.0, 0.0)
+    weight = LSA_WEIGHT * LSA_HALF / (LSA_HALF + m)
+    x = _join(_weigh(day.logtf, idf), day.lsa, weight)
+    library = _join(_weigh(_sublinear(counts), idf), lsa, weight)
     if m >= MIN_SVM_LIBRARY:
-        keep = np.array([i for i in range(n) if i not in exclude], dtype=np.int64)
-        negatives = day.features[keep] if exclude else day.features
-        x = sp.vstack([library, negatives], format="csr")
-        y = np.r_[np.ones(m), np.zeros(negatives.shape[0])]
+        negatives = x[[i for i in range(n) if i not in exclude]] if exclude else x
         svm = LinearSVC(
             C=SVM_C,
             class_weight="balanced",
@@ -244,9 +330,13 @@ def library_scores(day: Day, library: sp.csr_matrix, exclude: set[int]) -> np.nd
         with warnings.catch_warnings():
             # a loose tolerance is the point (see SVM_TOL): an unfinished fit ranks the same
             warnings.simplefilter("ignore", ConvergenceWarning)
-            raw = svm.fit(x, y).decision_function(day.features)
+            svm.fit(
+                sp.vstack([library, negatives], format="csr"),
+                np.r_[np.ones(m), np.zeros(negatives.shape[0])],
+            )
+        raw = np.asarray(x @ svm.coef_.ravel()).ravel() + svm.intercept_[0]
     else:
-        raw = np.asarray(day.features @ library.T.mean(axis=1)).ravel()
+        raw = np.asarray(normalize(x) @ normalize(library).T.mean(axis=1)).ravel()
     spread = raw.std()
     # a day of one paper (or of identical ones) has nothing to compare: resemblance counts
     z = (raw - raw.mean()) / spread if spread > 0 else (raw > 0).astype(np.float64)
@@ -266,8 +356,8 @@ def rank(
 ) -> ForYou:
     """The subscriber's best ``count`` papers of the day with reasons, and topic affinity.
 
-    ``library``: rows of (some of) the subscriber's library papers from
-    ``day.library_vectors``; papers missing from it are vectorised here.
+    ``library``: (some of) the subscriber's library papers from ``day.library_vectors``,
+    computed once for all subscribers; papers missing from it are tokenised here.
     """
     n = len(day.papers)
     if interests.is_empty or n == 0:
@@ -276,10 +366,12 @@ def rank(
     copies = index.copies(interests.library)
     score = np.zeros(n)
 
-    kept, rows = _library(day, interests.library, library)
+    kept, counts = _library(day, interests.library, library)
     text: np.ndarray | None = None
+    near = sp.csr_matrix((0, day.near.shape[1]))
     if kept:
-        text = library_scores(day, rows, copies)
+        near, lsa = day.library_rows(counts)
+        text = library_scores(day, counts, lsa, copies)
         score += text
     coauthors = index.coauthors(a for p in interests.library for a in p.authors)
     for i, names in coauthors.items():
@@ -310,9 +402,9 @@ def rank(
         eligible |= text > 0
     eligible[list(copies)] = False
     candidates = np.flatnonzero(eligible)
-    order = candidates[np.lexsort((day._id_rank[candidates], -score[candidates]))][:count]
+    order = candidates[np.lexsort((day.id_rank[candidates], -score[candidates]))][:count]
 
-    close = _close(day, rows, order)
+    close = _close(day, near, order)
     picks = tuple(
         ForYouPick(
             day.papers[i],
@@ -338,32 +430,27 @@ def rank(
 def _library(
     day: Day, papers: Sequence[LibraryPaper], vectors: LibraryVectors | None
 ) -> tuple[list[LibraryPaper], sp.csr_matrix]:
-    """The library papers that share vocabulary with the day, and their rows."""
+    """The library papers that share a term with the day, in the subscriber's order (it
+    decides which title a reason quotes on a tie), and their counts."""
     known = [p for p in papers if vectors is not None and p in vectors]
     missing = [p for p in papers if vectors is None or p not in vectors]
-    blocks = []
-    if known:
-        assert vectors is not None
-        blocks.append(vectors.rows(known))
-    if missing:
-        blocks.append(day.library_vectors(missing).rows(missing))
-    if not blocks:
-        return [], sp.csr_matrix((0, day.features.shape[1]))
-    rows = sp.vstack(blocks, format="csr")
-    order = [*known, *missing]
-    nonzero = np.flatnonzero(np.diff(rows.indptr))
-    # back in the subscriber's order: it decides which title a reason quotes on a tie
-    position = {p: i for i, p in enumerate(papers)}
-    nonzero = np.array(sorted(nonzero, key=lambda r: position[order[r]]), dtype=np.int64)
-    return [order[r] for r in nonzero], rows[nonzero]
+    blocks = [day.library_vectors(missing).counts(missing)]
+    if vectors is not None and known:
+        blocks.insert(0, vectors.counts(known))
+    counts = sp.vstack(blocks, format="csr")
+    where = {p: i for i, p in enumerate([*known, *missing])}
+    order = np.array([where[p] for p in papers], dtype=np.int64)
+    counts = sp.csr_matrix(counts[order])
+    nonzero = np.flatnonzero(np.diff(counts.indptr))
+    return [papers[int(r)] for r in nonzero], sp.csr_matrix(counts[nonzero])
 
 
-def _close(day: Day, rows: sp.csr_matrix, picked: np.ndarray) -> list[list[int]]:
-    """Per picked paper, the library rows at cosine >= CLOSE_SIM, closest first."""
-    if not rows.shape[0] or not len(picked):
+def _close(day: Day, library: sp.csr_matrix, picked: np.ndarray) -> list[list[int]]:
+    """Per picked paper, the library papers at cosine >= CLOSE_SIM, closest first."""
+    if not library.shape[0] or not len(picked):
         return [[] for _ in picked]
     sims = np.asarray(
-        (normalize(day.features[picked]) @ normalize(rows).T).todense(), dtype=np.float64
+        (normalize(day.near[picked]) @ normalize(library).T).todense(), dtype=np.float64
     )
     out = []
     for row in np.round(sims, 6):
