@@ -146,6 +146,7 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
             ids = [p.id for p in papers]
             truth = [category[i] for i in ids]
             subs = draw_subscribers(rows, day_ids, args.subscribers, largest, rng)
+            rand = np.random.default_rng([seed, d])
             t = time.process_time()
             day = prepare_day(papers, vectorize(papers, seed=SEED, lsa_dims=0), seed=SEED)
             cost["prepare"] += time.process_time() - t
@@ -164,7 +165,6 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
                     mine = lib[:m]
                     lx = tv.transform([f"{r['title']} {r['abstract']}" for r in mine])
                     picks: dict[str, list[int]] = {}
-                    rand = np.random.default_rng([seed, d, m, len(res)])
                     picks["random"] = list(rand.permutation(len(ids))[:10])
                     for name, fn in (
                         ("keyword (library's top terms)", keyword_baseline),
@@ -205,15 +205,29 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
                 cells += f"| {fmt(per_seed)} "
         ms = f"{1000 * cost[name] / runs:.1f}" if name in cost else ""
         print(f"| {name} {cells}| {ms} |")
+    # the same subscribers and days under both: the difference varies far less than either
+    for ours in ("For you", "For you, text only"):
+        for base in ("SVM (arxiv-sanity)", "nearest neighbours (TF-IDF)"):
+            cells = ""
+            for m in args.sizes:
+                for k in (0, 1):
+                    diff = [
+                        float(np.mean([a[k] - b[k] for a, b in zip(mine, theirs, strict=True)]))
+                        for mine, theirs in (
+                            (res[ours][m][s], res[base][m][s]) for s in range(args.seeds)
+                        )
+                    ]
+                    cells += f"| {fmt(diff, signed=True)} "
+            print(f"| {ours} minus {base} {cells}| |")
     print(
         f"\nprepare_day and library_vectors: {cost['prepare'] / (args.seeds * args.days):.1f} s "
         "CPU per day; the baselines' vectoriser is not counted either"
     )
 
 
-def fmt(vals: list[float]) -> str:
+def fmt(vals: list[float], signed: bool = False) -> str:
     sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
-    return f"{statistics.mean(vals):.3f} ± {sd:.3f}"
+    return f"{statistics.mean(vals):{'+' if signed else ''}.3f} ± {sd:.3f}"
 
 
 def rank_chunk(job: tuple[int, int]) -> tuple[list[tuple[tuple[str, float, str], ...]], float]:

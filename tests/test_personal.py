@@ -35,9 +35,18 @@ def load_rows() -> list[dict]:
         return [json.loads(line) for line in fh]
 
 
+_ROWS: list[dict] = []
+
+
+def load_rows_cached() -> list[dict]:
+    if not _ROWS:
+        _ROWS.extend(load_rows())
+    return _ROWS
+
+
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return load_rows()
+    return load_rows_cached()
 
 
 def as_paper(r: dict) -> Paper:
@@ -319,7 +328,7 @@ def test_a_library_author_is_a_reason(
     lib = LibraryPaper("Zzyzx", authors=(target["authors"][0],))  # no words of the day
     got = rank(day, Interests.of(library=[lib]))
     assert got.picks[0].paper.id == f"arxiv:{target['id']}"
-    assert got.picks[0].reason == f"by {target['authors'][0]}, as in your library"
+    assert got.picks[0].reason == f"by {target['authors'][0]}, an author in your library"
 
 
 def test_library_without_shared_vocabulary_gives_no_picks(day: Day) -> None:
@@ -353,6 +362,18 @@ def test_library_rows_are_the_days_own_rows(day: Day) -> None:
     assert np.allclose(near.toarray(), day.near[5].toarray(), atol=1e-6)
     assert np.allclose(lsa, day.lsa[5], atol=1e-6)
     assert np.array_equal(counts.indices, day.logtf[5].indices)
+
+
+def test_the_topics_steps_tfidf_is_reproduced(
+    split: tuple[list[dict], dict[str, list[dict]]],
+) -> None:
+    """The day's rows (and so every library paper's) are the topics step's TF-IDF: if
+    topics/ changes how it weighs terms, this fails rather than the ranking drifting."""
+    papers = unique_papers([as_paper(r) for r in split[0]])
+    vectors = vectorize(papers, seed=42, lsa_dims=0)
+    day = prepare_day(papers, vectors)
+    width = vectors.tfidf.shape[1]
+    assert np.allclose(day.near[:, :width].toarray(), vectors.tfidf.toarray(), atol=1e-6)
 
 
 # ------------------------------------------------------------------ topics
@@ -395,6 +416,11 @@ def test_empty_and_tiny_days() -> None:
     assert [p.paper.id for p in got.picks] == ["arxiv:1"]
 
 
+def test_a_negative_count_is_refused(small_day: Day) -> None:
+    with pytest.raises(ValueError, match="count must be 0 or more, not -1"):
+        rank(small_day, Interests.of(keywords=["retrieval"]), count=-1)
+
+
 def test_vectors_of_other_papers_are_refused(day: Day) -> None:
     papers = list(day.papers[:10])
     with pytest.raises(ValueError, match="rows for 10 papers"):
@@ -422,24 +448,17 @@ WORDS = ["galaxy", "star", "protein", "graph", "network", "learning", "prime", "
 def interests_strategy(draw: st.DrawFn) -> Interests:
     rows = load_rows_cached()
     library_idx = draw(st.lists(st.integers(0, len(rows) - 1), max_size=12, unique=True))
-    return Interests.of(
-        keywords=draw(st.lists(st.sampled_from(WORDS), max_size=3)),
-        authors=draw(st.lists(st.sampled_from([r["authors"][0] for r in rows[:40]]), max_size=2)),
-        categories=draw(st.lists(st.sampled_from([f"{a}.XX" for a in ARCHIVES]), max_size=2)),
+    names = [r["authors"][0] for r in rows[:40]]
+    categories = [f"{a}.XX" for a in ARCHIVES]
+    return Interests.of(  # words of the day's papers, and anything at all
+        keywords=draw(st.lists(st.sampled_from(WORDS) | st.text(max_size=10), max_size=3)),
+        authors=draw(st.lists(st.sampled_from(names) | st.text(max_size=12), max_size=2)),
+        categories=draw(st.lists(st.sampled_from(categories) | st.text(max_size=6), max_size=2)),
         library=[
             dataclasses.replace(as_library(rows[i]), authors=tuple(rows[i]["authors"]))
             for i in library_idx
         ],
     )
-
-
-_ROWS: list[dict] = []
-
-
-def load_rows_cached() -> list[dict]:
-    if not _ROWS:
-        _ROWS.extend(load_rows())
-    return _ROWS
 
 
 @hsettings(

@@ -124,6 +124,10 @@ class Day:
         self.topics = topics
         self.index = DayIndex(papers)
         self.vocabulary = vocabulary
+        # one counter for the day: it checks its (large) vocabulary once, not per call
+        self._counter = CountVectorizer(
+            analyzer=Analyzer(STOP_WORDS), vocabulary=vocabulary, dtype=np.float32
+        )
         self.df = np.asarray((counts > 0).sum(axis=0)).ravel()
         self.logtf = _sublinear(counts)  # n x vocabulary: every term of the day
         # the topics step's TF-IDF space: its terms are columns topic_terms of ours; over
@@ -147,11 +151,8 @@ class Day:
         unique = list(dict.fromkeys(papers))
         if not unique or not self.vocabulary:
             return LibraryVectors(unique, sp.csr_matrix((len(unique), len(self.vocabulary))))
-        counter = CountVectorizer(
-            analyzer=Analyzer(STOP_WORDS), vocabulary=self.vocabulary, dtype=np.float32
-        )
         texts = [paper_text(Paper(id="", title=p.title, abstract=p.abstract)) for p in unique]
-        return LibraryVectors(unique, sp.csr_matrix(counter.transform(texts)))
+        return LibraryVectors(unique, sp.csr_matrix(self._counter.transform(texts)))
 
     def library_rows(self, counts: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
         """Library papers' counts as (rows comparable with ``near``, LSA rows)."""
@@ -359,6 +360,8 @@ def rank(
     ``library``: (some of) the subscriber's library papers from ``day.library_vectors``,
     computed once for all subscribers; papers missing from it are tokenised here.
     """
+    if count < 0:
+        raise ValueError(f"count must be 0 or more, not {count}")
     n = len(day.papers)
     if interests.is_empty or n == 0:
         return ForYou((), tuple(0.0 for _ in day.topics))
@@ -489,7 +492,8 @@ def _reason(
     if category:
         parts.append(f"in {category}")
     if coauthors:
-        parts.append(f"by {_names(coauthors[:2])}, as in your library")
+        who = "an author" if len(coauthors) == 1 else "authors"
+        parts.append(f"by {_names(coauthors[:2])}, {who} in your library")
     if len(close_titles) > 1:
         parts.append(f"close to {len(close_titles)} papers in your library")
     elif close_titles:
