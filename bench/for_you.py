@@ -21,6 +21,7 @@ Cost (``--speed``): one 1,000-paper day, ``--speed-subscribers`` subscribers wit
 for every distinct library paper, then rank per subscriber; CPU and wall time, peak RSS.
 
     python bench/for_you.py [--seeds 3] [--days 3] [--subscribers 70] [--sizes 5 20 100]
+    python bench/for_you.py --papers 1000 --most-categories 1 --subscribers 50  # the issue's
     python bench/for_you.py --speed [--speed-subscribers 10000]
 """
 
@@ -69,9 +70,15 @@ def library_paper(r: dict, authors: bool = True) -> LibraryPaper:
 
 
 def draw_subscribers(
-    rows: list[dict], day_ids: set[str], count: int, largest: int, rng: np.random.Generator
+    rows: list[dict],
+    day_ids: set[str],
+    count: int,
+    largest: int,
+    rng: np.random.Generator,
+    most: int = 2,
 ) -> list[tuple[list[str], list[dict]]]:
-    """(categories, library of ``largest`` papers, categories alternating) per subscriber."""
+    """(categories, library of ``largest`` papers, categories alternating) per subscriber:
+    one category, then two, and so on up to ``most``."""
     by_cat: dict[str, list[int]] = collections.defaultdict(list)
     for i, r in enumerate(rows):
         if r["id"] not in day_ids:
@@ -79,11 +86,22 @@ def draw_subscribers(
     cats = sorted(by_cat)
     out = []
     for s in range(count):
-        chosen = [str(c) for c in rng.choice(cats, 1 + s % 2, replace=False)]
+        chosen = [str(c) for c in rng.choice(cats, 1 + s % most, replace=False)]
         per = [rng.choice(by_cat[c], largest, replace=False) for c in chosen]
         library = [rows[per[j % len(chosen)][j // len(chosen)]] for j in range(largest)]
         out.append((chosen, library))
     return out
+
+
+def draw_fixed_day(rows: list[dict], seed: int, n: int, cs_share: float = 0.6) -> list[dict]:
+    """The issue's protocol: a day of exactly ``n`` papers, ``cs_share`` of them cs.* (as
+    quality.draw_day, which draws the size itself)."""
+    rng = np.random.default_rng(2000 + seed)
+    cs = [i for i, r in enumerate(rows) if r["archive"] == "cs"]
+    other = [i for i, r in enumerate(rows) if r["archive"] != "cs"]
+    n_cs = round(cs_share * n)
+    idx = [*rng.choice(cs, n_cs, replace=False), *rng.choice(other, n - n_cs, replace=False)]
+    return [rows[i] for i in sorted(idx)]
 
 
 def baseline_space(day: list[dict], libraries: list[list[dict]]) -> TfidfVectorizer:
@@ -139,13 +157,19 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
     for seed in range(args.seeds):
         rng = np.random.default_rng(seed)
         for d in range(args.days):
-            day_rows = draw_day(rows, 100 * (seed + 1) + d)  # not the days the code was tuned on
+            day_seed = 100 * (seed + 1) + d  # not the days the code was tuned on
+            if args.papers:
+                day_rows = draw_fixed_day(rows, day_seed, args.papers)
+            else:
+                day_rows = draw_day(rows, day_seed)
             day_ids = {r["id"] for r in day_rows}
             papers = unique_papers([paper(r) for r in day_rows])
             category = {f"arxiv:{r['id']}": r["category"] for r in day_rows}
             ids = [p.id for p in papers]
             truth = [category[i] for i in ids]
-            subs = draw_subscribers(rows, day_ids, args.subscribers, largest, rng)
+            subs = draw_subscribers(
+                rows, day_ids, args.subscribers, largest, rng, args.most_categories
+            )
             rand = np.random.default_rng([seed, d])
             t = time.process_time()
             day = prepare_day(papers, vectorize(papers, seed=SEED, lsa_dims=0), seed=SEED)
@@ -189,7 +213,10 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
     n_subs = args.days * args.subscribers
     print(
         f"\n{args.seeds} seeds x {args.days} days x {args.subscribers} subscribers "
-        f"({n_subs * args.seeds} per library size; half one category, half two)\n"
+        f"({n_subs * args.seeds} per library size; "
+        + ("one category each" if args.most_categories == 1 else "half one category, half two")
+        + (f"; days of {args.papers} papers" if args.papers else "")
+        + ")\n"
     )
     head = "".join(f"| {m}: P@5 | {m}: P@10 " for m in args.sizes)
     print(f"| method {head}| CPU ms per subscriber and size |")
@@ -316,6 +343,8 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=3)
     ap.add_argument("--subscribers", type=int, default=70, help="per day")
     ap.add_argument("--sizes", type=int, nargs="+", default=[5, 20, 100])
+    ap.add_argument("--papers", type=int, default=0, help="days of exactly this many papers")
+    ap.add_argument("--most-categories", type=int, default=2, choices=(1, 2))
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--speed-subscribers", type=int, default=10000)
     ap.add_argument("--speed-sample", type=int, default=500, help="ranked serially first")
