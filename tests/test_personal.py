@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from newsletter.config import TopicSettings
 from newsletter.models import Paper
 from newsletter.personal import ForYou, Interests, LibraryPaper
+from newsletter.personal import rank as rank_module
 from newsletter.personal.match import DayIndex, keyword_pattern, name_key, same_author
 from newsletter.personal.match import fold as fold_text
 from newsletter.personal.rank import Day, order_topics, prepare_day, rank
@@ -414,6 +415,12 @@ def test_empty_and_tiny_days() -> None:
     one = make_day([Paper(id="arxiv:1", title="Graph neural networks", abstract="On graphs.")])
     got = rank(one, Interests.of(library=[LibraryPaper("Neural networks on graphs")]))
     assert [p.paper.id for p in got.picks] == ["arxiv:1"]
+
+
+def test_the_graph_is_the_same_built_in_blocks(day: Day, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large day builds its neighbour graph a few rows at a time: the same graph."""
+    monkeypatch.setattr(rank_module, "GRAPH_CELLS", 7 * len(day.papers))
+    assert (rank_module._graph(day.near) != day.graph).nnz == 0
 
 
 def test_a_negative_count_is_refused(small_day: Day) -> None:

@@ -73,8 +73,9 @@ CLOSE_SIM = 0.2
 NEAR_LSA_WEIGHT = 0.5
 #: A topic's affinity: the mean score of its best this-many papers.
 TOPIC_TOP = 3
-#: Rows of the similarity matrix computed at once when building the graph (bounds memory).
-GRAPH_BLOCK = 1024
+#: Cells of the similarity matrix computed at once when building the graph (16 Mi floats:
+#: 128 MB, whatever the day's size).
+GRAPH_CELLS = 1 << 24
 #: Longest library title quoted in a reason.
 REASON_TITLE = 60
 
@@ -286,8 +287,9 @@ def _graph(features: sp.csr_matrix) -> sp.csr_matrix:
         return sp.csr_matrix((n, n))
     unit = normalize(features)
     rows, cols, vals = [], [], []
-    for start in range(0, n, GRAPH_BLOCK):
-        stop = min(n, start + GRAPH_BLOCK)
+    block = max(1, GRAPH_CELLS // n)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
         sims = np.asarray((unit[start:stop] @ unit.T).todense())
         sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf
         near = np.argpartition(-sims, k - 1, axis=1)[:, :k]
