@@ -1,0 +1,11 @@
+"""Each subscriber's own picks of the day ("For you"), learnt from what they keep and ask for.
+
+``Interests`` and the result types are light; the ranking (numpy, scikit-learn) is in
+``newsletter.personal.rank``: ``prepare_day`` once per day, then ``rank`` per subscriber.
+"""
+
+from __future__ import annotations
+
+from newsletter.personal.interests import ForYou, ForYouPick, Interests, LibraryPaper
+
+__all__ = ["ForYou", "ForYouPick", "Interests", "LibraryPaper"]
