@@ -645,6 +645,8 @@ def send(
 
 
 def _print_send_report(report: Any) -> int:
+    """The run's summary (this run's counts, then the issue's, both from the ledger); the
+    exit code: 1 when this run failed or stopped, or deferred rows are left to retry."""
     if report.fetch is not None:
         click.echo(render_fetch_report(report.fetch), err=True)
     if report.outcome == "empty":
@@ -652,20 +654,35 @@ def _print_send_report(report: Any) -> int:
         return 0
     d = report.delivery
     t = d.totals
+    day = report.issue_date
     click.echo(
-        f"{report.issue_date}: sent {d.sent}, failed {d.failed}, deferred {d.deferred}, "
+        f"{day}: sent {d.sent}, failed {d.failed}, deferred {d.deferred}, "
         f"skipped {d.skipped}, in doubt {d.in_doubt} in {d.elapsed:.1f}s ({d.rate:.1f}/s); "
-        f"issue total: {t['sent']} of {t['recipients']} sent, {t['queued']} pending"
+        f"issue total: {t['sent']} of {t['recipients']} sent, {t['failed']} failed, "
+        f"{t['deferred']} deferred, {t['pending']} pending, {t['in_doubt']} in doubt"
     )
     for problem in d.problems:
         click.secho(f"  {problem}", fg="red", err=True)
+    if d.problems_total > len(d.problems):
+        click.secho(
+            f"  ... and {d.problems_total - len(d.problems)} more "
+            f"(`newsletter status --date {day}` lists them)",
+            fg="red",
+            err=True,
+        )
     if d.stopped:
         click.secho(
             f"stopped: {d.stopped}; run `newsletter send` again to resume", fg="red", err=True
         )
-    if report.outcome == "already-sent":
-        click.echo(f"{report.issue_date} was already sent to everyone; nothing to do")
-    return 0 if not (d.failed or d.deferred or d.stopped) else 1
+    elif t["deferred"]:
+        click.echo(
+            f"{day}: {t['deferred']} deferred (transient failures that outlasted the "
+            f"retries) left to send: `newsletter send --date {day} --retry-failed` "
+            "tries them again"
+        )
+    elif report.outcome == "already-sent":
+        click.echo(f"{day} was already sent to everyone; nothing to do")
+    return 1 if (d.failed or d.stopped or t["deferred"]) else 0
 
 
 @cli.command()
@@ -682,10 +699,10 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
     settings = app.settings()
     with app.store(settings) as store:
         issues = [i for i in [store.issue(date)] if i] if date else store.issues(limit)
-        rows, problems = [], []
+        rows, problems, unlisted = [], [], 0
         for i in issues:
             c = store.delivery_counts(i.id)
-            pending = c["queued"] + c["claimed"] + c["sending"]
+            pending = c["pending"]
             rows.append(
                 [
                     i.issue_date.isoformat(),
@@ -700,7 +717,8 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
                 ]
             )
             if date:
-                problems = store.delivery_problems(i.id)
+                problems = store.delivery_problems(i.id, STATUS_PROBLEMS)
+                unlisted = c["failed"] + c["deferred"] - len(problems)
         holder = lock_holder(store.engine)
     if holder:
         click.echo(f"sending now: {holder}")
@@ -729,6 +747,12 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
     )
     for email, st, reply in problems:
         click.echo(f"  {st}: {email}: {reply}")
+    if unlisted > 0:
+        click.echo(f"  ... and {unlisted} more")
+
+
+#: Failed and deferred addresses `status --date` lists.
+STATUS_PROBLEMS = 200
 
 
 def _daemon_summary(settings: Any) -> str | None:
@@ -746,12 +770,19 @@ def _daemon_summary(settings: Any) -> str | None:
         )
     last = doc.get("last")
     if last:
-        line += (
-            f"; last: {last.get('issue_date')} {last.get('outcome')}"
-            + (f", sent {last['sent']}/{last.get('recipients')}" if "sent" in last else "")
-            + (f", failed {last['failed']}" if last.get("failed") else "")
-            + (f" ({last['error']})" if last.get("error") else "")
-        )
+        issue, run = last.get("issue") or {}, last.get("run") or {}
+        line += f"; last: {last.get('issue_date')} {last.get('outcome')}"
+        if issue:
+            line += f", sent {issue.get('sent')}/{issue.get('recipients')}"
+            if run.get("sent") != issue.get("sent"):
+                line += f" ({run.get('sent', 0)} this run)"
+            line += "".join(
+                f", {k.replace('_', ' ')} {issue[k]}"
+                for k in ("failed", "deferred", "pending", "in_doubt")
+                if issue.get(k)
+            )
+        if last.get("error"):
+            line += f" ({last['error']})"
     return line
 
 

@@ -122,25 +122,37 @@ class Daemon:
             )
             last["outcome"] = report.outcome
             if report.delivery is not None:
-                d = report.delivery
-                last.update(
-                    sent=d.sent,
-                    failed=d.failed,
-                    deferred=d.deferred,
-                    in_doubt=d.in_doubt,
-                    recipients=d.totals.get("recipients", 0),
-                )
+                d, t = report.delivery, report.delivery.totals
+                # The issue's counts and this run's share, both from the ledger.
+                last["issue"] = {
+                    k: t.get(k, 0)
+                    for k in ("recipients", "sent", "failed", "deferred", "pending", "in_doubt")
+                }
+                last["run"] = {
+                    "sent": d.sent,
+                    "failed": d.failed,
+                    "deferred": d.deferred,
+                    "skipped": d.skipped,
+                    "in_doubt": d.in_doubt,
+                }
                 level = logging.WARNING if (d.failed or d.deferred or d.stopped) else logging.INFO
                 log.log(
                     level,
-                    "issue %s: %s: sent %d/%d, failed %d, deferred %d, in doubt %d%s",
+                    "issue %s: %s: sent %d/%d, failed %d, deferred %d, in doubt %d, pending %d "
+                    "(this run: sent %d, failed %d, deferred %d, in doubt %d, in %.1f s)%s",
                     issue_date,
                     report.outcome,
-                    d.totals.get("sent", 0),
-                    d.totals.get("recipients", 0),
+                    t.get("sent", 0),
+                    t.get("recipients", 0),
+                    t.get("failed", 0),
+                    t.get("deferred", 0),
+                    t.get("in_doubt", 0),
+                    t.get("pending", 0),
+                    d.sent,
                     d.failed,
                     d.deferred,
                     d.in_doubt,
+                    d.elapsed,
                     f" ({d.stopped})" if d.stopped else "",
                 )
             else:

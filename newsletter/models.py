@@ -137,8 +137,9 @@ class Subscriber:
 
 
 class IssueStatus(StrEnum):
-    READY = "ready"  # rendered and stored; the ledger may be partly done
-    SENT = "sent"  # every ledger row reached a final state
+    READY = "ready"  # rendered and stored; rows are left to send (a send resumes it)
+    SENT = "sent"  # every ledger row is settled for good: sent, failed (5xx) or skipped
+    DEFERRED = "deferred"  # settled but for deferred rows: `send --retry-failed` retries them
     EMPTY = "empty"  # no new papers and on_empty = "skip": nothing to send
 
 

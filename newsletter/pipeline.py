@@ -216,7 +216,9 @@ class AllSourcesFailed(NewsletterError):
 @dataclass
 class SendReport:
     issue_date: dt.date
-    outcome: str  # "sent", "partial", "empty", "already-sent", "dry-run", "stopped"
+    # "sent", "deferred" (settled but for deferred rows), "already-sent", "partial",
+    # "stopped", "empty", "dry-run"
+    outcome: str
     fetch: FetchReport | None = None
     issue: IssueRecord | None = None
     delivery: DeliveryReport | None = None
@@ -363,6 +365,9 @@ def run_send(
             if purged:
                 log.info("deleted %d web sign-up(s) never confirmed", purged)
             queued = store.queue_deliveries(issue.id, now=now())
+            if issue.status is not IssueStatus.READY and store.unfinished(issue.id):
+                # Rows to send again (new subscribers, --retry-failed): not settled now.
+                store.set_issue_status(issue.id, IssueStatus.READY, now=now())
         pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
         if on_start:
             on_start(pending if limit is None else min(pending, limit))
@@ -382,8 +387,14 @@ def run_send(
             lease=settings.delivery.lease_seconds if worker else None,
         )
         if store.unfinished(issue.id) == 0:
-            store.set_issue_status(issue.id, IssueStatus.SENT, now=now())
-            outcome = "sent" if delivery.done or queued else "already-sent"
+            # Deferred rows can still go out (--retry-failed): the issue is not "sent" yet.
+            deferred = delivery.totals.get(DeliveryStatus.DEFERRED.value, 0)
+            status = IssueStatus.DEFERRED if deferred else IssueStatus.SENT
+            store.set_issue_status(issue.id, status, now=now())
+            if deferred:
+                outcome = "deferred"
+            else:
+                outcome = "sent" if delivery.done or queued else "already-sent"
         else:
             outcome = "stopped" if delivery.stopped else "partial"
         log.info(

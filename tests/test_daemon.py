@@ -273,7 +273,7 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
     assert len(server.received) == 5  # nothing more on the way out
     doc = json.loads((tmp_path / "news.db.daemon.json").read_text())
     assert doc["state"] == "stopped" and doc["next_run"] is None
-    assert doc["last"]["outcome"] == "sent" and doc["last"]["sent"] == 5
+    assert doc["last"]["outcome"] == "sent" and doc["last"]["issue"]["sent"] == 5
 
 
 # --------------------------------------------------------------------------- stop and resume
@@ -305,7 +305,7 @@ def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
     t0 = time.monotonic()
     assert first.wait(10) == 0, first.log
     stop_time = time.monotonic() - t0
-    assert stop_time < 3, stop_time
+    assert stop_time < 3, (stop_time, first.log)
     sink.settle(quiet=0.3)
     rows = ledger(db)
     statuses = Counter(st for st, _m, _d in rows.values())
@@ -443,7 +443,10 @@ def test_second_sigterm_exits_at_once_and_send_completes_the_issue(
         timeout=60,
     )
     assert send.returncode == 0, send.stdout + send.stderr
-    summary = re.search(r"in doubt (\d+) in .*issue total: 10 of 10 sent, 0 pending", send.stdout)
+    summary = re.search(
+        r"in doubt (\d+) in .*issue total: 10 of 10 sent, 0 failed, 0 deferred, 0 pending",
+        send.stdout,
+    )
     assert summary, send.stdout
     sink.settle(quiet=0.6)
     rows = ledger(db)
@@ -645,3 +648,33 @@ def test_a_missed_run_is_logged_as_json_too(tmp_path, smtp_server, daemons):
     for line in d.log.splitlines():
         doc = json.loads(line)
         assert {"time", "level", "event"} <= set(doc)
+
+
+def test_the_daemons_status_counts_the_issue_not_only_its_run(
+    write_config, sample_feeds, smtp_server, caplog
+):
+    """A run that resumes an issue (4 of 10 sent before it) reports the issue's totals from
+    the ledger, and this run's share apart: in its log line, its status file and `status`."""
+    from newsletter.cli import _daemon_summary
+    from newsletter.daemon import Daemon
+    from newsletter.pipeline import run_send
+
+    server = smtp_server()
+    path = write_config(hf_source(sample_feeds) + "[fetch]\nwindow_days = 1\n" + server.config())
+    settings = load_settings(path, env=ENV)
+    now = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
+    day = now().date()
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(f"r{i}@example.org", "") for i in range(10)], now=now())
+        run_send(settings, store, issue_date=day, now=now, limit=4)
+        caplog.set_level("INFO", logger="newsletter")
+        Daemon(settings, store, now=now).send_job("catch-up", day)
+    assert len(server.received) == 10
+    logged = [r.getMessage() for r in caplog.records if r.name == "newsletter.daemon"]
+    assert any(
+        m.startswith(f"issue {day}: sent: sent 10/10, failed 0, deferred 0, in doubt 0")
+        and "this run: sent 6," in m
+        for m in logged
+    ), logged
+    line = _daemon_summary(settings)
+    assert line is not None and f"last: {day} sent, sent 10/10 (6 this run)" in line, line

@@ -330,6 +330,89 @@ def test_faults_are_retried_recorded_and_bounced(setup, smtp_server, monkeypatch
     assert len(server.handler.by_rcpt()["reader002@example.org"]) == 1
 
 
+def status_table(path: Path, *args: str) -> dict[str, list[str]]:
+    """`newsletter status` rows by issue date, and its other lines under "lines"."""
+    r = CliRunner().invoke(cli, ["-c", str(path), "status", *args], env=ENV)
+    assert r.exit_code == 0, r.output
+    rows: dict[str, list[str]] = {"lines": r.stdout.splitlines()}
+    for line in r.stdout.splitlines():
+        cells = line.split()
+        if cells and re.fullmatch(r"\d{4}-\d\d-\d\d", cells[0]):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_a_resend_after_a_drop_in_data_is_in_doubt_in_the_ledger_too(setup, smtp_server):
+    """The server kept the message but the connection dropped before its reply: the resend
+    in the same run is a possible duplicate, and the summary, the ledger and `status` all
+    say so."""
+    victim = "reader001@example.org"
+    handler = Handler(Faults(data={victim: ["DISCONNECT", None]}, deliver_before_disconnect=True))
+    server = smtp_server(handler)
+    path, settings = setup(server.config(), subscribers=3)
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    assert len(server.handler.by_rcpt()[victim]) == 2
+    assert "sent 3, failed 0, deferred 0, skipped 0, in doubt 1" in r.stdout
+    with Store.open(settings.database_url) as store, store.read() as conn:
+        d, s = schema.deliveries, schema.subscribers
+        flagged = (
+            conn.execute(
+                sa.select(s.c.email)
+                .join_from(d, s, s.c.id == d.c.subscriber_id)
+                .where(d.c.in_doubt)
+            )
+            .scalars()
+            .all()
+        )
+    assert flagged == [victim]
+    row = status_table(path)[DAY.isoformat()]
+    assert row[1] == "sent" and row[3:9] == ["3", "3", "0", "0", "0", "1"]
+
+
+def test_a_plain_send_after_deferrals_says_what_is_left_and_how_to_retry(setup, smtp_server):
+    faults = Faults(
+        rcpt={
+            "reader001@example.org": ["550 5.1.1 no such user"],
+            "reader002@example.org": ["452 4.2.2 mailbox full"],
+        }
+    )
+    server = smtp_server(Handler(faults))
+    path, _settings = setup(server.config(), subscribers=4)
+    first = send(path)
+    assert first.exit_code == 1
+    assert "sent 2, failed 1, deferred 1" in first.stdout
+    # The issue is not "sent" while a deferred row can still be retried.
+    assert status_table(path)[DAY.isoformat()][1] == "deferred"
+
+    again = send(path)
+    assert again.exit_code == 1, again.output
+    assert "already sent to everyone" not in again.output
+    assert "1 deferred" in again.output and "--retry-failed" in again.output
+    assert len(server.received) == 2  # nobody mailed twice
+
+    faults.rcpt.pop("reader002@example.org")
+    retry = send(path, "--retry-failed")
+    assert retry.exit_code == 0, retry.output
+    row = status_table(path)[DAY.isoformat()]
+    assert row[1] == "sent" and row[4:7] == ["3", "1", "0"]
+
+
+def test_the_problem_list_says_how_many_it_leaves_out(setup, smtp_server):
+    faults = Faults(
+        rcpt={f"reader{i:03d}@example.org": ["550 5.1.1 no such user"] for i in range(25)}
+    )
+    server = smtp_server(Handler(faults))
+    path, _settings = setup(server.config(), subscribers=26)
+    r = send(path)
+    assert r.exit_code == 1
+    listed = [line for line in r.stderr.splitlines() if "no such user" in line]
+    assert len(listed) == 20
+    assert "and 5 more" in r.stderr and "newsletter status --date" in r.stderr
+    status = status_table(path, "--date", DAY.isoformat())["lines"]
+    assert len([line for line in status if "no such user" in line]) == 25
+
+
 def test_slow_server_within_the_timeout(setup, smtp_server):
     server = smtp_server(Handler(Faults(delay=0.3)))
     path, _ = setup(server.config(), subscribers=2)

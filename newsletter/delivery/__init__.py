@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import random
+import secrets
 import socket
 import threading
 import time
@@ -64,21 +65,53 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+#: Problems (failed or deferred addresses) a report lists; the rest are counted.
+PROBLEMS_SHOWN = 20
+
+
 @dataclass
 class DeliveryReport:
-    """What one delivery run did (counts are for this run; ``totals`` for the issue)."""
+    """What one delivery run did, read back from the ledger once the run is over.
+
+    ``run`` counts the rows this run settled (its sender ids are in ``claimed_by``),
+    ``totals`` the whole issue: both are :meth:`Store.delivery_counts`, the source every
+    count shown to the operator comes from.
+    """
 
     issue_date: dt.date
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    in_doubt: int = 0  # rows sent again after a crash or a connection lost in DATA
+    run: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
     elapsed: float = 0.0
     stopped: str | None = None  # why the run stopped before the queue was empty
-    problems: list[str] = field(default_factory=list)
-    totals: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)  # the first PROBLEMS_SHOWN of this run
+
+    def _n(self, status: DeliveryStatus) -> int:
+        return self.run.get(status.value, 0)
+
+    @property
+    def sent(self) -> int:
+        return self._n(DeliveryStatus.SENT)
+
+    @property
+    def failed(self) -> int:
+        return self._n(DeliveryStatus.FAILED)
+
+    @property
+    def deferred(self) -> int:
+        return self._n(DeliveryStatus.DEFERRED)
+
+    @property
+    def skipped(self) -> int:
+        return self._n(DeliveryStatus.SKIPPED)
+
+    @property
+    def in_doubt(self) -> int:
+        """Rows this run sent (or settled) although an earlier attempt may have arrived."""
+        return self.run.get("in_doubt", 0)
+
+    @property
+    def problems_total(self) -> int:
+        return self.failed + self.deferred
 
     @property
     def done(self) -> int:
@@ -195,25 +228,14 @@ def deliver(
     budget = _Budget(limit)
     rate = RateLimiter(settings.smtp.rate_limit if settings.delivery.transport == "smtp" else 0)
     lock = threading.Lock()
-    base_worker = worker_id()
+    # Sender n of this run is "<run_id>n": the rows it settles keep that name, so the
+    # run's own counts can be read back from the ledger.
+    base_worker = f"{worker_id()}:{secrets.token_hex(3)}"
+    run_id = f"{base_worker}:"
     started = time.monotonic()
 
-    def count(
-        status: DeliveryStatus, *, doubt: bool = False, bounced: bool = False, why: str = ""
-    ) -> None:
-        with lock:
-            if status is DeliveryStatus.SENT:
-                report.sent += 1
-            elif status is DeliveryStatus.FAILED:
-                report.failed += 1
-            elif status is DeliveryStatus.DEFERRED:
-                report.deferred += 1
-            elif status is DeliveryStatus.SKIPPED:
-                report.skipped += 1
-            report.in_doubt += doubt
-            report.bounced += bounced
-            if why and len(report.problems) < 20:
-                report.problems.append(why)
+    def count(status: DeliveryStatus) -> None:
+        # Live progress only; the report's counts are read back from the ledger.
         if progress:
             progress(status)
 
@@ -250,12 +272,7 @@ def deliver(
                     store.mark_done(claim, DeliveryStatus.FAILED, e.reason, now=now())
                     if e.bounce:
                         store.set_subscriber_status(sub.id, SubscriberStatus.BOUNCED, now=now())
-                    count(
-                        DeliveryStatus.FAILED,
-                        doubt=doubt,
-                        bounced=e.bounce,
-                        why=f"{sub.email}: {e.reason}",
-                    )
+                    count(DeliveryStatus.FAILED)
                     return
                 # A connection lost in DATA may have delivered: the resend is in doubt.
                 doubt = doubt or (e.stage == "data" and e.code is None)
@@ -266,8 +283,10 @@ def deliver(
                     store.mark_done(
                         claim, DeliveryStatus.DEFERRED, e.reason, now=now(), in_doubt=doubt
                     )
-                    count(DeliveryStatus.DEFERRED, doubt=doubt, why=f"{sub.email}: {e.reason}")
+                    count(DeliveryStatus.DEFERRED)
                     return
+                if e.stage == "data":  # the row was in flight: written back, with the doubt
+                    store.mark_retry(claim, e.reason, now=now(), in_doubt=doubt)
                 delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
                 log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
                 unrecorded.flush(now())
@@ -277,7 +296,7 @@ def deliver(
             else:
                 # Recorded with the next message's SENDING, or flushed: one write a message.
                 unrecorded.item = (claim, reply)
-                count(DeliveryStatus.SENT, doubt=doubt)
+                count(DeliveryStatus.SENT)
                 return
 
     def open_with_retries(transport: Transport) -> None:
@@ -351,7 +370,12 @@ def deliver(
     report.elapsed = time.monotonic() - started
     if crashed:
         raise crashed[0]
+    report.run = store.delivery_counts(issue.id, by=run_id)
     report.totals = store.delivery_counts(issue.id)
+    report.problems = [
+        f"{email}: {reply}"
+        for email, _status, reply in store.delivery_problems(issue.id, PROBLEMS_SHOWN, by=run_id)
+    ]
     if stop.is_set() and not report.stopped and store.unfinished(issue.id):
         report.stopped = "asked to stop (a signal); the rest stays queued"
     return report

@@ -370,9 +370,20 @@ class LedgerStore:
         now: dt.datetime,
         in_doubt: bool = False,
     ) -> None:
-        """FAILED, DEFERRED or SKIPPED, with the reason; ``in_doubt``: it may have arrived."""
+        """FAILED, DEFERRED or SKIPPED, with the reason; ``in_doubt``: it may have arrived.
+
+        ``claimed_by`` stays: a finished row names the run that finished it, which is how a
+        run's own counts are read back (:meth:`delivery_counts` with ``by``)."""
         extra = {"in_doubt": True} if in_doubt else {}
-        self._mark(claim, now, status=status.value, reply=reply[:1000], claimed_by=None, **extra)
+        self._mark(claim, now, status=status.value, reply=reply[:1000], **extra)
+
+    def mark_retry(self, claim: Claim, reply: str, *, now: dt.datetime, in_doubt: bool) -> None:
+        """DATA failed transiently: the row is no longer in flight (SENDING), only held, and
+        waits for its retry.  ``in_doubt``: the connection dropped before the server's reply,
+        so the message may have arrived and any resend is a possible duplicate; the flag is
+        written now, so a crash before the resend cannot lose it."""
+        extra = {"in_doubt": True} if in_doubt else {}
+        self._mark(claim, now, status=DeliveryStatus.CLAIMED.value, reply=reply[:1000], **extra)
 
     def requeue(self, claim: Claim, *, now: dt.datetime, in_doubt: bool = False) -> None:
         """Put one row back in the queue (the run stopped before its fate was settled).
@@ -420,21 +431,36 @@ class LedgerStore:
             n = conn.execute(
                 d.update()
                 .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.DEFERRED.value)
-                .values(status=DeliveryStatus.QUEUED.value, updated_at=now)
+                .values(status=DeliveryStatus.QUEUED.value, claimed_by=None, updated_at=now)
             ).rowcount
         return n or 0
 
-    def delivery_counts(self, issue_id: int) -> dict[str, int]:
-        """Rows per status, plus ``in_doubt`` and ``recipients``."""
+    @staticmethod
+    def _rows_of(issue_id: int, by: str | None) -> sa.ColumnElement[bool]:
+        """The issue's rows; with ``by``, only those a run whose sender ids start with it
+        holds or finished."""
         d = schema.deliveries
+        cond = d.c.issue_id == issue_id
+        if by is not None:
+            cond = sa.and_(cond, sa.func.substr(d.c.claimed_by, 1, len(by)) == by)
+        return cond
+
+    def delivery_counts(self, issue_id: int, *, by: str | None = None) -> dict[str, int]:
+        """Rows per status, plus ``in_doubt``, ``recipients`` and ``pending`` (not settled
+        yet): the one source of every
+        count shown (the send summary, `newsletter status`, the daemon's status and log).
+
+        ``by``: only the rows of one run (its sender ids' common prefix, see
+        :func:`newsletter.delivery.deliver`), i.e. what that run did.
+        """
+        d = schema.deliveries
+        rows_of = self._rows_of(issue_id, by)
         with self.read() as conn:
             rows = conn.execute(
-                sa.select(d.c.status, sa.func.count())
-                .where(d.c.issue_id == issue_id)
-                .group_by(d.c.status)
+                sa.select(d.c.status, sa.func.count()).where(rows_of).group_by(d.c.status)
             ).all()
             doubt = conn.execute(
-                sa.select(sa.func.count()).where(d.c.issue_id == issue_id, d.c.in_doubt.is_(True))
+                sa.select(sa.func.count()).where(rows_of, d.c.in_doubt.is_(True))
             ).scalar_one()
         counts = {s.value: 0 for s in DeliveryStatus}
         counts.update(dict(rows))
@@ -442,17 +468,20 @@ class LedgerStore:
         counts["recipients"] = sum(
             n for k, n in counts.items() if k in {s.value for s in DeliveryStatus}
         )
+        counts["pending"] = sum(counts[s.value] for s in DeliveryStatus if s not in FINAL)
         return counts
 
-    def delivery_problems(self, issue_id: int, limit: int = 50) -> list[tuple[str, str, str]]:
-        """(email, status, reply) of FAILED and DEFERRED rows."""
+    def delivery_problems(
+        self, issue_id: int, limit: int = 50, *, by: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """(email, status, reply) of FAILED and DEFERRED rows (of one run, with ``by``)."""
         d, s = schema.deliveries, schema.subscribers
         with self.read() as conn:
             rows = conn.execute(
                 sa.select(s.c.email, d.c.status, d.c.reply)
                 .join(s, s.c.id == d.c.subscriber_id)
                 .where(
-                    d.c.issue_id == issue_id,
+                    self._rows_of(issue_id, by),
                     d.c.status.in_([DeliveryStatus.FAILED.value, DeliveryStatus.DEFERRED.value]),
                 )
                 .order_by(s.c.email)

@@ -130,7 +130,9 @@ class SignupStore:
         q = (
             sa.select(t.c.issue_date, t.c.subject, t.c.paper_count)
             .where(
-                t.c.status.in_([IssueStatus.READY.value, IssueStatus.SENT.value]),
+                t.c.status.in_(
+                    [IssueStatus.READY.value, IssueStatus.SENT.value, IssueStatus.DEFERRED.value]
+                ),
                 t.c.html.is_not(None),
                 t.c.html != "",
             )
