@@ -589,7 +589,10 @@ def send(
     that was interrupted picks up where it stopped.  Exit code 0 when everyone was
     mailed, 1 when some messages failed or the run stopped early.
     """
+    import threading
+
     from newsletter import pipeline
+    from newsletter.stopping import StopOnSignals
 
     settings = app.settings()
     now = _now()
@@ -625,19 +628,24 @@ def send(
             if bar is not None:
                 bar.update(1)
 
+        # SIGTERM (systemd, a timeout) or Ctrl-C: finish the messages in DATA, record them,
+        # hand the rest back and print the summary; a second signal exits at once.
+        stop = threading.Event()
         try:
-            report = pipeline.run_send(
-                settings,
-                store,
-                issue_date=issue_date,
-                now=_now,
-                fetch=not no_fetch,
-                retry_failed=retry_failed,
-                limit=limit,
-                worker=worker,
-                on_start=start,
-                progress=step,
-            )
+            with StopOnSignals(stop, level=logging.WARNING):
+                report = pipeline.run_send(
+                    settings,
+                    store,
+                    issue_date=issue_date,
+                    now=_now,
+                    fetch=not no_fetch,
+                    retry_failed=retry_failed,
+                    limit=limit,
+                    worker=worker,
+                    stop=stop,
+                    on_start=start,
+                    progress=step,
+                )
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

@@ -13,12 +13,10 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from newsletter import schedule as sched
@@ -26,6 +24,7 @@ from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.lock import LockHeld, hold_lock, lock_path
 from newsletter.models import IssueStatus
+from newsletter.stopping import StopOnSignals
 from newsletter.store import IssueRecord, Store
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,6 @@ class Daemon:
         self.scheduler: Any = None
         self.trigger: Any = None
         self._busy = threading.Lock()  # held while a job runs
-        self._signals = 0
 
     # ------------------------------------------------------------------ status file
 
@@ -204,14 +202,8 @@ class Daemon:
 
     # ------------------------------------------------------------------ signals
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals > 1:
-            log.warning("%s again: exiting now; the next run resumes the ledger", name)
-            os._exit(1)
-        log.info("%s: stopping after the message in flight (send it again to exit at once)", name)
-        self.stop.set()
+    def _on_stop(self) -> None:
+        """The first SIGTERM/SIGINT (the stop event is set already)."""
         self._write_status(state="stopping")
         if self.scheduler is not None and self.scheduler.running:
             # wait=False: the handler runs on the main thread, which must get back to
@@ -251,21 +243,20 @@ class Daemon:
             self.scheduler.add_job(
                 self._guarded(self.catch_up_job), "date", run_date=self.now(), args=[dates]
             )
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-        log.info(
-            "daemon started (pid %d): sending at %s %s on %s%s",
-            os.getpid(),
-            s.send_at,
-            sched.zone_name(self.tz),
-            s.days,
-            f", fetching at {s.fetch_at}" if s.fetch_at else "",
-        )
-        self._write_status(state="idle")
-        self._log_next()
-        self.scheduler.start()  # returns after shutdown (a signal)
-        with self._busy:  # wait for the job in flight to wind down
-            pass
+        with StopOnSignals(self.stop, on_stop=self._on_stop):
+            log.info(
+                "daemon started (pid %d): sending at %s %s on %s%s",
+                os.getpid(),
+                s.send_at,
+                sched.zone_name(self.tz),
+                s.days,
+                f", fetching at {s.fetch_at}" if s.fetch_at else "",
+            )
+            self._write_status(state="idle")
+            self._log_next()
+            self.scheduler.start()  # returns after shutdown (a signal)
+            with self._busy:  # wait for the job in flight to wind down
+                pass
         self._write_status(state="stopped", next_run=None)
         log.info("daemon stopped")
 

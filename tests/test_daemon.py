@@ -263,7 +263,7 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
     t0 = time.monotonic()
     assert d.wait(10) == 0, d.log
     assert time.monotonic() - t0 < 3
-    assert "SIGTERM: stopping after the message in flight" in d.log
+    assert "SIGTERM: stopping after the message(s) in flight" in d.log
     assert d.log.rstrip().endswith("daemon stopped")
     assert {st for st, _m, _d in ledger(db).values()} == {"sent"}
     assert issues(db) == [(today.isoformat(), "sent")]
@@ -420,7 +420,7 @@ def test_second_sigterm_exits_at_once_and_send_completes_the_issue(
     d = daemons(cfg, "daemon")
     assert wait_for(lambda: sink.count() >= 2 or d.proc.poll() is not None, 60)
     d.signal(signal.SIGTERM)
-    d.wait_log(r"SIGTERM: stopping after the message in flight")
+    d.wait_log(r"SIGTERM: stopping after the message\(s\) in flight")
     d.signal(signal.SIGTERM)
     t0 = time.monotonic()
     code = d.wait(5)

@@ -332,3 +332,67 @@ def test_deferred_after_a_drop_in_data_is_resent_in_doubt(
     # The retry is the run that made the second copy; the ledger should say so.
     assert counts["in_doubt"] == 1
     assert retry.delivery.in_doubt == 1
+
+
+# --------------------------------------------------------------------------- graceful stop
+# systemd stops a oneshot `newsletter send` with SIGTERM; Ctrl-C is SIGINT.  Either one
+# finishes the message in flight, records it, prints the summary and exits 1 (resumable).
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_send_gracefully_and_a_resume_sends_nobody_twice(
+    tmp_path, sample_feeds, sink_process, sig
+):
+    sink = sink_process(0.01)
+    cfg, db, emails = write_setup(tmp_path, sample_feeds, sink.port, subscribers=300, connections=2)
+    day = utcnow().date()
+    proc = start_send(cfg, day, tmp_path / "first")
+    assert wait_for(lambda: sink.count() >= 40 or proc.poll() is not None, 60)
+    os.kill(proc.pid, sig)
+    assert proc.wait(30) == 1
+    out, err = (tmp_path / "first.out").read_text(), (tmp_path / "first.err").read_text()
+    sink.settle(quiet=0.3)
+    summary = SUMMARY.search(out)
+    assert summary, (out, err)
+    assert "Aborted!" not in err
+    assert f"{signal.Signals(sig).name}: stopping after the message(s) in flight" in err, err
+    assert "stopped: asked to stop" in err and "again to resume" in err, err
+    rows = ledger_rows(db)
+    statuses = Counter(st for _e, st, _m, _a, _d in rows)
+    # What the world has is what the ledger says: nothing unrecorded, nothing in flight.
+    assert set(statuses) <= {"sent", "queued"}, statuses
+    assert statuses["sent"] == sink.count() == int(summary.group(1))
+    assert 40 <= sink.count() < 300
+
+    final = start_send(cfg, day, tmp_path / "final")
+    assert final.wait(120) == 0, (tmp_path / "final.err").read_text()
+    assert "resuming after an interrupted send" not in (tmp_path / "final.err").read_text()
+    sink.settle(quiet=0.3)
+    assert Counter(r for r, _ in sink.lines) == Counter(emails)  # exactly one copy each
+    assert {st for _e, st, _m, _a, _d in ledger_rows(db)} == {"sent"}
+
+
+def test_a_second_signal_makes_send_exit_at_once(tmp_path, sample_feeds, sink_process):
+    sink = sink_process(0.3)  # 0.9 s per message: the first signal has to wait for DATA
+    cfg, db, emails = write_setup(tmp_path, sample_feeds, sink.port, subscribers=20, connections=2)
+    day = utcnow().date()
+    proc = start_send(cfg, day, tmp_path / "first")
+    assert wait_for(lambda: sink.count() >= 2 or proc.poll() is not None, 60)
+    assert wait_for(lambda: bool(in_flight(db)), 10)
+    proc.send_signal(signal.SIGTERM)
+    assert wait_for(lambda: "stopping after" in (tmp_path / "first.err").read_text(), 10)
+    proc.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
+    assert proc.wait(10) == 1
+    assert time.monotonic() - t0 < 5
+    assert "SIGTERM again: exiting now" in (tmp_path / "first.err").read_text()
+    final = start_send(cfg, day, tmp_path / "final")
+    assert final.wait(120) == 0, (tmp_path / "final.err").read_text()
+    sink.settle(quiet=1.0)
+    copies: dict[str, list[str]] = defaultdict(list)
+    for rcpt, mid in sink.lines:
+        copies[rcpt].append(mid)
+    assert sorted(copies) == emails
+    doubtful = {e for e, _st, _m, _a, d in ledger_rows(db) if d}
+    assert len(doubtful) <= 2  # at most the messages in DATA at the second signal
+    assert all(len(m) == 1 or e in doubtful for e, m in copies.items())

@@ -314,6 +314,8 @@ def deliver(
         transport = transport_factory()
         unrecorded = _Unrecorded(store)
         try:
+            if stop.is_set():  # asked to stop before delivery began (during the fetch)
+                return
             open_with_retries(transport)
             while not stop.is_set():
                 claims = store.claim(issue.id, me, BATCH, now=now(), lease=lease)
