@@ -20,7 +20,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 
 def free_port() -> int:
@@ -63,6 +63,7 @@ class Handler:
         self.attempts: Counter[tuple[str, str]] = Counter()
         self.sessions = 0
         self._session_ids: dict[int, int] = {}
+        self.rcpt_order: list[str] = []  # every RCPT TO, in the order the server saw them
         self.lock = threading.Lock()
 
     def _session(self, session: Any) -> int:
@@ -101,6 +102,8 @@ class Handler:
     ) -> str:
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
+        with self.lock:
+            self.rcpt_order.append(address)
         reply = self._play(self.faults.rcpt, "rcpt", address)
         if reply:
             return reply
@@ -140,8 +143,37 @@ class Handler:
         return out
 
 
+class _LimitedController(Controller):
+    """A server that greets connections beyond ``max_sessions`` at once with a 421 and
+    closes them, as relays that cap concurrent connections do."""
+
+    def __init__(self, handler: Any, max_sessions: int, **kwargs: Any):
+        super().__init__(handler, **kwargs)
+        self.max_sessions = max_sessions
+        self.active = 0
+
+    def factory(self) -> SMTP:
+        controller = self
+
+        class Limited(SMTP):
+            async def _handle_client(self) -> None:
+                if controller.active >= controller.max_sessions:
+                    await self.push("421 4.7.0 Too many concurrent connections")
+                    assert self.transport is not None
+                    self.transport.close()
+                    return
+                controller.active += 1
+                try:
+                    await super()._handle_client()
+                finally:
+                    controller.active -= 1
+
+        return Limited(self.handler, **self.SMTP_kwargs)
+
+
 class SmtpServer:
-    """aiosmtpd on 127.0.0.1 in a thread; ``tls`` is None, "starttls" or "tls" (implicit)."""
+    """aiosmtpd on 127.0.0.1 in a thread; ``tls`` is None, "starttls" or "tls" (implicit);
+    ``max_sessions``: refuse connections beyond that many at once."""
 
     def __init__(
         self,
@@ -150,6 +182,7 @@ class SmtpServer:
         tls: str | None = None,
         cert: Any = None,  # a trustme LeafCert for TLS
         users: dict[str, str] | None = None,
+        max_sessions: int | None = None,
     ):
         self.handler = handler or Handler()
         self.port = free_port()
@@ -172,7 +205,14 @@ class SmtpServer:
                 auth_required=True,
                 auth_require_tls=tls == "starttls",
             )
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
+        if max_sessions is None:
+            self.controller = Controller(
+                self.handler, hostname="127.0.0.1", port=self.port, **kwargs
+            )
+        else:
+            self.controller = _LimitedController(
+                self.handler, max_sessions, hostname="127.0.0.1", port=self.port, **kwargs
+            )
 
     def _authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any

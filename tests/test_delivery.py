@@ -413,6 +413,62 @@ def test_the_problem_list_says_how_many_it_leaves_out(setup, smtp_server):
     assert len([line for line in status if "no such user" in line]) == 25
 
 
+def test_a_transient_failure_does_not_hold_up_the_list(setup, smtp_server, monkeypatch):
+    """One connection; the first subscriber gets a 451: the connection moves on to the
+    others and comes back to it when its retry is due."""
+    import newsletter.delivery as delivery
+
+    monkeypatch.setattr(delivery, "BACKOFF", 0.5)
+    faults = Faults(rcpt={"reader000@example.org": ["451 4.3.0 try again later", None]})
+    server = smtp_server(Handler(faults))
+    path, _settings = setup(server.config(connections=1), subscribers=6)
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    order = [m.rcpt_tos[0] for m in server.received]
+    assert order == [f"reader00{i}@example.org" for i in (1, 2, 3, 4, 5, 0)]
+
+
+def test_full_mailboxes_are_retried_side_by_side_not_one_after_another(
+    setup, smtp_server, monkeypatch
+):
+    """`--retry-failed` on mailboxes that stay full: each gets its tries, and the waits
+    between them overlap instead of adding up (the first tries of all, then the second
+    tries of all, ...), so the run takes about one retry schedule."""
+    import newsletter.delivery as delivery
+
+    monkeypatch.setattr(delivery, "BACKOFF", 0.2)
+    full = [f"reader00{i}@example.org" for i in range(5)]
+    faults = Faults(rcpt={a: ["452 4.2.2 mailbox full"] for a in full})
+    server = smtp_server(Handler(faults))
+    path, settings = setup(server.config(connections=1), subscribers=6)
+    assert send(path).exit_code == 1
+    server.handler.rcpt_order.clear()
+    retry = send(path, "--retry-failed")
+    assert retry.exit_code == 1
+    assert "sent 0, failed 0, deferred 5" in retry.stdout
+    tries = [a for a in server.handler.rcpt_order if a in full]
+    assert len(tries) == 3 * len(full)
+    for k in range(3):  # round k holds the k-th try of every address
+        assert sorted(tries[5 * k : 5 * k + 5]) == full, tries
+    assert {e: st for e, st in ledger(settings).items() if e in full} == dict.fromkeys(
+        full, "deferred"
+    )
+
+
+def test_connections_beyond_the_servers_limit_are_dropped_not_fatal(setup, smtp_server):
+    """smtp.connections = 4 against a relay that takes 2 at once: the two refused senders
+    give up (with a warning that says why) and the other two mail everyone."""
+    server = smtp_server(max_sessions=2)
+    path, settings = setup(server.config(connections=4), subscribers=30)
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    assert "421 4.7.0 Too many concurrent connections" in r.stderr
+    assert "going on with the other connections" in r.stderr
+    got = server.handler.by_rcpt()
+    assert len(got) == 30 and all(len(v) == 1 for v in got.values())
+    assert set(ledger(settings).values()) == {"sent"}
+
+
 def test_slow_server_within_the_timeout(setup, smtp_server):
     server = smtp_server(Handler(Faults(delay=0.3)))
     path, _ = setup(server.config(), subscribers=2)

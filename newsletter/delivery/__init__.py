@@ -3,11 +3,23 @@
 Parallel senders (``smtp.connections`` threads, each with its own connection) claim small
 batches of ledger rows, build each subscriber's message from the issue rendered once,
 mark the row SENDING just before DATA and SENT (or FAILED / DEFERRED) right after.
+
+A transient failure (a 4xx reply, a dropped connection) never holds up the list: the
+message goes to its sender's retry queue with a time before which it is not tried again,
+and the connection moves on to the next subscriber.  A message is tried at most
+``MAX_ATTEMPTS`` times within one run, the retries ``BACKOFF``, then ``2 x BACKOFF``
+seconds apart (with jitter; the first retry after a dropped connection comes at once, on
+a new connection), so it is settled, sent or DEFERRED, at most :func:`retry_window`
+seconds after its first try; a run therefore ends at most that long after it has tried
+its last subscriber once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import heapq
+import itertools
 import logging
 import os
 import random
@@ -15,6 +27,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,9 +49,10 @@ log = logging.getLogger(__name__)
 
 #: Rows one sender claims at a time: small, so a stop leaves little to hand back.
 BATCH = 10
-#: Attempts per message within one run for transient failures (4xx, dropped connections).
+#: Attempts per message within one run for transient failures (4xx, dropped connections);
+#: also attempts to (re)open a connection.
 MAX_ATTEMPTS = 3
-#: Seconds before the first retry; doubled each time, with jitter.
+#: Seconds before the first retry; doubled each time, with jitter (x 0.5 to 1.5).
 BACKOFF = 1.0
 #: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
 DEMO_SECRET = "newsletter-outbox-only-not-secret"
@@ -199,6 +213,257 @@ class _Budget:
             return True
 
 
+def retry_window(backoff: float | None = None) -> float:
+    """The longest a message can take from its first try to being settled (the retries'
+    waits at their longest jitter), not counting the tries themselves."""
+    b = BACKOFF if backoff is None else backoff
+    return 1.5 * b * (2 ** (MAX_ATTEMPTS - 1) - 1)
+
+
+@dataclass(order=True)
+class _Job:
+    """A claimed row waiting for its (next) try; ordered by when it is due."""
+
+    due: float  # time.monotonic() before which it is not tried
+    seq: int
+    claim: Claim = field(compare=False)
+    tries: int = field(default=0, compare=False)  # attempts made in this run
+    doubt: bool = field(default=False, compare=False)  # an earlier copy may have arrived
+
+
+class _ConnectionGone(Exception):
+    """This sender's connection cannot be (re)opened; the others may still work."""
+
+
+class _Run:
+    """What the senders of one delivery run share."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        issue: IssueRecord,
+        *,
+        now: Callable[[], dt.datetime],
+        stop: threading.Event,
+        limit: int | None,
+        lease: float | None,
+        backoff: float,
+        senders: int,
+        progress: Callable[[DeliveryStatus], None] | None,
+    ):
+        self.store = store
+        self.settings = settings
+        self.issue = issue
+        self.now = now
+        self.stop = stop
+        self.limit = limit
+        self.lease = lease
+        self.backoff = backoff
+        self.progress = progress
+        self.mailer = IssueMailer(settings, issue, signing_secret(settings), now())
+        smtp = settings.delivery.transport == "smtp"
+        self.rate = RateLimiter(settings.smtp.rate_limit if smtp else 0)
+        self.budget = _Budget(limit)
+        # Sender n of this run is "<id>:<n>": the rows it settles keep that name, so the
+        # run's own counts can be read back from the ledger.
+        self.id = f"{worker_id()}:{secrets.token_hex(3)}"
+        self.lock = threading.Lock()
+        self.stopped: str | None = None
+        self.lost: str | None = None  # why a sender's connection gave out
+        self.crashed: list[BaseException] = []
+        self.live = senders
+
+    def sender_id(self, n: int) -> str:
+        return f"{self.id}:{n}"
+
+    def halt(self, reason: str) -> None:
+        with self.lock:
+            self.stopped = self.stopped or reason
+        self.stop.set()
+
+    def settled(self, status: DeliveryStatus) -> None:
+        # Live progress only; the report's counts are read back from the ledger.
+        if self.progress:
+            self.progress(status)
+
+    def leave(self, n: int, lost: str | None) -> None:
+        """Sender ``n`` is done; ``lost``: because its connection could not be reopened.
+        The run stops when that happens to the last sender still at work."""
+        with self.lock:
+            self.live -= 1
+            last = self.live == 0
+            if lost:
+                self.lost = lost
+        if lost and last:
+            self.halt(lost)
+        elif lost:
+            log.warning(
+                "connection %d: %s; going on with the other connections (is smtp.connections "
+                "more than the server allows?)",
+                n,
+                lost,
+            )
+
+
+class _Sender:
+    """One connection: claims rows, sends them, keeps its transient failures for later."""
+
+    def __init__(self, run: _Run, n: int, transport: Transport):
+        self.run_ = run
+        self.n = n
+        self.me = run.sender_id(n)
+        self.transport = transport
+        self.unrecorded = _Unrecorded(run.store)
+        self.fresh: deque[Claim] = deque()  # claimed, not tried yet
+        self.retries: list[_Job] = []  # a heap: the next due first
+        self.seq = itertools.count()
+
+    def run(self) -> None:
+        r = self.run_
+        lost: str | None = None
+        try:
+            if r.stop.is_set():  # asked to stop before delivery began (during the fetch)
+                return
+            self._connect()
+            while (job := self._next()) is not None:
+                self._send(job)
+        except _ConnectionGone as e:
+            lost = str(e)
+        except TransportUnavailable as e:
+            r.halt(str(e))
+        except BaseException as e:  # a bug: stop the others, re-raised by deliver()
+            r.crashed.append(e)
+            r.halt(f"a sender crashed: {e!r}")
+        finally:
+            try:
+                self._hand_back()
+            finally:
+                r.leave(self.n, lost)
+
+    # ------------------------------------------------------------------ the queue
+
+    def _next(self) -> _Job | None:
+        """The next row to try: a retry that is due, else a fresh claim; waits for a retry
+        that is not due yet when nothing else is left.  None: this sender is done."""
+        r = self.run_
+        while not r.stop.is_set():
+            if self.retries and self.retries[0].due <= time.monotonic():
+                return heapq.heappop(self.retries)
+            if self.fresh:
+                if not r.budget.take():
+                    r.halt(f"stopped after --limit {r.limit}")
+                    return None
+                claim = self.fresh.popleft()
+                return _Job(0.0, next(self.seq), claim, 0, claim.in_doubt)
+            claims = r.store.claim(r.issue.id, self.me, BATCH, now=r.now(), lease=r.lease)
+            if claims:
+                self.fresh.extend(claims)
+                continue
+            self.unrecorded.flush(r.now())  # before waiting: one unrecorded row at most
+            if self.retries:
+                r.stop.wait(max(0.0, self.retries[0].due - time.monotonic()))
+                continue
+            if r.lease is None or r.store.unfinished(r.issue.id) == 0:
+                return None
+            # Other workers hold the rest; one of them may die: look again later.
+            r.stop.wait(min(r.lease / 4, 1.0))
+        return None
+
+    def _hand_back(self) -> None:
+        """Record the last accepted message and give back every row not settled."""
+        r = self.run_
+        try:
+            self.unrecorded.flush(r.now())
+            rest = list(self.fresh) + [job.claim for job in self.retries]
+            if rest:
+                # CLAIMED rows go back to QUEUED; an in-doubt mark stays with the row.
+                r.store.release(rest, now=r.now())
+        finally:
+            self.fresh.clear()
+            self.retries.clear()
+            self.transport.close()
+
+    # ------------------------------------------------------------------ sending
+
+    def _connect(self) -> None:
+        """Open the connection, retrying transient failures; :class:`_ConnectionGone`
+        when it cannot be opened (the server cannot be reached, or refuses more
+        connections), :class:`TransportUnavailable` when nothing can be sent at all."""
+        r = self.run_
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                self.transport.open()
+                return
+            except SendError as e:
+                if attempt == MAX_ATTEMPTS:
+                    raise _ConnectionGone(e.reason) from e
+                log.info("%s; %d attempt(s) left", e.reason, MAX_ATTEMPTS - attempt)
+                self.unrecorded.flush(r.now())
+                if r.stop.wait(r.backoff * 2 ** (attempt - 1)):
+                    return
+
+    def _send(self, job: _Job) -> None:
+        r = self.run_
+        claim, sub = job.claim, job.claim.subscriber
+        if sub.status is not SubscriberStatus.ACTIVE:
+            r.store.mark_done(
+                claim, DeliveryStatus.SKIPPED, f"subscriber is {sub.status.value}", now=r.now()
+            )
+            r.settled(DeliveryStatus.SKIPPED)
+            return
+        mid, data = r.mailer.message(sub)
+        r.rate.acquire()
+        try:
+            reply = self.transport.send(
+                r.settings.list.from_address,
+                ascii_email(sub.email),
+                data,
+                lambda: r.store.mark_sending(claim, mid, now=r.now(), sent=self.unrecorded.take()),
+            )
+        except ClaimLost as e:
+            # Our lease ran out (a long stall) and another worker has the row now.
+            log.warning("%s; not sent by this worker", e)
+        except SendError as e:
+            if e.stage == "connect":
+                # The connection could not be reopened: not this message's failure.
+                heapq.heappush(self.retries, dataclasses.replace(job, due=0.0))
+                self._connect()
+            else:
+                self._failed(job, e)
+        else:
+            # Recorded with the next message's SENDING, or flushed: one write a message.
+            self.unrecorded.item = (claim, reply)
+            r.settled(DeliveryStatus.SENT)
+
+    def _failed(self, job: _Job, e: SendError) -> None:
+        r = self.run_
+        claim, sub = job.claim, job.claim.subscriber
+        tries = job.tries + 1
+        dropped = e.code is None  # the connection was lost: no reply
+        # A connection lost in DATA may have delivered: every later copy is in doubt.
+        doubt = job.doubt or (dropped and e.stage == "data")
+        if e.permanent:
+            r.store.mark_done(claim, DeliveryStatus.FAILED, e.reason, now=r.now(), in_doubt=doubt)
+            if e.bounce:
+                r.store.set_subscriber_status(sub.id, SubscriberStatus.BOUNCED, now=r.now())
+            r.settled(DeliveryStatus.FAILED)
+            return
+        if tries >= MAX_ATTEMPTS:
+            r.store.mark_done(claim, DeliveryStatus.DEFERRED, e.reason, now=r.now(), in_doubt=doubt)
+            r.settled(DeliveryStatus.DEFERRED)
+            return
+        if e.stage == "data":  # the row was in flight: written back, with the doubt
+            r.store.mark_retry(claim, e.reason, now=r.now(), in_doubt=doubt)
+        # A new connection is the remedy for a dropped one; a 4xx asks for time.
+        delay = 0.0 if dropped and tries == 1 else r.backoff * 2 ** (tries - 1)
+        delay *= 0.5 + random.random()  # jitter: retries of many rows spread out
+        heapq.heappush(
+            self.retries, _Job(time.monotonic() + delay, next(self.seq), claim, tries, doubt)
+        )
+        log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
+
+
 def deliver(
     store: Store,
     settings: Settings,
@@ -220,147 +485,34 @@ def deliver(
     whose holder stopped renewing them for ``lease`` seconds, renews its own claims
     meanwhile, and keeps going until no row of the issue is left unfinished.
     """
-    backoff = BACKOFF if backoff is None else backoff
-    secret = signing_secret(settings)
-    mailer = IssueMailer(settings, issue, secret, now())
-    report = DeliveryReport(issue.issue_date)
     stop = stop or threading.Event()
-    budget = _Budget(limit)
-    rate = RateLimiter(settings.smtp.rate_limit if settings.delivery.transport == "smtp" else 0)
-    lock = threading.Lock()
-    # Sender n of this run is "<run_id>n": the rows it settles keep that name, so the
-    # run's own counts can be read back from the ledger.
-    base_worker = f"{worker_id()}:{secrets.token_hex(3)}"
-    run_id = f"{base_worker}:"
+    n = max(1, connections)
+    run = _Run(
+        store,
+        settings,
+        issue,
+        now=now,
+        stop=stop,
+        limit=limit,
+        lease=lease,
+        backoff=BACKOFF if backoff is None else backoff,
+        senders=n,
+        progress=progress,
+    )
     started = time.monotonic()
-
-    def count(status: DeliveryStatus) -> None:
-        # Live progress only; the report's counts are read back from the ledger.
-        if progress:
-            progress(status)
-
-    def halt(reason: str) -> None:
-        with lock:
-            report.stopped = report.stopped or reason
-        stop.set()
-
-    def send_one(transport: Transport, claim: Claim, unrecorded: _Unrecorded) -> None:
-        sub = claim.subscriber
-        if sub.status is not SubscriberStatus.ACTIVE:
-            store.mark_done(
-                claim, DeliveryStatus.SKIPPED, f"subscriber is {sub.status.value}", now=now()
-            )
-            count(DeliveryStatus.SKIPPED)
-            return
-        mid, data = mailer.message(sub)
-        doubt = claim.in_doubt
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            rate.acquire()
-            try:
-                reply = transport.send(
-                    settings.list.from_address,
-                    ascii_email(sub.email),
-                    data,
-                    lambda: store.mark_sending(claim, mid, now=now(), sent=unrecorded.take()),
-                )
-            except ClaimLost as e:
-                # Our lease ran out (a long stall) and another worker has the row now.
-                log.warning("%s; not sent by this worker", e)
-                return
-            except SendError as e:
-                if e.permanent:
-                    store.mark_done(claim, DeliveryStatus.FAILED, e.reason, now=now())
-                    if e.bounce:
-                        store.set_subscriber_status(sub.id, SubscriberStatus.BOUNCED, now=now())
-                    count(DeliveryStatus.FAILED)
-                    return
-                # A connection lost in DATA may have delivered: the resend is in doubt.
-                doubt = doubt or (e.stage == "data" and e.code is None)
-                if attempt == MAX_ATTEMPTS or stop.is_set():
-                    if e.stage == "connect":
-                        store.requeue(claim, now=now(), in_doubt=doubt)
-                        raise TransportUnavailable(e.reason) from e
-                    store.mark_done(
-                        claim, DeliveryStatus.DEFERRED, e.reason, now=now(), in_doubt=doubt
-                    )
-                    count(DeliveryStatus.DEFERRED)
-                    return
-                if e.stage == "data":  # the row was in flight: written back, with the doubt
-                    store.mark_retry(claim, e.reason, now=now(), in_doubt=doubt)
-                delay = backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
-                log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
-                unrecorded.flush(now())
-                if stop.wait(delay):
-                    store.requeue(claim, now=now(), in_doubt=doubt)
-                    return
-            else:
-                # Recorded with the next message's SENDING, or flushed: one write a message.
-                unrecorded.item = (claim, reply)
-                count(DeliveryStatus.SENT)
-                return
-
-    def open_with_retries(transport: Transport) -> None:
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                transport.open()
-                return
-            except SendError as e:
-                log.info("%s; %d attempt(s) left", e.reason, MAX_ATTEMPTS - attempt)
-                if attempt == MAX_ATTEMPTS or stop.wait(backoff * 2 ** (attempt - 1)):
-                    raise TransportUnavailable(e.reason) from e
-
-    def run(n: int) -> None:
-        me = f"{base_worker}:{n}"
-        transport = transport_factory()
-        unrecorded = _Unrecorded(store)
-        try:
-            if stop.is_set():  # asked to stop before delivery began (during the fetch)
-                return
-            open_with_retries(transport)
-            while not stop.is_set():
-                claims = store.claim(issue.id, me, BATCH, now=now(), lease=lease)
-                if not claims:
-                    unrecorded.flush(now())
-                    if lease is None or store.unfinished(issue.id) == 0:
-                        return
-                    # Other workers hold the rest; one of them may die: look again later.
-                    stop.wait(min(lease / 4, 1.0))
-                    continue
-                for i, claim in enumerate(claims):
-                    if stop.is_set() or not budget.take():
-                        store.release(claims[i:], now=now())
-                        if not stop.is_set():
-                            halt(f"stopped after --limit {limit}")
-                        return
-                    try:
-                        send_one(transport, claim, unrecorded)
-                    except TransportUnavailable:
-                        store.release(claims[i + 1 :], now=now())
-                        raise
-        except TransportUnavailable as e:
-            halt(str(e))
-        except BaseException as e:  # a bug: stop the others, re-raised below
-            crashed.append(e)
-            halt(f"a sender crashed: {e!r}")
-        finally:
-            unrecorded.flush(now())
-            transport.close()
+    finished = threading.Event()
 
     def heartbeat() -> None:
         assert lease is not None
         while not finished.wait(lease / 3):
-            for n in range(len(threads)):
+            for i in range(n):
                 try:
-                    store.renew_claims(issue.id, f"{base_worker}:{n}", now=now())
+                    store.renew_claims(issue.id, run.sender_id(i), now=now())
                 except Exception:  # a lost renewal is retried next beat; senders renew too
-                    log.warning("renewing the claims of sender %d failed", n, exc_info=True)
+                    log.warning("renewing the claims of sender %d failed", i, exc_info=True)
 
-    crashed: list[BaseException] = []
-    finished = threading.Event()
-    threads = [
-        threading.Thread(target=run, args=(n,), name=f"sender-{n}")
-        for n in range(max(1, connections))
-    ]
+    senders = [_Sender(run, i, transport_factory()) for i in range(n)]
+    threads = [threading.Thread(target=s.run, name=f"sender-{s.n}") for s in senders]
     beat = threading.Thread(target=heartbeat, name="lease-renewal", daemon=True)
     for t in threads:
         t.start()
@@ -369,15 +521,22 @@ def deliver(
     for t in threads:
         t.join()
     finished.set()
-    report.elapsed = time.monotonic() - started
-    if crashed:
-        raise crashed[0]
-    report.run = store.delivery_counts(issue.id, by=run_id)
+    if run.crashed:
+        raise run.crashed[0]
+    report = DeliveryReport(issue.issue_date, elapsed=time.monotonic() - started)
+    report.run = store.delivery_counts(issue.id, by=f"{run.id}:")
     report.totals = store.delivery_counts(issue.id)
     report.problems = [
         f"{email}: {reply}"
-        for email, _status, reply in store.delivery_problems(issue.id, PROBLEMS_SHOWN, by=run_id)
+        for email, _status, reply in store.delivery_problems(
+            issue.id, PROBLEMS_SHOWN, by=f"{run.id}:"
+        )
     ]
-    if stop.is_set() and not report.stopped and store.unfinished(issue.id):
-        report.stopped = "asked to stop (a signal); the rest stays queued"
+    report.stopped = run.stopped
+    left = report.totals["pending"]
+    if left and not report.stopped:
+        if stop.is_set():
+            report.stopped = "asked to stop (a signal); the rest stays queued"
+        else:  # senders gave out one by one while others had nothing left to claim
+            report.stopped = f"{left} row(s) left unsent: {run.lost or 'the senders ended'}"
     return report

@@ -205,7 +205,13 @@ class SmtpTransport:
             ) from e
         except ssl.SSLError as e:
             raise TransportUnavailable(f"TLS with {self._where()} failed: {e.reason or e}") from e
-        except (smtplib.SMTPConnectError, smtplib.SMTPServerDisconnected) as e:
+        except smtplib.SMTPConnectError as e:  # a refusal in the greeting (421: too busy)
+            raise SendError(
+                f"cannot connect to {self._where()}: {e.smtp_code} {_text(e.smtp_error)}",
+                code=e.smtp_code,
+                stage="connect",
+            ) from e
+        except smtplib.SMTPServerDisconnected as e:
             raise SendError(f"cannot connect to {self._where()}: {e}", stage="connect") from e
         except (TimeoutError, OSError) as e:
             raise SendError(
