@@ -355,12 +355,7 @@ def fault_mix(
     workdir: Path, template: Path, day: dt.date, n: int, latency: float, spec: str, repeat: int
 ) -> None:
     """The clean send against sends with faulty addresses, alternating, same conditions."""
-    from newsletter.config import SmtpSettings
-
-    if spec:
-        c, m = parse_config(spec)
-    else:
-        c, m = SmtpSettings().connections, SmtpSettings().max_per_connection
+    c, m = parse_config(spec or "default")
     emails = [f"reader{i:05d}@example.org" for i in range(n)]
     every = 20  # 5 %
     picked = emails[every // 2 :: every]
@@ -394,6 +389,11 @@ def fault_mix(
 
 
 def parse_config(s: str) -> tuple[int, int]:
+    """ "CxM" (connections x max_per_connection), or "default": the shipped defaults."""
+    if s == "default":
+        from newsletter.config import SmtpSettings
+
+        return SmtpSettings().connections, SmtpSettings().max_per_connection
     c, _, m = s.partition("x")
     return int(c), int(m or 200)
 
@@ -413,7 +413,7 @@ def main() -> None:
         "--configs",
         nargs="+",
         default=["1x200", "4x200", "8x200", "8x1000", "16x200"],
-        help="CONNECTIONSxMAX_PER_CONNECTION",
+        help='CONNECTIONSxMAX_PER_CONNECTION, or "default" (the shipped smtp settings)',
     )
     ap.add_argument(
         "--baseline-n",
@@ -489,7 +489,8 @@ def main() -> None:
                 rows.append(
                     (
                         lat,
-                        f"ours: connections={c} max_per_connection={m}",
+                        f"ours: connections={c} max_per_connection={m}"
+                        + (" (the default config)" if spec == "default" else ""),
                         n,
                         r["elapsed"],
                         r["rate"],
