@@ -71,13 +71,19 @@ def reports_errors(fn: F) -> F:
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object per record; a record's ``fields`` (a dict passed as
+    ``extra={"fields": ...}``, e.g. the send progress counts) become keys of their own."""
+
     def format(self, record: logging.LogRecord) -> str:
-        doc = {
+        doc: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
         }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            doc.update({k: v for k, v in fields.items() if k not in doc})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)
@@ -590,6 +596,7 @@ def send(
     mailed, 1 when some messages failed or the run stopped early.
     """
     import threading
+    from collections import Counter
 
     from newsletter import pipeline
     from newsletter.stopping import StopOnSignals
@@ -617,16 +624,25 @@ def send(
                 )
             return
         bar: Any = None
+        counts: Counter[str] = Counter()
 
         def start(n: int) -> None:
             nonlocal bar
             if n and sys.stderr.isatty():
-                bar = click.progressbar(length=n, label=f"sending {issue_date}", file=sys.stderr)
+                bar = click.progressbar(
+                    length=n,
+                    label=f"sending {issue_date}",
+                    file=sys.stderr,
+                    item_show_func=lambda line: line,
+                )
                 bar.__enter__()
 
-        def step(_status: Any) -> None:
+        def step(status: Any) -> None:
+            counts[status.value] += 1
             if bar is not None:
-                bar.update(1)
+                # The failures show as they happen, not only in the summary.
+                shown = [f"{k} {counts[k]}" for k in ("failed", "deferred", "skipped") if counts[k]]
+                bar.update(1, ", ".join(shown) or None)
 
         # SIGTERM (systemd, a timeout) or Ctrl-C: finish the messages in DATA, record them,
         # hand the rest back and print the summary; a second signal exits at once.

@@ -469,6 +469,51 @@ def test_connections_beyond_the_servers_limit_are_dropped_not_fatal(setup, smtp_
     assert set(ledger(settings).values()) == {"sent"}
 
 
+def test_progress_is_logged_when_nobody_watches_a_terminal(setup, smtp_server, monkeypatch):
+    """Without a terminal (cron, a log file) `-v send` logs a progress line every few
+    seconds."""
+    import newsletter.delivery as delivery
+
+    monkeypatch.setattr(delivery, "PROGRESS_EVERY", 0.2)
+    faults = Faults(delay=0.02, rcpt={"reader003@example.org": ["550 5.1.1 no such user"]})
+    server = smtp_server(Handler(faults))
+    path, _settings = setup(server.config(connections=2), subscribers=40)
+    day = DAY.isoformat()
+    r = CliRunner().invoke(cli, ["-v", "-c", str(path), "send", "--date", day], env=ENV)
+    assert r.exit_code == 1, r.output
+    lines = re.findall(
+        rf"issue {day}: (\d+) of 40 sent, (\d+) failed, 0 deferred, (\d+) to go; "
+        r"[\d.]+ msg/s, ETA (?:\d+ s|\d+ min \d\d s|unknown)$",
+        r.stderr,
+        re.M,
+    )
+    assert len(lines) >= 2, r.stderr
+    assert any(0 < int(sent) < 39 and int(left) > 0 for sent, _f, left in lines), lines
+
+
+def test_progress_lines_in_the_json_log_carry_their_counts_as_keys(setup, smtp_server, monkeypatch):
+    import json
+
+    import newsletter.delivery as delivery
+
+    monkeypatch.setattr(delivery, "PROGRESS_EVERY", 0.2)
+    server = smtp_server(Handler(Faults(delay=0.02)))
+    path, _settings = setup(server.config(connections=2), subscribers=41)
+    day = DAY.isoformat()
+    r = CliRunner().invoke(
+        cli, ["--log-format", "json", "-v", "-c", str(path), "send", "--date", day], env=ENV
+    )
+    assert r.exit_code == 0, r.output
+    docs = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    progress = [d for d in docs if "eta_seconds" in d]
+    assert progress, r.stderr
+    for doc in progress:
+        assert doc["issue"] == day and doc["recipients"] == 41
+        assert all(isinstance(doc[k], int) for k in ("sent", "failed", "deferred", "pending"))
+        assert isinstance(doc["rate"], float)
+        assert doc["event"].startswith(f"issue {day}: {doc['sent']} of 41 sent")
+
+
 def test_slow_server_within_the_timeout(setup, smtp_server):
     server = smtp_server(Handler(Faults(delay=0.3)))
     path, _ = setup(server.config(), subscribers=2)

@@ -404,3 +404,49 @@ def test_a_second_signal_makes_send_exit_at_once(tmp_path, sample_feeds, sink_pr
     doubtful = {e for e, _st, _m, _a, d in ledger_rows(db) if d}
     assert len(doubtful) <= 2  # at most the messages in DATA at the second signal
     assert all(len(m) == 1 or e in doubtful for e, m in copies.items())
+
+
+def test_the_terminal_progress_bar_shows_failures_as_they_happen(
+    tmp_path, sample_feeds, smtp_server
+):
+    """`newsletter send` on a terminal (a pty): the bar counts the failed and deferred
+    messages while it runs, not only in the summary at the end."""
+    import pty
+
+    faults = Faults(
+        delay=0.01,
+        rcpt={
+            "reader0003@example.org": ["550 5.1.1 no such user"],
+            "reader0007@example.org": ["550 5.1.1 no such user"],
+        },
+    )
+    server = smtp_server(Handler(faults))
+    cfg, _db, _emails = write_setup(
+        tmp_path, sample_feeds, server.port, subscribers=60, connections=2
+    )
+    main, child = pty.openpty()
+    env = os.environ | {"NEWSLETTER_SECRET_KEY": SECRET, "COLUMNS": "160"}
+    env.pop("NEWSLETTER_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [str(NEWSLETTER), "-c", str(cfg), "send", "--date", utcnow().date().isoformat()],
+        stdout=subprocess.DEVNULL,
+        stderr=child,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert proc.wait(60) == 1
+    text = seen.decode("utf-8", "replace")
+    frames = [f for f in re.split(r"[\r\n]", text) if "sending" in f]
+    assert any("failed 1" in f for f in frames), text
+    assert any("failed 2" in f for f in frames), text

@@ -54,6 +54,8 @@ BATCH = 10
 MAX_ATTEMPTS = 3
 #: Seconds before the first retry; doubled each time, with jitter (x 0.5 to 1.5).
 BACKOFF = 1.0
+#: Seconds between progress lines in the log (INFO: shown with -v, and by the daemon).
+PROGRESS_EVERY = 5.0
 #: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
 DEMO_SECRET = "newsletter-outbox-only-not-secret"
 _warned: list[bool] = []  # warn about the demo key once per process
@@ -464,6 +466,62 @@ class _Sender:
         log.info("%s: %s; retrying in %.1f s", sub.email, e.reason, delay)
 
 
+class _Progress:
+    """A log line every PROGRESS_EVERY seconds while a run sends, for whoever reads the log
+    rather than a terminal: the issue's counts from the ledger, the rate since the run
+    began and the time left at that rate.  The fields are also the record's ``fields``
+    (the CLI's JSON log format makes them keys)."""
+
+    def __init__(self, store: Store, issue: IssueRecord):
+        self.store = store
+        self.issue = issue
+        self.started = time.monotonic()
+        self.settled0 = self._settled(store.delivery_counts(issue.id))
+
+    @staticmethod
+    def _settled(counts: dict[str, int]) -> int:
+        return counts["recipients"] - counts["pending"]
+
+    def log(self) -> None:
+        c = self.store.delivery_counts(self.issue.id)
+        elapsed = time.monotonic() - self.started
+        rate = (self._settled(c) - self.settled0) / elapsed if elapsed > 0 else 0.0
+        eta = round(c["pending"] / rate) if rate > 0 else None
+        fields = {
+            "issue": self.issue.issue_date.isoformat(),
+            "recipients": c["recipients"],
+            "sent": c["sent"],
+            "failed": c["failed"],
+            "deferred": c["deferred"],
+            "pending": c["pending"],
+            "in_doubt": c["in_doubt"],
+            "rate": round(rate, 1),
+            "eta_seconds": eta,
+        }
+        log.info(
+            "issue %s: %d of %d sent, %d failed, %d deferred, %d to go; %.1f msg/s, ETA %s",
+            self.issue.issue_date,
+            c["sent"],
+            c["recipients"],
+            c["failed"],
+            c["deferred"],
+            c["pending"],
+            rate,
+            _duration(eta),
+            extra={"fields": fields},
+        )
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    minutes, s = divmod(seconds, 60)
+    hours, m = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {m:02d} min"
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 def deliver(
     store: Store,
     settings: Settings,
@@ -511,11 +569,21 @@ def deliver(
                 except Exception:  # a lost renewal is retried next beat; senders renew too
                     log.warning("renewing the claims of sender %d failed", i, exc_info=True)
 
+    progress_log = _Progress(store, issue)
+
+    def ticker() -> None:
+        while not finished.wait(PROGRESS_EVERY):
+            try:
+                progress_log.log()
+            except Exception:  # a progress line is not worth a failed run
+                log.debug("progress line failed", exc_info=True)
+
     senders = [_Sender(run, i, transport_factory()) for i in range(n)]
     threads = [threading.Thread(target=s.run, name=f"sender-{s.n}") for s in senders]
     beat = threading.Thread(target=heartbeat, name="lease-renewal", daemon=True)
     for t in threads:
         t.start()
+    threading.Thread(target=ticker, name="progress", daemon=True).start()
     if lease is not None:
         beat.start()
     for t in threads:
