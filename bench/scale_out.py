@@ -17,19 +17,23 @@ imports and opening the store included).  Throughput = subscribers / that time. 
 at the sink, independently of the ledger: every subscriber got exactly one copy, every
 worker exited 0, every ledger row is SENT.
 
-The failure run: ``--failure-workers`` workers with ``delivery.lease_seconds = --lease``;
-when the sink has seen half the list, one worker is killed with SIGKILL.  The others take
-over its rows once its claims are ``--lease`` seconds old.  Checked: nobody missed; at most
-one extra copy per connection of the killed worker (a message in DATA when it died), each
-with the same Message-ID as the first, and marked in doubt in the ledger.
+The failure run: ``--failure-workers`` workers with ``delivery.lease_seconds = --lease``
+(default 120, the shipped value); when the sink has seen half the list, one worker is
+killed with SIGKILL.  Its liveness lock goes with it, so the others take over its rows
+within seconds, not after the lease.  Reported: the longest time the sink sat idle after
+the kill (target < 5 s).  Checked: nobody missed; at most one extra copy per connection of
+the killed worker (a message in DATA when it died), each with the same Message-ID as the
+first, and marked in doubt in the ledger.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -144,6 +148,7 @@ class Result:
     victim_sending: int = 0
     in_doubt_rows: int = 0
     after_kill: float = 0.0
+    idle_gap: float = 0.0  # the longest silence at the sink after the kill
 
     @property
     def rate(self) -> float:
@@ -208,23 +213,29 @@ def run(
                 victim = procs[-1]
                 victim.send_signal(signal.SIGKILL)
                 victim.wait(30)
-                killed = time.perf_counter()
+                killed, killed_mono = time.perf_counter(), time.monotonic()
                 res.killed_at_count = sink.count()
-                mine = f":{victim.pid}:"
-                held = [
-                    r
-                    for r in ledger(settings)
-                    if mine in r.claimed_by and r.status in ("claimed", "sending")
-                ]
-                res.victim_held = len(held)
-                res.victim_sending = sum(r.status == "sending" for r in held)
             for p, log in zip(procs, logs, strict=True):
                 code = p.wait(7200)
                 if p is not victim and code != 0:
                     raise RuntimeError(f"worker exited {code}:\n{log.read_text()[-3000:]}")
+            if victim is not None:
+                # What the victim held, as the survivor that took it over counted it (the
+                # ledger cannot be read at the kill: the takeover may come first).
+                taken = re.compile(
+                    rf"worker \S+:{victim.pid}:\S+ is gone: (\d+) of its row\(s\) queued "
+                    r"again, (\d+) of them in doubt"
+                )
+                for log in logs:
+                    for m in taken.finditer(log.read_text()):
+                        res.victim_held += int(m.group(1))
+                        res.victim_sending += int(m.group(2))
             res.elapsed = time.perf_counter() - t0
             if kill_one:
                 res.after_kill = time.perf_counter() - killed
+                # From the kill to the last message: the sink's longest wait for the next.
+                times = [killed_mono] + [a for a in sink.arrivals if a > killed_mono]
+                res.idle_gap = max(b - a for a, b in itertools.pairwise(times))
             cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             res.worker_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
             sink.settle()
@@ -259,7 +270,6 @@ def run(
         for rcpt, mids in res.duplicates.items():
             assert rcpt in doubt, f"{rcpt} got two copies but is not marked in doubt"
             assert doubt[rcpt].message_id == mids[0], f"{rcpt}: ledger Message-ID differs"
-        assert res.after_kill >= args.lease - 0.5, "finished before the victim's lease expired"
     return res
 
 
@@ -270,9 +280,9 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
     base = {r.backend: r.rate for r in results if r.workers == 1 and not r.killed_at_count}
     lines = [
         "| backend | workers x connections | wall time (s) | msg/s | vs 1 worker | "
-        "worker CPU s/1k msg | sink CPU (s) | at the sink | duplicates | rows per worker | "
-        "load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "worker CPU s/1k msg | sink CPU (s) | at the sink | duplicates | sink idle after kill | "
+        "rows per worker | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         label = f"{r.workers} x {r.connections}" + (" (1 killed)" if r.killed_at_count else "")
@@ -282,7 +292,8 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             f"| {'PostgreSQL' if r.backend == 'postgresql' else 'SQLite'} | {label} | "
             f"{r.elapsed:.1f} | {r.rate:.0f} | {speed} | {1000 * r.worker_cpu / r.n:.1f} | "
             f"{r.sink_cpu:.0f} | {r.distinct} recipients, {r.received} messages | "
-            f"{len(r.duplicates)} | {per} | {r.load} |"
+            f"{len(r.duplicates)} | {f'{r.idle_gap:.2f} s' if r.killed_at_count else '-'} | "
+            f"{per} | {r.load} |"
         )
     return "\n".join(lines)
 
@@ -298,7 +309,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4], help="PostgreSQL runs")
     ap.add_argument("--sqlite-workers", type=int, nargs="*", default=[1, 4], help="SQLite runs")
     ap.add_argument("--failure-workers", type=int, default=4)
-    ap.add_argument("--lease", type=float, default=5.0, help="lease_seconds in the failure run")
+    ap.add_argument("--lease", type=float, default=120.0, help="lease_seconds in the failure run")
     ap.add_argument("--no-failure", action="store_true", help="skip the failure run")
     ap.add_argument(
         "--admin-url",
@@ -335,7 +346,9 @@ def main() -> None:
                 extra = (
                     f"; killed at {r.killed_at_count} delivered, it held {r.victim_held} rows "
                     f"({r.victim_sending} in DATA), {len(r.duplicates)} duplicates, "
-                    f"{r.in_doubt_rows} rows in doubt, survivors done {r.after_kill:.1f}s later"
+                    f"{r.in_doubt_rows} rows in doubt, survivors done {r.after_kill:.1f}s later, "
+                    f"longest idle gap at the sink after the kill {r.idle_gap:.2f}s "
+                    f"(lease {args.lease:.0f}s)"
                 )
             print(
                 f"  {backend} {w} worker(s){' (1 killed)' if kill else ''}: {r.elapsed:.1f}s, "

@@ -4,6 +4,11 @@ For SQLite a file lock next to the database file (``<db>.lock`` for sending,
 ``<db>.daemon.lock`` for the daemon; flock, released by the kernel when the holder dies,
 even by SIGKILL); for PostgreSQL a session advisory lock.  A lock file says who holds it,
 so the second process can tell the operator.
+
+Send workers also each hold a lock of their own while they deliver (:func:`worker_alive`):
+its holder's death releases it at once, so the other workers can tell a dead worker
+(:func:`worker_gone`) from one that is only slow, and take its rows over without waiting
+for its lease to run out.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import os
+import re
 import socket
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -20,12 +27,16 @@ import sqlalchemy as sa
 
 from newsletter.errors import NewsletterError
 
-#: PostgreSQL advisory lock keys, one per kind of lock.
+#: PostgreSQL advisory lock keys, one per kind of lock (the one-bigint form).
 _PG_KEYS = {"send": 7263012, "daemon": 7263013, "prepare": 7263014}
+#: The first key of the workers' liveness locks (the two-int form: namespace, worker).
+_PG_WORKER_NAMESPACE = 7263015
 #: Who holds an advisory lock: the holders' application_name (see store.client_name).
+#: objsubid 1 is the one-bigint form, so a worker's lock never counts as a holder.
 _PG_HOLDERS = sa.text(
     "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k ORDER BY a.pid"
+    "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k AND l.objsubid = 1 "
+    "ORDER BY a.pid"
 )
 _WHAT = {"send": "sending", "daemon": "running as the daemon", "prepare": "preparing an issue"}
 
@@ -124,5 +135,84 @@ def lock_holder(engine: sa.Engine, name: str = "send") -> str | None:
             return os.pread(fd, 500, 0).decode("utf-8", "replace").strip() or "unknown process"
         fcntl.flock(fd, fcntl.LOCK_UN)
         return None
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def _worker_key(worker: str) -> int:
+    """The second key of a worker's PostgreSQL lock: a signed 32-bit hash of its id."""
+    return int.from_bytes(zlib.crc32(worker.encode()).to_bytes(4, "big"), "big", signed=True)
+
+
+def _worker_file(engine: sa.Engine, worker: str) -> Path | None:
+    """``<db>.worker.<host>.<pid>.<run>.lock`` for a SQLite file, else None."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", ".", worker)
+    return lock_path(engine.url.render_as_string(hide_password=False), f"worker.{safe}")
+
+
+@contextmanager
+def worker_alive(engine: sa.Engine, worker: str) -> Iterator[None]:
+    """Hold, for the block, the lock that tells other send workers that ``worker`` (a
+    ``host:pid:run`` id) is alive: a session advisory lock on PostgreSQL, an flock on a
+    file next to a SQLite database.  Its death, even by SIGKILL, releases it at once."""
+    if engine.dialect.name == "postgresql":
+        key = {"ns": _PG_WORKER_NAMESPACE, "k": _worker_key(worker)}
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:ns, :k)"), key)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :k)"), key)
+                conn.commit()
+        return
+    path = _worker_file(engine, worker)
+    if path is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
+def worker_gone(engine: sa.Engine, worker: str) -> bool:
+    """True when ``worker`` (a ``host:pid:run`` id) is known to be dead: nobody holds its
+    :func:`worker_alive` lock.  False when it holds it (alive, if perhaps stalled) or
+    cannot be told (a SQLite worker on another host, an id of another form): its rows
+    then wait for their lease."""
+    parts = worker.split(":")
+    if len(parts) != 3:
+        return False
+    if engine.dialect.name == "postgresql":
+        key = {"ns": _PG_WORKER_NAMESPACE, "k": _worker_key(worker)}
+        with engine.connect() as conn:
+            free = bool(conn.execute(sa.text("SELECT pg_try_advisory_lock(:ns, :k)"), key).scalar())
+            if free:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:ns, :k)"), key)
+            conn.commit()
+        return free
+    path = _worker_file(engine, worker)
+    if path is None or parts[0] != socket.gethostname():
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:  # made before its first claim, removed after its last
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        path.unlink(missing_ok=True)  # the dead worker's file
+        return True
     finally:
         os.close(fd)

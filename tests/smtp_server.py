@@ -263,6 +263,7 @@ class SinkProcess:
 
         self.port = free_port()
         self.lines: list[tuple[str, str]] = []  # (recipient, Message-ID) in arrival order
+        self.arrivals: list[float] = []  # time.monotonic() each line was read, in order
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), str(self.port), str(delay)],
@@ -285,6 +286,7 @@ class SinkProcess:
             elif line:
                 rcpt, _, mid = line.partition(" ")
                 self.lines.append((rcpt, mid))
+                self.arrivals.append(time.monotonic())
 
     def count(self) -> int:
         return len(self.lines)

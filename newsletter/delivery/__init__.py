@@ -29,6 +29,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from newsletter.config import Settings
@@ -40,6 +41,7 @@ from newsletter.delivery.transport import (
     TransportUnavailable,
 )
 from newsletter.errors import ConfigError
+from newsletter.lock import worker_alive, worker_gone
 from newsletter.models import DeliveryStatus, Subscriber, SubscriberStatus
 from newsletter.store import Claim, IssueRecord, Store
 from newsletter.store.ledger import ClaimLost
@@ -56,6 +58,8 @@ MAX_ATTEMPTS = 3
 BACKOFF = 1.0
 #: Seconds between progress lines in the log (INFO: shown with -v, and by the daemon).
 PROGRESS_EVERY = 5.0
+#: Workers: at most this often a process asks whether the holders of claims are alive.
+DEAD_CHECK_EVERY = 1.0
 #: The key that signs demo links when no NEWSLETTER_SECRET_KEY is set and nothing is sent.
 DEMO_SECRET = "newsletter-outbox-only-not-secret"
 _warned: list[bool] = []  # warn about the demo key once per process
@@ -275,6 +279,7 @@ class _Run:
         self.lost: str | None = None  # why a sender's connection gave out
         self.crashed: list[BaseException] = []
         self.live = senders
+        self._next_dead_check = 0.0
 
     def sender_id(self, n: int) -> str:
         return f"{self.id}:{n}"
@@ -288,6 +293,31 @@ class _Run:
         # Live progress only; the report's counts are read back from the ledger.
         if self.progress:
             self.progress(status)
+
+    def take_over_dead(self) -> bool:
+        """Workers: queue again the rows of workers known to be dead (their liveness lock,
+        :func:`newsletter.lock.worker_alive`, is free), at once rather than after their
+        lease; a live worker, even a stalled one, keeps its rows until its lease runs out.
+        True when rows came back."""
+        with self.lock:
+            if time.monotonic() < self._next_dead_check:
+                return False
+            self._next_dead_check = time.monotonic() + DEAD_CHECK_EVERY
+        took = False
+        for holder in sorted(self.store.claim_holders(self.issue.id) - {self.id}):
+            if not worker_gone(self.store.engine, holder):
+                continue
+            back = self.store.recover(self.issue.id, now=self.now(), holder=holder)
+            if back.requeued or back.in_doubt:
+                took = True
+                log.warning(
+                    "worker %s is gone: %d of its row(s) queued again, %d of them in doubt "
+                    "(they were in DATA when it died)",
+                    holder,
+                    back.requeued + back.in_doubt,
+                    back.in_doubt,
+                )
+        return took
 
     def leave(self, n: int, lost: str | None) -> None:
         """Sender ``n`` is done; ``lost``: because its connection could not be reopened.
@@ -368,8 +398,9 @@ class _Sender:
                 continue
             if r.lease is None or r.store.unfinished(r.issue.id) == 0:
                 return None
-            # Other workers hold the rest; one of them may die: look again later.
-            r.stop.wait(min(r.lease / 4, 1.0))
+            # Other workers hold the rest: take over a dead one's, else look again soon.
+            if not r.take_over_dead():
+                r.stop.wait(min(r.lease / 4, 1.0))
         return None
 
     def _hand_back(self) -> None:
@@ -561,8 +592,18 @@ def deliver(
     finished = threading.Event()
 
     def heartbeat() -> None:
+        """Workers: renew this worker's claims every lease / 3, and take over the rows of
+        dead workers meanwhile (not only once this one runs out of work)."""
         assert lease is not None
-        while not finished.wait(lease / 3):
+        renew_at = time.monotonic() + lease / 3
+        while not finished.wait(min(lease / 3, 5.0)):
+            try:
+                run.take_over_dead()
+            except Exception:  # tried again next beat; idle senders try too
+                log.warning("looking for dead workers failed", exc_info=True)
+            if time.monotonic() < renew_at:
+                continue
+            renew_at = time.monotonic() + lease / 3
             for i in range(n):
                 try:
                     store.renew_claims(issue.id, run.sender_id(i), now=now())
@@ -581,14 +622,16 @@ def deliver(
     senders = [_Sender(run, i, transport_factory()) for i in range(n)]
     threads = [threading.Thread(target=s.run, name=f"sender-{s.n}") for s in senders]
     beat = threading.Thread(target=heartbeat, name="lease-renewal", daemon=True)
-    for t in threads:
-        t.start()
-    threading.Thread(target=ticker, name="progress", daemon=True).start()
-    if lease is not None:
-        beat.start()
-    for t in threads:
-        t.join()
-    finished.set()
+    # A worker says it is alive for as long as it may hold claims (see take_over_dead).
+    with worker_alive(store.engine, run.id) if lease is not None else nullcontext():
+        for t in threads:
+            t.start()
+        threading.Thread(target=ticker, name="progress", daemon=True).start()
+        if lease is not None:
+            beat.start()
+        for t in threads:
+            t.join()
+        finished.set()
     if run.crashed:
         raise run.crashed[0]
     report = DeliveryReport(issue.issue_date, elapsed=time.monotonic() - started)

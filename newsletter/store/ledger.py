@@ -180,18 +180,20 @@ class LedgerStore:
             ).rowcount
         return max(inserted or 0, 0)
 
-    def recover(self, issue_id: int, *, now: dt.datetime) -> Recovered:
-        """Hand back rows left by a sender that died; call only while holding the send lock.
+    def recover(self, issue_id: int, *, now: dt.datetime, holder: str | None = None) -> Recovered:
+        """Hand back rows left by a sender that died: all of them (call only while holding
+        the send lock exclusively), or those of the run ``holder``, known to be dead.
 
         CLAIMED rows never reached a server and are simply queued again.  SENDING rows may
         or may not have been delivered: they are queued again and marked in doubt, so they
         go out with the same Message-ID and are counted.
         """
         d = schema.deliveries
+        rows = self._rows_of(issue_id, None if holder is None else f"{holder}:")
         with self.write() as conn:
             requeued = conn.execute(
                 d.update()
-                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.CLAIMED.value)
+                .where(rows, d.c.status == DeliveryStatus.CLAIMED.value)
                 .values(
                     status=DeliveryStatus.QUEUED.value,
                     claimed_by=None,
@@ -201,7 +203,7 @@ class LedgerStore:
             ).rowcount
             in_doubt = conn.execute(
                 d.update()
-                .where(d.c.issue_id == issue_id, d.c.status == DeliveryStatus.SENDING.value)
+                .where(rows, d.c.status == DeliveryStatus.SENDING.value)
                 .values(
                     status=DeliveryStatus.QUEUED.value,
                     in_doubt=True,
@@ -278,6 +280,21 @@ class LedgerStore:
             Claim(issue_id, subscriber_from_row(r), r.attempts, bool(r.in_doubt), worker)
             for r in rows
         ]
+
+    def claim_holders(self, issue_id: int) -> set[str]:
+        """The runs (``host:pid:run``) holding CLAIMED or SENDING rows of the issue."""
+        d = schema.deliveries
+        with self.read() as conn:
+            senders = conn.execute(
+                sa.select(d.c.claimed_by)
+                .distinct()
+                .where(
+                    d.c.issue_id == issue_id,
+                    d.c.status.in_([DeliveryStatus.CLAIMED.value, DeliveryStatus.SENDING.value]),
+                    d.c.claimed_by.is_not(None),
+                )
+            ).scalars()
+            return {s.rpartition(":")[0] for s in senders}
 
     def renew_claims(self, issue_id: int, worker: str, *, now: dt.datetime) -> int:
         """Keep ``worker``'s claims from expiring (its heartbeat).
