@@ -199,13 +199,14 @@ def config_check(app: Context) -> None:
     Settings are layered: defaults < config file < NEWSLETTER_* environment variables
     (NEWSLETTER_DATABASE_URL, NEWSLETTER_SMTP__HOST, ...) < command-line flags.
     """
-    from newsletter.config import effective_toml
+    from newsletter.config import check_smtp_login, effective_toml
     from newsletter.schedule import zone, zone_name
 
     settings = app.settings()
     tz = zone_name(zone(settings.schedule))  # an unnamed machine zone is a config error
     whose = "schedule.timezone" if settings.schedule.timezone else "the machine's"
     click.echo(effective_toml(settings), nl=False)
+    check_smtp_login(settings)
     click.secho(
         f"ok: {len(settings.sources)} source(s) configured; time zone {tz} ({whose})",
         fg="green",
@@ -826,9 +827,11 @@ def daemon(app: Context) -> None:
     `newsletter status` to see its state and next run.  It logs a line per event (-q:
     errors only, -v: more detail); `--log-format json` for log collectors.
     """
+    from newsletter.config import check_smtp_login
     from newsletter.daemon import run_daemon
 
     settings = app.settings()
+    check_smtp_login(settings)  # at start, not at the first send time
     if not app.quiet and not logging.getLogger("newsletter").isEnabledFor(logging.INFO):
         logging.getLogger("newsletter").setLevel(logging.INFO)  # a daemon's log is its output
     with app.store(settings) as store:

@@ -686,6 +686,23 @@ def _header_address(raw: str, key: str, fail: _Fail) -> str:
     return addr
 
 
+def check_smtp_login(s: Settings) -> None:
+    """:class:`ConfigError` when SMTP sending would log in without a password.
+
+    The password comes only from the environment, so a missing one is not a config file
+    error that loading sees; without this check the relay's refusal of the login would be
+    the first sign of it.  Called by `config check` and before sending.
+    """
+    if s.delivery.transport == "smtp" and s.smtp.username and not s.secrets.smtp_password:
+        raise ConfigError(
+            f"smtp.username is set ({s.smtp.username!r}) but {SECRET_ENV['smtp_password']} "
+            "is not: the SMTP password comes only from the environment; set it where the "
+            "service gets its environment (e.g. its secrets file), or empty smtp.username "
+            "if the relay takes mail without a login",
+            file=s.config_path or None,
+        )
+
+
 # --------------------------------------------------------------------------- showing
 
 

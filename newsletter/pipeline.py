@@ -344,6 +344,9 @@ def run_send(
     from newsletter.lock import hold_lock
 
     signing_secret(settings)  # fail before any work when the key is missing
+    if transport_factory is None:  # also fails before any work: a login without password
+        outbox = str(Path(settings.delivery.outbox_dir) / issue_date.isoformat())
+        transport_factory = make_transport_factory(settings, outbox)
     with hold_lock(store.engine, "send", shared=worker):
         with hold_lock(store.engine, "prepare", wait=True):
             issue, fetched = prepare_issue(
@@ -371,9 +374,6 @@ def run_send(
         pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
         if on_start:
             on_start(pending if limit is None else min(pending, limit))
-        if transport_factory is None:
-            outbox = str(Path(settings.delivery.outbox_dir) / issue_date.isoformat())
-            transport_factory = make_transport_factory(settings, outbox)
         delivery = deliver(
             store,
             settings,

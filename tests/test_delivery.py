@@ -255,6 +255,25 @@ def test_wrong_password_stops_and_a_rerun_resumes(setup, smtp_server, tls_ca, tm
     assert len(server.received) == 3
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_a_login_without_the_password_is_named_before_anything_is_sent(setup, smtp_server):
+    """smtp.username set, NEWSLETTER_SMTP_PASSWORD unset: `config check` and `send` name the
+    missing variable, instead of passing and then reporting a refused login."""
+    server = smtp_server(users={"sender": "right"})
+    path, settings = setup(server.config(username="sender"), subscribers=2)
+    check = CliRunner().invoke(cli, ["-c", str(path), "config", "check"], env=ENV)
+    assert check.exit_code == 2, check.output
+    assert "smtp.username is set ('sender') but NEWSLETTER_SMTP_PASSWORD is not" in check.stderr
+    r = send(path)
+    assert r.exit_code == 2, r.output
+    assert "NEWSLETTER_SMTP_PASSWORD is not" in r.stderr and "refused" not in r.stderr
+    assert server.received == []
+    with Store.open(settings.database_url) as store:
+        assert store.issues() == []  # stopped before fetching and rendering
+    ok = send(path, env=ENV | {"NEWSLETTER_SMTP_PASSWORD": "right"})
+    assert ok.exit_code == 0, ok.output
+
+
 def test_unreachable_server(setup):
     from smtp_server import free_port
 

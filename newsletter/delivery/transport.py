@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from newsletter.config import Settings
+from newsletter.config import Settings, check_smtp_login
 from newsletter.errors import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -321,8 +321,10 @@ def _ssl_context(ca_file: str) -> ssl.SSLContext:
 def make_transport_factory(
     settings: Settings, outbox_dir: str | None = None
 ) -> Callable[[], Transport]:
-    """A function returning a fresh transport, one per parallel sender."""
+    """A function returning a fresh transport, one per parallel sender; ConfigError for
+    an SMTP login without its password."""
     if settings.delivery.transport == "smtp":
+        check_smtp_login(settings)
         ctx = _ssl_context(settings.smtp.ca_file)
         return lambda: SmtpTransport(settings, ssl_context=ctx)
     folder = outbox_dir or settings.delivery.outbox_dir
