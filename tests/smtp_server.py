@@ -173,7 +173,8 @@ class _LimitedController(Controller):
 
 class SmtpServer:
     """aiosmtpd on 127.0.0.1 in a thread; ``tls`` is None, "starttls" or "tls" (implicit);
-    ``max_sessions``: refuse connections beyond that many at once."""
+    ``max_sessions``: refuse connections beyond that many at once; ``smtputf8``: offer
+    SMTPUTF8 (RFC 6531, internationalised addresses)."""
 
     def __init__(
         self,
@@ -183,12 +184,13 @@ class SmtpServer:
         cert: Any = None,  # a trustme LeafCert for TLS
         users: dict[str, str] | None = None,
         max_sessions: int | None = None,
+        smtputf8: bool = False,
     ):
         self.handler = handler or Handler()
         self.port = free_port()
         self.tls = tls
         self.users = users
-        kwargs: dict[str, Any] = {"ready_timeout": 10}
+        kwargs: dict[str, Any] = {"ready_timeout": 10, "enable_SMTPUTF8": smtputf8}
         ctx = None
         if tls:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

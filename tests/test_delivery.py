@@ -274,6 +274,53 @@ def test_a_login_without_the_password_is_named_before_anything_is_sent(setup, sm
     assert ok.exit_code == 0, ok.output
 
 
+INTERNATIONAL = {"zoë@example.org": "Zoë", "ana@bücher.example": "Ana"}
+
+
+def add_international(settings) -> None:
+    """Addresses as the normaliser keeps them: a non-ASCII local part, a Unicode domain."""
+    with Store.open(settings.database_url) as store:
+        for email_, name in INTERNATIONAL.items():
+            store.add_subscriber(email_, name, now=now())
+
+
+def test_international_addresses_through_a_server_with_smtputf8(setup, smtp_server):
+    server = smtp_server(smtputf8=True)
+    path, settings = setup(server.config(), subscribers=2)
+    add_international(settings)
+    r = send(path)
+    assert r.exit_code == 0, r.output
+    got = server.handler.by_rcpt()
+    # The domain goes as its A-label (IDNA 2008); the local part as UTF-8 under SMTPUTF8.
+    assert sorted(got) == sorted(
+        ["reader000@example.org", "reader001@example.org", "zoë@example.org"]
+        + ["ana@xn--bcher-kva.example"]
+    )
+    zoe = got["zoë@example.org"][0].data
+    assert "<zoë@example.org>".encode() in zoe.split(b"\r\n\r\n")[0]
+    ana = got["ana@xn--bcher-kva.example"][0].data
+    assert b"<ana@xn--bcher-kva.example>" in ana.split(b"\r\n\r\n")[0]
+    assert set(ledger(settings).values()) == {"sent"}
+
+
+def test_a_non_ascii_local_part_without_smtputf8_fails_saying_why(setup, smtp_server):
+    server = smtp_server(smtputf8=False)
+    path, settings = setup(server.config(), subscribers=2)
+    add_international(settings)
+    r = send(path)
+    assert r.exit_code == 1, r.output
+    assert "sent 3, failed 1" in r.stdout
+    assert re.search(r"zoë@example.org: .*does not offer SMTPUTF8", r.stderr), r.stderr
+    assert sorted(server.handler.by_rcpt()) == [
+        "ana@xn--bcher-kva.example",
+        "reader000@example.org",
+        "reader001@example.org",
+    ]
+    assert ledger(settings)["zoë@example.org"] == "failed"
+    with Store.open(settings.database_url) as store:  # the address is fine: not a bounce
+        assert store.subscriber("zoë@example.org").status is SubscriberStatus.ACTIVE
+
+
 def test_unreachable_server(setup):
     from smtp_server import free_port
 

@@ -45,7 +45,6 @@ from newsletter.lock import worker_alive, worker_gone
 from newsletter.models import DeliveryStatus, Subscriber, SubscriberStatus
 from newsletter.store import Claim, IssueRecord, Store
 from newsletter.store.ledger import ClaimLost
-from newsletter.subscribers import ascii_email
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +449,7 @@ class _Sender:
         try:
             reply = self.transport.send(
                 r.settings.list.from_address,
-                ascii_email(sub.email),
+                sub.email,  # the transport writes it for the wire (A-label domain)
                 data,
                 lambda: r.store.mark_sending(claim, mid, now=r.now(), sent=self.unrecorded.take()),
             )

@@ -36,6 +36,9 @@ UNSUBSCRIBE = "unsubscribe"
 #: octets: folding at 78 turns a long unbreakable List-Unsubscribe URI into an RFC 2047
 #: encoded word, which mail clients do not decode there (RFC 2369 wants the bare URIs).
 WIRE = email.policy.SMTP.clone(max_line_length=998)
+#: The same for a message to an address with a non-ASCII local part (sent with SMTPUTF8):
+#: its To header carries the address in UTF-8, since no encoding of it exists.
+WIRE_UTF8 = WIRE.clone(utf8=True)
 _CRLF = "\r\n"
 _SOFT_BREAK = "=\r\n"
 
@@ -71,6 +74,20 @@ def _one_line(s: str) -> str:
     return " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", s).split())
 
 
+def wire_address(addr: str) -> tuple[str, bool]:
+    """(the address as it goes on the wire, whether it needs SMTPUTF8).
+
+    The domain goes as its A-label (:func:`newsletter.subscribers.ascii_email`: IDNA 2008),
+    which every server takes; :class:`~newsletter.subscribers.BadAddress` if it has none.
+    A non-ASCII local part has no ASCII form: only a server offering SMTPUTF8 (RFC 6531)
+    can take it, with the To header in UTF-8 (RFC 6532).
+    """
+    from newsletter.subscribers import ascii_email
+
+    wire = ascii_email(addr)
+    return wire, not wire.rpartition("@")[0].isascii()
+
+
 def _address(name: str, addr: str) -> Address:
     from newsletter.subscribers import ascii_email
 
@@ -79,9 +96,9 @@ def _address(name: str, addr: str) -> Address:
     return Address(display_name=_one_line(name), username=username, domain=domain)
 
 
-def _header(name: str, value: str) -> str:
+def _header(name: str, value: str, policy: email.policy.Policy = WIRE) -> str:
     """``Name: value`` CRLF, folded and RFC 2047-encoded by the email package."""
-    return str(WIRE.header_factory(name, value).fold(policy=WIRE))
+    return str(policy.header_factory(name, value).fold(policy=policy))  # type: ignore[attr-defined]
 
 
 def _qp(text: str) -> str:
@@ -169,11 +186,12 @@ class MessageTemplate:
             unsubscribe_url=url, name=subscriber.name, email=subscriber.email
         )
         mid = message_id(self.settings, self.secret, self.issue_date, subscriber.id)
+        to, utf8 = wire_address(subscriber.email)
         mailto = f"mailto:{self.mailto}?subject=" + urllib.parse.quote(f"unsubscribe {token}")
         b = self.boundary
         parts = [
             self.headers,
-            _header("To", str(_address(subscriber.name, subscriber.email))),
+            _header("To", str(_address(subscriber.name, to)), WIRE_UTF8 if utf8 else WIRE),
             f"Message-ID: {mid}{_CRLF}",
             f"List-Unsubscribe: <{url}>, <{mailto}>{_CRLF}",
             f'Content-Type: multipart/alternative; boundary="{b}"{_CRLF}',
@@ -188,4 +206,5 @@ class MessageTemplate:
             self.html.fill(html_values),
             f"--{b}--{_CRLF}",
         ]
-        return mid, "".join(parts).encode("ascii")  # every part is ASCII by construction
+        # Every part is ASCII by construction, but the To header of an SMTPUTF8 address.
+        return mid, "".join(parts).encode("utf-8" if utf8 else "ascii")

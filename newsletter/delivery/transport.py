@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Protocol
 
 from newsletter.config import Settings, check_smtp_login
+from newsletter.delivery.message import wire_address
 from newsletter.errors import DeliveryError
+from newsletter.subscribers import BadAddress
 
 log = logging.getLogger(__name__)
 
@@ -221,17 +223,31 @@ class SmtpTransport:
     def send(
         self, sender: str, recipient: str, data: bytes, before_data: Callable[[], None]
     ) -> str:
+        try:
+            rcpt, utf8 = wire_address(recipient)
+        except BadAddress as e:  # a domain with no IDNA 2008 form
+            raise SendError(str(e), permanent=True, stage="rcpt") from e
         if self.conn is None or self.sent_on_conn >= self.cfg.max_per_connection:
             self._connect_or_explain()
         conn = self.conn
         assert conn is not None
+        options: list[str] = []
+        if utf8:  # a non-ASCII local part: only SMTPUTF8 can carry it
+            if not conn.has_extn("smtputf8"):
+                raise SendError(
+                    f"the address has a non-ASCII local part and the SMTP server "
+                    f"{self._where()} does not offer SMTPUTF8",
+                    permanent=True,
+                    stage="rcpt",
+                )
+            options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
         stage = "mail"
         try:
-            code, resp = conn.mail(sender)
+            code, resp = conn.mail(sender, options)
             if code != 250:
                 raise self._refused(code, resp, "MAIL FROM")
             stage = "rcpt"
-            code, resp = conn.rcpt(recipient)
+            code, resp = conn.rcpt(rcpt)
             if code not in (250, 251):
                 raise self._refused(code, resp, "RCPT TO", rcpt=True)
             stage = "data"
@@ -252,10 +268,10 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise SendError(f"connection lost during {stage.upper()}: {e}", stage=stage) from e
-        except UnicodeEncodeError as e:  # a non-ASCII address; subscribers are ASCII by rule
+        except UnicodeEncodeError as e:  # the sender's address (list.from_address)
             self._reset()
             raise SendError(
-                f"address {recipient!r} is not ASCII", permanent=True, stage=stage
+                f"cannot send from {sender!r}: not ASCII", permanent=True, stage=stage
             ) from e
         self.sent_on_conn += 1
         return f"{code} {_text(resp)}"
