@@ -89,6 +89,19 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False)
 
 
+class _TextFormatter(logging.Formatter):
+    """``TIME LEVEL logger: message``, the time in ISO 8601 with its UTC offset (local
+    time, the offset of that instant: a log read across a DST change or from another
+    zone stays unambiguous)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        local = dt.datetime.fromtimestamp(record.created, dt.UTC).astimezone()
+        return local.isoformat(timespec="milliseconds")
+
+
 def _setup_logging(verbose: int, quiet: bool, fmt: str) -> None:
     level = (
         logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
@@ -97,7 +110,7 @@ def _setup_logging(verbose: int, quiet: bool, fmt: str) -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(_TextFormatter())
     root = logging.getLogger("newsletter")
     root.handlers[:] = [handler]
     root.setLevel(level)
