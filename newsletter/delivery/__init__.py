@@ -9,9 +9,10 @@ message goes to its sender's retry queue with a time before which it is not trie
 and the connection moves on to the next subscriber.  A message is tried at most
 ``MAX_ATTEMPTS`` times within one run, the retries ``BACKOFF``, then ``2 x BACKOFF``
 seconds apart (with jitter; the first retry after a dropped connection comes at once, on
-a new connection), so it is settled, sent or DEFERRED, at most :func:`retry_window`
-seconds after its first try; a run therefore ends at most that long after it has tried
-its last subscriber once.
+a new connection), so it is settled, sent or DEFERRED, at most 1.5 x (1 + 2) x BACKOFF
+= 2.25 s (the waits at their longest jitter) after its first try, plus the tries
+themselves; a run therefore ends at most that long after it has tried its last
+subscriber once.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ BATCH = 10
 #: also attempts to (re)open a connection.
 MAX_ATTEMPTS = 3
 #: Seconds before the first retry; doubled each time, with jitter (x 0.5 to 1.5).
-BACKOFF = 1.0
+BACKOFF = 0.5
 #: Seconds between progress lines in the log (INFO: shown with -v, and by the daemon).
 PROGRESS_EVERY = 5.0
 #: Workers: at most this often a process asks whether the holders of claims are alive.
@@ -216,13 +217,6 @@ class _Budget:
                 return False
             self.left -= 1
             return True
-
-
-def retry_window(backoff: float | None = None) -> float:
-    """The longest a message can take from its first try to being settled (the retries'
-    waits at their longest jitter), not counting the tries themselves."""
-    b = BACKOFF if backoff is None else backoff
-    return 1.5 * b * (2 ** (MAX_ATTEMPTS - 1) - 1)
 
 
 @dataclass(order=True)
