@@ -21,6 +21,7 @@ SENT, messages personalised and built, sent over ``connections`` x ``max_per_con
 The rate is wall-clock over the whole call.
 
     python bench/send_speed.py --fault-mix --subscribers 500 --latency 0.005
+    python bench/send_speed.py --retry-full 20 --subscribers 100 --latency 0.005
 
 The fault mix: ours with the default ``smtp.connections`` (or ``--configs``), a clean send
 and the same send with faulty addresses, each against a fresh sink, alternating for
@@ -28,7 +29,8 @@ and the same send with faulty addresses, each against a fresh sink, alternating 
 other one a ``451`` to DATA, the others a connection dropped in DATA before the server
 took the message) and are accepted afterwards; target: at most 1.2x the clean send's
 time.  Reported apart: 5 % with a persistent ``452`` to RCPT (deferred after their
-retries) and 5 % whose DATA reply takes 2 s.
+retries) and 5 % whose DATA reply takes 2 s.  ``--retry-full N``: how long
+``send --retry-failed`` takes when N mailboxes are still full.
 """
 
 from __future__ import annotations
@@ -388,6 +390,37 @@ def fault_mix(
         print(f"| {name} | {runs} | {med:.2f} | {med / clean:.2f}x |")
 
 
+def retry_full_mailboxes(
+    workdir: Path, template: Path, day: dt.date, latency: float, spec: str, full: int
+) -> None:
+    """`send --retry-failed` while ``full`` mailboxes stay full (452 to every RCPT): the
+    time it takes to deliver nothing, which should be about one retry schedule."""
+    from newsletter.pipeline import run_send
+    from newsletter.store import Store
+
+    c, m = parse_config(spec or "default")
+    sink = SinkProcess(latency, workdir, {f"reader{i:05d}@example.org": "452" for i in range(full)})
+    db = workdir / "retry-full.db"
+    copy_db(template, db)
+    settings = settings_for(workdir, db, sink.port, c, m)
+    with Store.open(settings.database_url) as store:
+        first = run_send(settings, store, issue_date=day, now=utcnow, fetch=False)
+        t0 = time.perf_counter()
+        again = run_send(
+            settings, store, issue_date=day, now=utcnow, fetch=False, retry_failed=True
+        )
+        elapsed = time.perf_counter() - t0
+    sink.stop()
+    assert first.delivery is not None and first.delivery.deferred == full, first
+    assert again.delivery is not None and again.delivery.deferred == full, again
+    assert again.delivery.sent == 0, again
+    print(
+        f"send --retry-failed on {full} full mailboxes, connections={c}, latency "
+        f"{latency * 1000:.0f} ms: {elapsed:.2f}s to deliver nothing",
+        flush=True,
+    )
+
+
 def parse_config(s: str) -> tuple[int, int]:
     """ "CxM" (connections x max_per_connection), or "default": the shipped defaults."""
     if s == "default":
@@ -428,6 +461,13 @@ def main() -> None:
         help="clean vs faulty addresses (first --configs entry, else the default config)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="rounds of the fault mix")
+    ap.add_argument(
+        "--retry-full",
+        type=int,
+        metavar="N",
+        help="time `send --retry-failed` on N mailboxes that stay full (first --configs entry, "
+        "else the default config)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument(
         "--what-if-write-lock",
@@ -453,6 +493,11 @@ def main() -> None:
         f"setup: {n} subscribers and the sample issue in {time.perf_counter() - t:.1f}s ({workdir})"
     )
     try:
+        if args.retry_full:
+            spec = args.configs[0] if "--configs" in sys.argv else ""
+            for lat in args.latency:
+                retry_full_mailboxes(workdir, template, day, lat, spec, args.retry_full)
+            return
         if args.fault_mix:
             spec = args.configs[0] if "--configs" in sys.argv else ""
             for lat in args.latency:
