@@ -606,8 +606,11 @@ def send(
     """Fetch, group, render and deliver the day's issue to every subscriber, or resume it.
 
     Safe to run again: the ledger makes sure nobody gets the same issue twice, and a run
-    that was interrupted picks up where it stopped.  Exit code 0 when everyone was
-    mailed, 1 when some messages failed or the run stopped early.
+    that was interrupted picks up where it stopped.  SIGTERM or Ctrl-C stops it once the
+    messages in flight are recorded, with the summary (a second signal exits at once).
+    -v logs its progress every few seconds.  Exit code 0 when everyone was mailed, 1 when
+    this run failed some messages, deferred ones are left (--retry-failed sends them), or
+    the run stopped early (run it again to resume).
     """
     import threading
     from collections import Counter
