@@ -305,3 +305,27 @@ def test_migration_versions_run_one_to_latest_without_gaps() -> None:
     versions = [v for v, _, _ in migrations.MIGRATIONS]
     assert versions == list(range(1, len(versions) + 1))
     assert versions[-1] == migrations.LATEST
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path, monkeypatch):
+    """Another process holding SQLite's write lock for longer than the busy timeout (a
+    newsletter process stopped mid-write, a shell left in a transaction) ends in one line
+    naming the file, not a traceback from inside a sender thread."""
+    import sqlite3
+
+    import newsletter.store
+
+    monkeypatch.setattr(newsletter.store, "BUSY_TIMEOUT_S", 0.2)
+    path = tmp_path / "locked.db"
+    with Store.open(f"sqlite:///{path}") as s:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreError, match=r"locked\.db.*locked by another process"):
+                with s.write() as conn:
+                    conn.execute(sa.text("SELECT 1"))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        with s.write() as conn:  # free again: the store still works
+            conn.execute(sa.text("SELECT 1"))

@@ -136,7 +136,7 @@ def test_a_stalled_worker_keeps_its_rows_until_its_lease_runs_out(
     assert wait_for(lambda: sink.count() >= 20, timeout=60), (tmp_path / "victim.log").read_text()
     survivor = worker(path, tmp_path / "survivor.log")
     assert wait_for(lambda: sink.count() >= 80, timeout=60)
-    victim.send_signal(signal.SIGSTOP)
+    stop_between_writes(victim, settings)
     stopped_at = time.monotonic()
     try:
         assert survivor.wait(180) == 0, (tmp_path / "survivor.log").read_text()
@@ -146,6 +146,51 @@ def test_a_stalled_worker_keeps_its_rows_until_its_lease_runs_out(
     assert victim.wait(60) == 0, (tmp_path / "victim.log").read_text()
     assert "is gone" not in (tmp_path / "survivor.log").read_text()
     check_exactly_once_but_in_flight(sink, settings, connections=2)
+
+
+def stop_between_writes(victim: subprocess.Popen, settings) -> None:
+    """SIGSTOP ``victim`` at a moment it holds no database transaction.
+
+    Stopped inside one, it would hold SQLite's single write lock (the others give up after
+    the busy timeout: "stayed locked by another process") or, on PostgreSQL, row locks the
+    others must wait for: a stalled database session, not the stalled worker this test is
+    about.  So: stop it, look, and let it run a moment more until it is caught outside."""
+    for _ in range(200):
+        victim.send_signal(signal.SIGSTOP)
+        if not in_transaction(victim.pid, settings):
+            return
+        victim.send_signal(signal.SIGCONT)
+        time.sleep(0.01)
+    raise AssertionError("the victim was inside a transaction at every look")
+
+
+def in_transaction(pid: int, settings) -> bool:
+    url = sa.engine.make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        import sqlite3
+
+        probe = sqlite3.connect(url.database, timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")  # refused at once while anyone holds the lock
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            probe.close()
+    engine = sa.create_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            busy = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE :name "
+                    "AND state <> 'idle'"
+                ),
+                {"name": f"newsletter pid {pid} %"},
+            ).scalar()
+        return bool(busy)
+    finally:
+        engine.dispose()
 
 
 def check_exactly_once_but_in_flight(sink, settings, *, connections: int) -> None:

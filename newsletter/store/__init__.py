@@ -166,12 +166,21 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
     @contextmanager
     def write(self) -> Iterator[sa.Connection]:
         """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE)."""
-        with (
-            self._write_mutex,
-            self.engine.connect().execution_options(immediate=True) as conn,
-            conn.begin(),
-        ):
-            yield conn
+        with self._write_mutex, self.engine.connect().execution_options(immediate=True) as conn:
+            try:
+                tx = conn.begin()
+            except sa.exc.OperationalError as e:
+                if self.dialect == "sqlite" and "locked" in str(e.orig):
+                    # Past the busy timeout: another process kept the one write lock (it
+                    # was stopped mid-write, or a shell sits in a transaction).
+                    raise StoreError(
+                        f"{self.safe_url}: the database stayed locked by another process "
+                        f"for {BUSY_TIMEOUT_S:g} s (a stopped or stuck process holding a "
+                        "write?); nothing was lost, run the command again once it is free"
+                    ) from e
+                raise
+            with tx:
+                yield conn
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
