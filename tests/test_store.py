@@ -321,9 +321,11 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path, monk
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(StoreError, match=r"locked\.db.*locked by another process"):
-                with s.write() as conn:
-                    conn.execute(sa.text("SELECT 1"))
+            with (
+                pytest.raises(StoreError, match=r"locked\.db.*locked by another process"),
+                s.write() as conn,
+            ):
+                conn.execute(sa.text("SELECT 1"))
         finally:
             other.execute("ROLLBACK")
             other.close()
