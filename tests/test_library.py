@@ -1,17 +1,22 @@
-"""A subscriber's library: pasted ids, BibTeX and RIS exports read."""
+"""A subscriber's library: pasted ids, BibTeX and RIS exports read; arXiv ids looked up."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import lzma
 import re
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from newsletter.config import FetchSettings
 from newsletter.personal import Interests, LibraryPaper
+from newsletter.personal.fetch import BATCH_SIZE, Lookup, complete, look_up
 from newsletter.personal.library import (
     MAX_BYTES,
     MAX_ENTRIES,
@@ -22,9 +27,12 @@ from newsletter.personal.library import (
     identify,
     read_library,
 )
+from newsletter.sources.http import Fetcher
+from newsletter.sources.normalize import clean_title
 
 DATA = Path(__file__).parent / "data"
 LIBRARIES = DATA / "library"
+FEEDS = DATA / "feeds"
 
 
 def read(name: str, **kw) -> ParsedLibrary:
@@ -740,3 +748,256 @@ def test_any_text_gives_a_library_or_bad_library(parts, kind):
 def test_any_bytes_give_a_library_or_bad_library(data):
     with contextlib.suppress(BadLibrary):
         read_library(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Looking up arXiv ids, against a real HTTP server answering with API documents
+
+
+def fetcher(**settings) -> Fetcher:
+    fetch = FetchSettings(**({"timeout": 5.0, "min_interval": 0.0, "retries": 0} | settings))
+    return Fetcher(fetch, backoff=0.01)
+
+
+def api_path(*ids: str) -> str:
+    return f"/api/query?id_list={','.join(ids)}&max_results={len(ids)}"
+
+
+def load_rows() -> list[dict]:
+    with lzma.open(DATA / "topics" / "four_archives.jsonl.xz", "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def api_document(rows: list[dict]) -> bytes:
+    """An answer of the arXiv API to an id_list query, laid out as its real ones are."""
+    ids = ",".join(r["id"] for r in rows)
+    entries = "".join(
+        f"""  <entry>
+    <id>http://arxiv.org/abs/{r["id"]}v1</id>
+    <updated>2019-01-01T00:00:00Z</updated>
+    <published>2019-01-01T00:00:00Z</published>
+    <title>{escape(r["title"])}</title>
+    <summary>  {escape(r["abstract"])}
+</summary>
+{"".join(f"    <author>{chr(10)}      <name>{escape(a)}</name>{chr(10)}    </author>{chr(10)}" for a in r["authors"])}\
+    <link href="http://arxiv.org/abs/{r["id"]}v1" rel="alternate" type="text/html"/>
+    <link title="pdf" href="http://arxiv.org/pdf/{r["id"]}v1" rel="related" type="application/pdf"/>
+    <arxiv:primary_category xmlns:arxiv="http://arxiv.org/schemas/atom" term="{r["archive"]}" scheme="http://arxiv.org/schemas/atom"/>
+    <category term="{r["archive"]}" scheme="http://arxiv.org/schemas/atom"/>
+  </entry>
+"""
+        for r in rows
+    )
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <link href="http://arxiv.org/api/query?search_query%3D%26id_list%3D{ids}%26start%3D0%26max_results%3D{len(rows)}" rel="self" type="application/atom+xml"/>
+  <title type="html">ArXiv Query: search_query=&amp;id_list={ids}&amp;start=0&amp;max_results={len(rows)}</title>
+  <id>http://arxiv.org/api/tGxYm2Nk3dMXh0x6r5t0uXyq1bA</id>
+  <updated>2019-01-01T00:00:00-05:00</updated>
+  <opensearch:totalResults xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">{len(rows)}</opensearch:totalResults>
+  <opensearch:startIndex xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">0</opensearch:startIndex>
+  <opensearch:itemsPerPage xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">{len(rows)}</opensearch:itemsPerPage>
+{entries}</feed>
+""".encode()
+
+
+ATOM = {"Content-Type": "application/atom+xml; charset=UTF-8"}
+
+
+def test_look_up_reads_the_api_answer(feed_server):
+    body = (FEEDS / "arxiv_api_atom_legacy_2020-09-04_idlist_1entry.xml").read_bytes()
+    feed_server.add(api_path("1601.00001"), {"body": body, "headers": ATOM})
+    got = look_up(["arxiv:1601.00001"], fetcher=fetcher(), api_url=feed_server.url("/api/query"))
+    (paper,) = got.found
+    assert paper.id == "arxiv:1601.00001"
+    assert paper.title == (
+        "Inelastic effects in molecular transport junctions: The probe technique at high bias"
+    )
+    assert paper.abstract.startswith("We extend the Landauer-Büttiker probe formalism")
+    assert paper.authors == ("Michael Kilgour", "Dvira Segal")
+    assert (got.missing, got.failed, got.requests) == ((), {}, 1)
+    (request,) = feed_server.requests
+    assert request.headers["user-agent"].startswith("newsletter/")
+
+
+@pytest.mark.parametrize("empty_entry", [False, True], ids=["left-out", "empty-entry"])
+def test_an_id_arxiv_does_not_know_is_missing(feed_server, empty_entry):
+    # The API leaves an id it does not know out of its answer; it used to answer with an
+    # entry that has no id and no title for it.
+    body = (FEEDS / "arxiv_api_atom_legacy_2025-10-17_cs.RO_2entries.xml").read_bytes()
+    if empty_entry:
+        body = body.replace(
+            b"</feed>",
+            b"  <entry>\n    <updated>2025-10-17T00:00:00-04:00</updated>\n  </entry>\n</feed>",
+        )
+    feed_server.add(
+        api_path("2510.14968", "2510.99999", "2510.14827"), {"body": body, "headers": ATOM}
+    )
+    got = look_up(
+        ["arxiv:2510.14968", "arxiv:2510.99999v2", "arxiv:2510.14827"],
+        fetcher=fetcher(),
+        api_url=feed_server.url("/api/query"),
+    )
+    assert [p.id for p in got.found] == ["arxiv:2510.14968", "arxiv:2510.14827"]
+    assert got.found[1].title == "Neural Implicit Flow Fields for Spatio-Temporal Motion Mapping"
+    assert got.missing == ("arxiv:2510.99999",)
+    assert got.failed == {}
+
+
+def test_batches_and_politeness(feed_server):
+    rows = load_rows()[: BATCH_SIZE + 3]
+    ids = [r["id"] for r in rows]
+    first = api_path(*ids[:BATCH_SIZE])
+    second = api_path(*ids[BATCH_SIZE:])
+    feed_server.add(first, {"body": api_document(rows[:BATCH_SIZE]), "headers": ATOM})
+    feed_server.add(second, {"body": api_document(rows[BATCH_SIZE:]), "headers": ATOM})
+    waits: list[float] = []
+    polite = Fetcher(FetchSettings(timeout=5.0, min_interval=3.0, retries=0), sleep=waits.append)
+    got = look_up(
+        [f"arxiv:{i}" for i in ids] + ["doi:10.1038/nature14539"],
+        fetcher=polite,
+        api_url=feed_server.url("/api/query"),
+    )
+    assert [r.path for r in feed_server.requests] == [first, second]
+    assert got.requests == 2
+    assert [p.id for p in got.found] == [f"arxiv:{i}" for i in ids]
+    assert got.found[0].title == clean_title(rows[0]["title"])
+    assert (got.missing, got.failed) == ((), {})
+    # one request per 3 s to the API's host: the second waited its turn
+    assert len(waits) == 1 and 2.0 < waits[0] <= 3.0
+
+
+def test_a_failed_batch_costs_only_its_own_ids(feed_server):
+    rows = load_rows()[:6]
+    ids = [r["id"] for r in rows]
+    for k in (0, 2, 4):
+        answer = {"body": api_document(rows[k : k + 2]), "headers": ATOM}
+        if k == 2:
+            answer = {"status": 503, "body": b"Service Unavailable"}
+        feed_server.add(api_path(*ids[k : k + 2]), answer)
+    got = look_up(
+        [f"arxiv:{i}" for i in ids],
+        fetcher=fetcher(retries=1),
+        api_url=feed_server.url("/api/query"),
+        batch_size=2,
+    )
+    assert [p.id for p in got.found] == [f"arxiv:{i}" for i in ids[:2] + ids[4:]]
+    assert got.failed == {
+        f"arxiv:{i}": "HTTP 503 Service Unavailable (after 2 attempts)" for i in ids[2:4]
+    }
+    assert got.missing == ()
+    assert len(feed_server.hits(api_path(*ids[2:4]))) == 2  # retried once, as configured
+    assert got.requests == 3
+
+
+def test_an_id_the_api_refuses_is_dropped_and_the_rest_asked_again(feed_server):
+    error = (FEEDS / "arxiv_api_error.xml").read_text().replace("1234.1234", "0704.0000")
+    rows = load_rows()[:2]
+    ids = [rows[0]["id"], "0704.0000", rows[1]["id"]]
+    feed_server.add(api_path(*ids), {"body": error.encode(), "headers": ATOM})
+    feed_server.add(api_path(ids[0], ids[2]), {"body": api_document(rows), "headers": ATOM})
+    got = look_up(
+        [f"arxiv:{i}" for i in ids], fetcher=fetcher(), api_url=feed_server.url("/api/query")
+    )
+    assert [p.id for p in got.found] == [f"arxiv:{ids[0]}", f"arxiv:{ids[2]}"]
+    assert got.missing == ("arxiv:0704.0000",)
+    assert got.requests == 2
+    # alone in its batch, it is missing all the same
+    feed_server.add(api_path("0704.0000"), {"body": error.encode(), "headers": ATOM})
+    alone = look_up(["arxiv:0704.0000"], fetcher=fetcher(), api_url=feed_server.url("/api/query"))
+    assert (alone.found, alone.missing, alone.failed) == ((), ("arxiv:0704.0000",), {})
+
+
+def test_known_ids_and_dois_are_never_asked(feed_server):
+    got = look_up(
+        ["arxiv:1601.00001", "arxiv:1601.00001v2", "doi:10.1063/1.4944470", "not-an-id"],
+        fetcher=fetcher(),
+        known={"arxiv:1601.00001"},
+        api_url=feed_server.url("/api/query"),
+    )
+    assert got == Lookup()
+    assert feed_server.requests == []
+
+
+def test_an_html_error_page_fails_the_batch_with_a_reason(feed_server):
+    feed_server.add(
+        api_path("1601.00001"),
+        {"body": b"<!DOCTYPE html><html><title>Maintenance</title></html>"},
+    )
+    got = look_up(["arxiv:1601.00001"], fetcher=fetcher(), api_url=feed_server.url("/api/query"))
+    assert got.failed == {
+        "arxiv:1601.00001": "an HTML page, not an arXiv feed (page title: 'Maintenance')"
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Completing a library with the texts found
+
+
+def test_complete_fills_in_texts_and_says_what_does_not_count_yet(feed_server):
+    text = """\
+@misc{byid, eprint = {1601.00001}, archivePrefix = {arXiv}}
+@article{kilgour_inelastic_2016,
+  title = {Inelastic effects in molecular transport junctions: {The} probe technique at high bias},
+  doi = {10.1063/1.4944470},
+  author = {Kilgour, Michael and Segal, Dvira},
+}
+@misc{stored, eprint = {1706.03762}}
+@misc{typo, eprint = {2510.99999}}
+@misc{down, eprint = {2510.14968}}
+@article{journal, doi = {10.1038/nature14539}}
+"""
+    lib = read_library(text)
+    assert lib.without_text == (
+        "arxiv:1601.00001",
+        "arxiv:1706.03762",
+        "arxiv:2510.99999",
+        "arxiv:2510.14968",
+        "doi:10.1038/nature14539",
+    )
+    body = (FEEDS / "arxiv_api_atom_legacy_2020-09-04_idlist_1entry.xml").read_bytes()
+    feed_server.add(api_path("1601.00001", "2510.99999"), {"body": body, "headers": ATOM})
+    feed_server.add(api_path("2510.14968"), {"status": 500})
+    stored = {
+        "arxiv:1706.03762": LibraryPaper(
+            title="Attention Is All You Need",
+            abstract="The dominant sequence transduction models are based on complex recurrent",
+            id="arxiv:1706.03762",
+        )
+    }
+    lookup = look_up(
+        lib.without_text,
+        fetcher=fetcher(),
+        known=stored,
+        api_url=feed_server.url("/api/query"),
+        batch_size=2,
+    )
+    done = complete(lib, stored, lookup)
+    papers = by_id(done)
+    # the id-only entry got its title, which is the next entry's: one paper, by its arXiv id
+    assert papers["arxiv:1601.00001"].abstract.startswith("We extend the Landauer-Büttiker")
+    assert papers["arxiv:1601.00001"].authors == ("Michael Kilgour", "Dvira Segal")
+    assert "doi:10.1063/1.4944470" not in papers
+    assert papers["arxiv:1706.03762"].title == "Attention Is All You Need"
+    assert problems(done) == [
+        "entry kilgour_inelastic_2016 (line 2): the same paper as entry byid (line 1); "
+        "counted once",
+        "entry typo (line 8): no title or abstract known for arxiv:2510.99999; it does not "
+        "count until the id is corrected: arXiv has no such paper",
+        "entry down (line 9): no title or abstract known for arxiv:2510.14968; it does not "
+        "count until arXiv answers for it (the look-up failed: HTTP 500 Internal Server Error)",
+        "entry journal (line 10): no title or abstract known for doi:10.1038/nature14539; it "
+        "does not count until a BibTeX or RIS export gives its title (DOIs are not looked "
+        "up: there is no DOI source)",
+    ]
+    counted = Interests.of(library=done.papers).library
+    assert [p.id for p in counted] == ["arxiv:1601.00001", "arxiv:1706.03762"]
+
+
+def test_complete_without_a_look_up():
+    lib = read_library("2401.01234\n")
+    (problem,) = problems(complete(lib, {}))
+    assert problem == (
+        "line 1: no title or abstract known for arxiv:2401.01234; it does not count until it "
+        "is looked up on arXiv"
+    )
