@@ -91,7 +91,7 @@ class ListSettings:
 class TopicSettings:
     topics: int | Literal["auto"] = _in("auto", 1, 50)
     min_topics: int = _in(3, 1, 50)
-    max_topics: int = _in(8, 1, 50)
+    max_topics: int = _in(12, 1, 50)
     min_papers: int = _in(8, 1, 100_000)  # below this the day is one section, not clustered
     seed: int = _in(42, 0, 2**32 - 1)  # numpy's seeds are 32-bit
     picks_per_topic: int = _in(3, 1, 20)

@@ -85,10 +85,8 @@ def build_digest(
     flags, matched = watched(unique, settings.watch_keywords, settings.watch_authors)
     rest_idx = np.flatnonzero(~np.asarray(flags, dtype=bool))
     clustered = len(rest_idx) >= settings.min_papers
-    # one vectorisation for everything: LSA only when there is something to cluster
-    vec = vectorize(unique, seed=settings.seed, lsa_dims=None if clustered else 0)
+    vec = vectorize(unique)
     trend = pick.trending(unique)
-    raw = [f"{p.title}\n{p.abstract}" for p in unique]
     w = settings.trending_weight
 
     watched_idx = np.flatnonzero(flags)
@@ -112,21 +110,20 @@ def build_digest(
 
     groups: list[np.ndarray] = []
     if clustered:
-        x = vec.lsa[rest_idx]
-        choice = cluster.choose_k(
-            x,
+        part = cluster.partition(
+            vec.counts[rest_idx],
+            vec.tfidf[rest_idx],
             settings.topics,
             settings.min_topics,
             settings.max_topics,
             seed=settings.seed,
         )
-        assignment = cluster.fit(x, choice.k, seed=settings.seed)
-        groups = [rest_idx[assignment == c] for c in range(choice.k)]
+        groups = [rest_idx[part.labels == c] for c in range(part.choice.k)]
         groups = [g for g in groups if len(g)]
-        notes.append(choice.note())
-        algo = "MiniBatchKMeans" if len(x) > cluster.MINIBATCH_ABOVE else "k-means"
+        notes.append(part.choice.note())
+        on = f" (found on a sample of {part.sampled})" if part.sampled < len(rest_idx) else ""
         notes.append(
-            f"{algo} on {x.shape[1]}-d LSA of TF-IDF "
+            f"k-means on {part.dims}-d LSA of TF-IDF{on}, refined by each section's words "
             f"({len(vec.terms)} terms, min_df={vec.min_df}, max_df={vec.max_df})"
         )
     elif len(rest_idx):
@@ -137,7 +134,7 @@ def build_digest(
 
     # biggest first, so a contested label term goes to the larger topic; then by first id
     groups.sort(key=lambda g: (-len(g), int(g[0])))
-    labels = label.label_groups(vec.counts, vec.terms, groups, raw, vec.titles)
+    labels = label.label_groups(unique, groups, seed=settings.seed)
     largest = max((len(g) for g in groups), default=0)
     topics = [
         _topic(lab, terms, unique, g, vec, trend, settings, hot_weight=w, largest=largest)

@@ -6,14 +6,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
 
-from newsletter.topics.text import BOILERPLATE, display_form
+from newsletter.models import Paper
+from newsletter.topics.text import BOILERPLATE, Analyzer, clean_for_display, display_form
+from newsletter.topics.vectorize import STOP_WORDS, paper_text, thresholds
 
 LABEL_TERMS = 3  # terms in a label (2..4 allowed by the model)
 TERMS_KEPT = 8  # distinctive terms kept on Topic.terms
 CANDIDATES = 40  # ranked terms looked at per topic
 BIGRAM_BOOST = 1.3  # a phrase reads better than two loose words
-HYPHEN_SAMPLE = 500  # papers looked at to decide "test-time" vs "test time"
+#: Labels are computed on at most this many papers of a section (a seeded sample): phrase
+#: statistics settle long before that, and the phrase tokeniser is the costly part.
+LABEL_SAMPLE = 300
 _STOP = frozenset(
     BOILERPLATE
     | {
@@ -175,19 +180,56 @@ def _chain(a: str, b: str) -> str:
     return ""
 
 
+def phrase_vectors(
+    papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int
+) -> tuple[sp.csr_matrix, np.ndarray, list[np.ndarray], list[str], sp.csr_matrix]:
+    """Binary paper-phrase and title-phrase matrices (unigrams, bigrams, compounds) of at
+    most LABEL_SAMPLE papers per group: (binary, terms, groups as rows of it, raw texts,
+    titles)."""
+    rng = np.random.default_rng(seed)
+    picked = [
+        np.sort(rng.choice(g, LABEL_SAMPLE, replace=False)) if len(g) > LABEL_SAMPLE else g
+        for g in groups
+    ]
+    order = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    sample = [papers[int(i)] for i in order]
+    local, at = [], 0
+    for g in picked:
+        local.append(np.arange(at, at + len(g)))
+        at += len(g)
+    raw = [clean_for_display(f"{p.title}\n{p.abstract}") for p in sample]
+    min_df, max_df = thresholds(len(sample))
+    cv = CountVectorizer(
+        analyzer=Analyzer(STOP_WORDS), min_df=min_df, max_df=max_df, binary=True, dtype=np.float32
+    )
+    try:
+        binary = sp.csr_matrix(cv.fit_transform([paper_text(p) for p in sample]))
+    except ValueError:  # no term survived: no phrase can label anything
+        empty = sp.csr_matrix((len(sample), 0), dtype=np.float32)
+        return empty, np.array([], dtype=object), local, raw, empty
+    titles = sp.csr_matrix(cv.transform([p.title for p in sample]))
+    return binary, cv.get_feature_names_out(), local, raw, titles
+
+
 def label_groups(
+    papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int
+) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, distinctive terms) per group of ``papers`` (rows), groups in the order given
+    (earlier ones win a contested term, so pass the biggest first). Labels are unique."""
+    if not groups:  # every paper went to the Watched section
+        return []
+    binary, terms, local, raw, titles = phrase_vectors(papers, groups, seed=seed)
+    return _label(binary, terms, local, raw, titles)
+
+
+def _label(
     binary: sp.csr_matrix,
     terms: np.ndarray,
     groups: Sequence[np.ndarray],
     raw_texts: Sequence[str],
     titles: sp.csr_matrix | None = None,
 ) -> list[tuple[str, tuple[str, ...]]]:
-    """(label, distinctive terms) per group, groups in the order given (earlier ones win a
-    contested term, so pass the biggest first). Labels are lower-case and unique.
-    ``titles``: binary title-term matrix over the same vocabulary (boosts title phrases)."""
     out: list[tuple[str, tuple[str, ...]]] = []
-    if not groups:  # every paper went to the Watched section
-        return out
     if binary.shape[1] == 0:
         weights = np.zeros((len(groups), 0))
     else:
@@ -209,7 +251,7 @@ def label_groups(
         # best first; ties broken by the term itself so the order never depends on the input
         order = sorted((i for i in np.flatnonzero(w > 0)), key=lambda i: (-w[i], terms[i]))
         ranked = [str(terms[i]) for i in order[:CANDIDATES]]
-        texts = [raw_texts[i] for i in idx[:HYPHEN_SAMPLE]]
+        texts = [raw_texts[i] for i in idx]
         distinct = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, TERMS_KEPT)
         pairs = _shown(_pick_terms(ranked, used, CANDIDATES), texts, LABEL_TERMS, shown_before)
         if len(pairs) < 2:  # everything distinctive was taken: share terms rather than lose them

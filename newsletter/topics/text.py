@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 
 # Words that every abstract uses whatever its subject: they would only blur topics and labels.
 BOILERPLATE = frozenset(
@@ -30,36 +31,42 @@ BOILERPLATE = frozenset(
     """.lower().split()
 )
 
-_URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+")
+_WEB = re.compile(r"(?:https?://|www\.)\S+")
+_MAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 _MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)", re.S)
 _LATEX_CMD = re.compile(r"\\[a-zA-Z@]+\*?|\\.")
-_HYPHEN = re.compile(r"(?<=[^\W\d_])[-\u2010\u2011\u2013/](?=[^\W\d_])")
-#: A hyphenated compound ("test-time", "chain-of-thought"), before hyphens become spaces.
-_COMPOUND = re.compile(r"[^\W_]+(?:[-\u2010\u2011][^\W_]+)+")
+#: Hyphens that join a compound's parts ("test-time"), and marks that separate two words
+#: written together ("input/output", an en dash between two years).
+_JOIN = re.compile(r"[-\u2010\u2011]")
+_APART = re.compile(r"[/\u2013]")
 #: A token: a letter followed by at least one letter or digit ("3d" and "2025" are not terms).
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][^\W_]+\b"
 _TOKEN = re.compile(TOKEN_PATTERN)
 
 
-def clean(text: str, *, keep_compounds: bool = False) -> str:
-    """Lower-case text with URLs, LaTeX math and commands removed, hyphens made spaces.
-
-    Hyphenated and spaced variants ("test-time" / "test time") become the same bigram.
-    ``keep_compounds`` joins a compound's parts with a marker instead, for the Analyzer.
-    """
-    text = _URL.sub(" ", text)
-    text = _MATH.sub(" ", text)
-    text = _LATEX_CMD.sub(" ", text)
-    text = text.replace("{", " ").replace("}", " ").replace("~", " ")
-    if keep_compounds:
-        text = _COMPOUND.sub(lambda m: _HYPHEN.sub(COMPOUND_JOIN, m.group(0)), text)
-    text = _HYPHEN.sub(" ", text)
-    return text.lower()
+def _drop_noise(text: str) -> str:
+    """URLs, e-mail addresses, LaTeX math and commands out. Each pattern runs only when
+    its marker is in the text: scanning every word for them was most of the tokeniser's
+    time."""
+    if "http" in text or "www." in text:
+        text = _WEB.sub(" ", text)
+    if "@" in text:
+        text = _MAIL.sub(" ", text)
+    if "$" in text or "\\" in text:
+        text = _LATEX_CMD.sub(" ", _MATH.sub(" ", text))
+    return text
 
 
-#: What joins a compound's parts inside the Analyzer (a private-use character).
-COMPOUND_JOIN = "\ue000"
-_COMPOUND_MARK = re.compile(COMPOUND_JOIN)
+class Words:
+    """The unigram tokens of a text, stop words out: what clustering counts. The same
+    tokens as the Analyzer's unigrams, at a fraction of its cost."""
+
+    def __init__(self, stop_words: frozenset[str]):
+        self.stop_words = stop_words
+
+    def __call__(self, text: str) -> list[str]:
+        stop = self.stop_words
+        return [w for w in _TOKEN.findall(_drop_noise(text).lower()) if w not in stop]
 
 
 #: Longest term: a word and a two-word compound ("test-time scaling").
@@ -68,8 +75,12 @@ _BREAK = re.compile(r"[.,;:!?()\[\]\"|]+(?:\s|$)|[()\[\]\"|]")
 
 
 class Analyzer:
-    """Unigrams and bigrams of cleaned text; bigrams never cross punctuation (so "models
-    (LLMs)" gives no "models llms") but do bridge dropped stop words ("chain thought")."""
+    """Unigrams and bigrams (for labels); bigrams never cross punctuation (so "models
+    (LLMs)" gives no "models llms") but do bridge dropped stop words ("chain thought").
+
+    A hyphenated compound is one unit: "test-time" gives "test time", and with its
+    neighbour "scaling test time", never "scaling test" straddling the compound's edge.
+    """
 
     def __init__(self, stop_words: frozenset[str]):
         self.stop_words = stop_words
@@ -77,20 +88,20 @@ class Analyzer:
     def __call__(self, text: str) -> list[str]:
         out: list[str] = []
         stop = self.stop_words
-        for segment in _BREAK.split(clean(text, keep_compounds=True)):
-            # units: plain words, and hyphenated compounds as one unit ("test-time" ->
-            # "test time"), so a bigram never straddles a compound's edge ("scaling
-            # test-time" gives "scaling test time", not "scaling test")
-            units: list[list[str]] = []
+        tok = _TOKEN.findall
+        text = _drop_noise(text).replace("{", " ").replace("}", " ").replace("~", " ")
+        for segment in _BREAK.split(text.lower()):
+            units: list[tuple[str, ...]] = []
             for chunk in segment.split():
-                words = [
-                    w
-                    for part in _COMPOUND_MARK.split(chunk)
-                    for w in _TOKEN.findall(part)
-                    if w not in stop
-                ]
-                if words:
-                    units.append(words)
+                if chunk.isalpha():  # most words: one token or none, no regex needed
+                    if len(chunk) > 1 and chunk not in stop:
+                        units.append((chunk,))
+                    continue
+                for piece in _APART.split(chunk):
+                    words = tuple(w for part in _JOIN.split(piece) for w in tok(part))
+                    words = tuple(w for w in words if w not in stop)
+                    if words:
+                        units.append(words)
             for unit in units:
                 out += unit
                 if len(unit) > 1:
@@ -101,18 +112,13 @@ class Analyzer:
         return out
 
 
-def tokens(text: str) -> list[str]:
-    """The unigram tokens of already cleaned text (the same rule as the vectoriser)."""
-    return _TOKEN.findall(text)
-
-
-def display_form(term: str, raw_texts: list[str], stop_words: frozenset[str]) -> str:
+def display_form(term: str, texts: Sequence[str], stop_words: frozenset[str]) -> str:
     """How the papers mostly write a multi-word term: ``test time`` -> ``test-time``,
     ``chain thought`` -> ``chain-of-thought`` (stop words the vectoriser dropped come back),
-    ``scaling test time`` -> ``scaling test-time``."""
+    ``scaling test time`` -> ``scaling test-time``. ``texts``: see clean_for_display."""
     parts = term.split()
     if len(parts) < 2:
-        return _prefixed(term, raw_texts)
+        return _prefixed(term, texts)
     gap = r"((?:[\s-]+[^\W\d_]+){0,2}?)[\s-]+"
     body = gap.join(re.escape(p) for p in parts)
     pattern = re.compile(rf"(?<![\w-])(?:[^\W_]-)?{body}(?![\w-])(?:[\s-]+([^\W\d_]+))?", re.I)
@@ -120,8 +126,9 @@ def display_form(term: str, raw_texts: list[str], stop_words: frozenset[str]) ->
     forms: dict[str, int] = {}
     after: dict[str, int] = {}
     total = 0
-    for text in raw_texts:
-        text = clean_for_display(text)
+    for text in texts:
+        if parts[0] not in text.lower():
+            continue
         for m in pattern.finditer(text):
             middles = m.groups()[: last - 1]
             if not all(
@@ -146,13 +153,15 @@ def display_form(term: str, raw_texts: list[str], stop_words: frozenset[str]) ->
     return best
 
 
-def _prefixed(term: str, raw_texts: list[str]) -> str:
+def _prefixed(term: str, texts: Sequence[str]) -> str:
     """A unigram the papers mostly write after a one-character prefix the tokeniser drops:
     ``adic`` -> ``p-adic``."""
     pattern = re.compile(rf"(?<![\w-])(?:([^\W_])-)?{re.escape(term)}(?![\w-])", re.I)
     forms: dict[str, int] = {}
-    for text in raw_texts:
-        for m in pattern.finditer(clean_for_display(text)):
+    for text in texts:
+        if term not in text.lower():
+            continue
+        for m in pattern.finditer(text):
             key = f"{m.group(1).lower()}-{term}" if m.group(1) else term
             forms[key] = forms.get(key, 0) + 1
     if not forms:
@@ -161,7 +170,5 @@ def _prefixed(term: str, raw_texts: list[str]) -> str:
 
 
 def clean_for_display(text: str) -> str:
-    """URLs and LaTeX out, case and hyphens kept."""
-    text = _URL.sub(" ", text)
-    text = _MATH.sub(" ", text)
-    return _LATEX_CMD.sub(" ", text)
+    """URLs and LaTeX out, case and hyphens kept: what display_form reads."""
+    return _drop_noise(text)
