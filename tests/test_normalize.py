@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 import unicodedata
 
@@ -19,8 +20,10 @@ from newsletter.sources.normalize import (
     clean_text,
     clean_title,
     find_doi,
+    first_author_key,
     split_arxiv_description,
     split_authors,
+    title_key,
     to_utc,
 )
 
@@ -244,6 +247,52 @@ def test_clean_title_drops_markup_and_line_breaks() -> None:
     assert clean_title(raw) == "On Bold & Safe Titles here"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            r"Inference Scaling \scriptsize{F}Laws: The Limits of LLM Resampling",
+            "Inference Scaling FLaws: The Limits of LLM Resampling",
+        ),
+        (r"On Diamond's $L^1$ criterion", "On Diamond's L\u00b9 criterion"),
+        (r"Algebras over ${\rm SL}_3(\mathbb{Z}_p) $", "Algebras over SL\u2083(\u2124\u209a)"),
+        (r"A global approach to $p$-adic operators", "A global approach to p-adic operators"),
+        (
+            r"$\mathcal{O}(n \log n)$ Attention with $k \ll n$",
+            "O(n log n) Attention with k \u226a n",
+        ),
+        (r"A $\frac{1}{2}$-approximation in $O(n^{2.5})$", "A 1/2-approximation in O(n^(2.5))"),
+        (
+            r"$\alpha$-Divergence and $\sqrt{d}$ and $x^{n+1}$",
+            "\u03b1-Divergence and \u221ad and x\u207f\u207a\u00b9",
+        ),
+        (r"{GPT}-4 reads \LaTeX{} in {\bf bold}", "GPT-4 reads LaTeX in bold"),
+        (r"Small \tiny{caps} and \textsc{Names} \cite{key}\footnote{x}.", "Small caps and Names."),
+        (r"Costs \$5 \& a new line\\here", "Costs $5 & a new line here"),
+        (r"Schr\"{o}dinger bridges", "Schr\u00f6dinger bridges"),
+    ],
+)
+def test_clean_title_renders_latex_never_glued_to_words(raw: str, expected: str) -> None:
+    assert clean_title(raw) == expected
+    assert "\\" not in clean_title(raw) and "{" not in clean_title(raw)
+
+
+def test_title_and_author_keys() -> None:
+    a = clean_title(r"Inference Scaling \scriptsize{F}Laws: the limits")
+    assert (
+        title_key(a)
+        == title_key("Inference scaling FLaws -- The Limits!")
+        == ("inferencescalingflawsthelimits")
+    )
+    assert title_key(clean_title(r"$L^1$ bounds")) == title_key("L^1 bounds") == "l1bounds"
+    assert title_key("Schrödinger Bridges") == title_key("Schrodinger bridges")
+    assert first_author_key(("Sayash Kapoor", "A. N. Other")) == "kapoor"
+    assert first_author_key(("Kapoor, Sayash",)) == "kapoor"
+    assert first_author_key(("John Smith, Jr.",)) == "smith"
+    assert first_author_key(("Ødegård, Søren",)) == first_author_key(("Søren Ødegård",))
+    assert first_author_key(()) == ""
+
+
 def test_clean_text_keeps_unicode_text() -> None:
     assert clean_text("Søren Ødegård — 東京大学") == "Søren Ødegård — 東京大学"
 
@@ -289,6 +338,37 @@ def test_clean_text_never_yields_control_chars_or_known_tags(s: str) -> None:
 def test_clean_text_is_idempotent_without_entities(s: str) -> None:
     once = clean_text(s)
     assert clean_text(once) == once
+
+
+latex_titles = st.lists(
+    st.one_of(
+        printable,
+        st.sampled_from(
+            [
+                "$",
+                "\\",
+                "{",
+                "}",
+                "^",
+                "_",
+                "\\alpha",
+                "\\frac",
+                "\\mathbb{",
+                "\\scriptsize",
+                "\\bf ",
+            ]
+        ),
+    ),
+    max_size=14,
+).map("".join)
+
+
+@given(latex_titles)
+def test_clean_title_never_shows_a_command(s: str) -> None:
+    out = clean_title(s)
+    assert not re.search(r"\\[A-Za-z]", out), out
+    if "\\{" not in s and "\\}" not in s:
+        assert "{" not in out and "}" not in out, out
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,8 +19,10 @@ __all__ = [
     "clean_text",
     "clean_title",
     "find_doi",
+    "first_author_key",
     "split_arxiv_description",
     "split_authors",
+    "title_key",
     "to_utc",
 ]
 
@@ -232,19 +234,20 @@ def _strip_markup(s: str) -> str:
     return _INLINE.sub("", s)
 
 
-def _latex_to_text(s: str) -> str:
-    """Readable text from LaTeX text-mode markup; math spans are left exactly as written."""
+def _latex_to_text(s: str, *, title: bool = False) -> str:
+    """Readable text from LaTeX text-mode markup; math spans are left exactly as written,
+    or, in a title, rendered (see _render_math) with every other command dropped."""
     out: list[str] = []
     pos = 0
     for m in _MATH.finditer(s):
-        out.append(_latex_text_segment(s[pos : m.start()]))
-        out.append(m.group(0))
+        out.append(_latex_text_segment(s[pos : m.start()], title=title))
+        out.append(_render_math(m.group(0)) if title else m.group(0))
         pos = m.end()
-    out.append(_latex_text_segment(s[pos:]))
+    out.append(_latex_text_segment(s[pos:], title=title))
     return "".join(out)
 
 
-def _latex_text_segment(s: str) -> str:
+def _latex_text_segment(s: str, *, title: bool = False) -> str:
     if "\\" in s:
         s = _ACCENT.sub(_accent, s)
         s = _LETTER.sub(lambda m: _LETTERS[m.group(2)], s)
@@ -254,19 +257,203 @@ def _latex_text_segment(s: str) -> str:
             if new == s:
                 break
             s = new
+        if title:
+            s = _title_commands(s)
         s = _ESCAPE.sub(lambda m: _ESCAPES[m.group(0)], s)
     if "~" in s:
         s = _TIE.sub(" ", s)
+    if title and ("{" in s or "}" in s):
+        s = _BRACES.sub("", s)  # BibTeX-style case guards: "{GPT}-4"
     return s
 
 
-def clean_text(s: str | None) -> str:
+# --------------------------------------------------------------------------------------------
+# LaTeX in titles: a title is shown as a heading and matched across feeds, so commands are
+# rendered or dropped there, never left as text ("\scriptsize{F}Laws" is "FLaws").
+
+_LOGOS = {"LaTeX": "LaTeX", "TeX": "TeX", "ldots": "\u2026", "dots": "\u2026", "S": "\u00a7"}
+#: Commands whose argument is not title text (a citation key, a footnote).
+_NOT_TEXT = frozenset("cite citep citet ref eqref label footnote thanks".split())  # noqa: SIM905
+_COMMAND = re.compile(r"\\([A-Za-z]+)\*?|\\(.)")
+_BRACES = re.compile(r"(?<!\\)[{}]")
+
+
+def _title_commands(s: str) -> str:
+    """Text-mode commands outside the known macros: logos named, citations and footnotes
+    dropped with their argument, any other command dropped alone (its braces go later, so
+    ``\\scriptsize{F}Laws`` is "FLaws"). Escapes (``\\&``) stay for the caller."""
+    out: list[str] = []
+    pos = 0
+    for m in _COMMAND.finditer(s):
+        out.append(s[pos : m.start()])
+        pos = m.end()
+        name, char = m.group(1), m.group(2)
+        if char is not None:  # "\\&" is text; "\\\\", "\\ " and "\\," are spaces
+            out.append(m.group(0) if char in "&%_#${}" else " ")
+        elif name in _LOGOS:
+            out.append(_LOGOS[name])
+            if s.startswith("{}", pos):
+                pos += 2
+        elif name in _NOT_TEXT:  # "results \\cite{x}." -> "results."
+            out[-1] = out[-1].rstrip()
+            _, pos = _argument(s, pos)
+    out.append(s[pos:])
+    return "".join(out)
+
+
+_GREEK = {
+    name: chr(code)
+    for name, code in [
+        ("alpha", 0x3B1), ("beta", 0x3B2), ("gamma", 0x3B3), ("delta", 0x3B4),
+        ("epsilon", 0x3B5), ("varepsilon", 0x3B5), ("zeta", 0x3B6), ("eta", 0x3B7),
+        ("theta", 0x3B8), ("vartheta", 0x3D1), ("iota", 0x3B9), ("kappa", 0x3BA),
+        ("lambda", 0x3BB), ("mu", 0x3BC), ("nu", 0x3BD), ("xi", 0x3BE), ("pi", 0x3C0),
+        ("varpi", 0x3D6), ("rho", 0x3C1), ("varrho", 0x3F1), ("sigma", 0x3C3),
+        ("varsigma", 0x3C2), ("tau", 0x3C4), ("upsilon", 0x3C5), ("phi", 0x3C6),
+        ("varphi", 0x3C6), ("chi", 0x3C7), ("psi", 0x3C8), ("omega", 0x3C9),
+        ("Gamma", 0x393), ("Delta", 0x394), ("Theta", 0x398), ("Lambda", 0x39B),
+        ("Xi", 0x39E), ("Pi", 0x3A0), ("Sigma", 0x3A3), ("Upsilon", 0x3A5), ("Phi", 0x3A6),
+        ("Psi", 0x3A8), ("Omega", 0x3A9),
+    ]
+}  # fmt: skip
+_SYMBOLS = {
+    **_GREEK,
+    "infty": "\u221e", "times": "\u00d7", "cdot": "\u00b7", "leq": "\u2264", "le": "\u2264",
+    "geq": "\u2265", "ge": "\u2265", "neq": "\u2260", "ne": "\u2260", "to": "\u2192",
+    "rightarrow": "\u2192", "leftarrow": "\u2190", "mapsto": "\u21a6", "pm": "\u00b1",
+    "mp": "\u2213", "approx": "\u2248", "sim": "~", "simeq": "\u2243", "equiv": "\u2261",
+    "ll": "\u226a", "gg": "\u226b", "in": "\u2208", "notin": "\u2209", "subset": "\u2282",
+    "subseteq": "\u2286", "cup": "\u222a", "cap": "\u2229", "setminus": "\u2216",
+    "emptyset": "\u2205", "ell": "\u2113", "partial": "\u2202", "nabla": "\u2207",
+    "sum": "\u2211", "prod": "\u220f", "int": "\u222b", "circ": "\u2218", "star": "\u22c6",
+    "ast": "\u2217", "otimes": "\u2297", "oplus": "\u2295", "forall": "\u2200",
+    "exists": "\u2203", "neg": "\u00ac", "wedge": "\u2227", "vee": "\u2228", "mid": "|",
+    "prime": "\u2032", "ldots": "\u2026", "cdots": "\u22ef", "dots": "\u2026",
+    "hbar": "\u210f", "sqrt": "\u221a", "langle": "\u27e8", "rangle": "\u27e9",
+    "lfloor": "\u230a", "rfloor": "\u230b", "lceil": "\u2308", "rceil": "\u2309",
+    "propto": "\u221d", "perp": "\u22a5", "parallel": "\u2225", "deg": "\u00b0",
+}  # fmt: skip
+#: Operator names written in roman type: shown as the word.
+_WORDS = frozenset(
+    """log ln exp sin cos tan sinh cosh tanh arg max min sup inf lim det dim ker deg gcd Pr
+    mod bmod argmax argmin""".split()  # noqa: SIM905
+)
+#: Sizing and spacing that shows nothing.
+_SILENT = frozenset(
+    """left right big Big bigg Bigg bigl bigr Bigl Bigr displaystyle textstyle scriptstyle
+    limits nolimits""".split()  # noqa: SIM905
+)
+_DOUBLE_STRUCK = {"C": "\u2102", "H": "\u210d", "N": "\u2115", "P": "\u2119", "Q": "\u211a",
+                  "R": "\u211d", "Z": "\u2124"}  # fmt: skip
+_SUPERSCRIPT = dict(
+    zip("0123456789+-=()niT", "\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079"
+        "\u207a\u207b\u207c\u207d\u207e\u207f\u2071\u1d40", strict=True)
+)  # fmt: skip
+_SUBSCRIPT = dict(
+    zip("0123456789+-=()aehijklmnoprstuvx", "\u2080\u2081\u2082\u2083\u2084\u2085\u2086"
+        "\u2087\u2088\u2089\u208a\u208b\u208c\u208d\u208e\u2090\u2091\u2095\u1d62"
+        "\u2c7c\u2096\u2097\u2098\u2099\u2092\u209a\u1d63\u209b\u209c\u1d64\u1d65"
+        "\u2093", strict=True)
+)  # fmt: skip
+
+
+def _argument(src: str, i: int) -> tuple[str, int]:
+    """The argument starting at src[i] (spaces skipped): a braced group, a command or one
+    character; and the position after it."""
+    while i < len(src) and src[i] == " ":
+        i += 1
+    if i >= len(src):
+        return "", i
+    if src[i] == "{":
+        depth = 0
+        for j in range(i, len(src)):
+            depth += {"{": 1, "}": -1}.get(src[j], 0)
+            if depth == 0:
+                return src[i + 1 : j], j + 1
+        return src[i + 1 :], len(src)
+    if src[i] == "\\":
+        m = _COMMAND.match(src, i)
+        assert m is not None  # a backslash always starts a command or an escape
+        return m.group(0), m.end()
+    return src[i], i + 1
+
+
+def _script(text: str, marks: dict[str, str], sign: str) -> str:
+    """``text`` as superscript (or subscript) characters where Unicode has them all, else
+    written ``^x`` / ``^(xy)``."""
+    if text and all(c in marks for c in text):
+        return "".join(marks[c] for c in text)
+    return sign + (text if len(text) <= 1 else f"({text})")
+
+
+def _render_math(span: str) -> str:
+    """A ``$...$`` span as plain text: ``$L^1$`` -> ``L\u00b9``, ``$\\mathbb{Z}_p$`` ->
+    ``\u2124\u209a``, ``$\\alpha$-divergence`` keeps its hyphen outside."""
+    for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if span.startswith(left) and span.endswith(right) and len(span) >= len(left + right):
+            span = span[len(left) : len(span) - len(right)]
+            break
+    return " ".join(_math(span).split())
+
+
+def _math(src: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(src):
+        c = src[i]
+        if c == "\\":
+            m = _COMMAND.match(src, i)
+            assert m is not None
+            i = m.end()
+            name, char = m.group(1), m.group(2)
+            if char is not None:
+                out.append(char if char in "{}$%&#_|" else " ")
+            elif name in _SYMBOLS and name != "sqrt":
+                out.append(_SYMBOLS[name])
+            elif name in _WORDS:
+                out.append(name)
+            elif name == "frac":
+                num, i = _argument(src, i)
+                den, i = _argument(src, i)
+                out.append(f"{_math(num)}/{_math(den)}")
+            elif name == "sqrt":
+                arg, i = _argument(src, i)
+                inner = _math(arg)
+                out.append("\u221a" + (inner if len(inner) <= 1 else f"({inner})"))
+            elif name == "mathbb":
+                arg, i = _argument(src, i)
+                out.append("".join(_DOUBLE_STRUCK.get(ch, ch) for ch in _math(arg)))
+            elif name not in _SILENT and i < len(src) and src[i] == "{":
+                arg, i = _argument(src, i)  # \\mathrm{x}, \\text{x}, \\hat{x}, ...: x
+                out.append(_math(arg))
+            # any other command (\\rm, \\left, \\quad) shows nothing
+        elif c in "^_":
+            arg, i = _argument(src, i + 1)
+            text = _math(arg).replace(" ", "")
+            out.append(
+                _script(text, _SUPERSCRIPT, "^") if c == "^" else _script(text, _SUBSCRIPT, "_")
+            )
+        elif c == "{":
+            arg, i = _argument(src, i)
+            out.append(_math(arg))
+        elif c == "~":
+            out.append(" ")
+            i += 1
+        elif c == "}":
+            i += 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def clean_text(s: str | None, *, title: bool = False) -> str:
     """Plain, single-line text from feed text that may hold HTML, entities and LaTeX.
 
     HTML tags are dropped (block tags become spaces, script/style lose their content),
     entities are unescaped exactly once, LaTeX text macros and accents become text while
-    ``$...$`` math stays as written, and whitespace and control characters collapse to
-    single spaces.
+    ``$...$`` math stays as written (``title``: rendered, see clean_title), and whitespace
+    and control characters collapse to single spaces.
     """
     if not s:
         return ""
@@ -275,7 +462,7 @@ def clean_text(s: str | None) -> str:
     # Publishers double-escape markup far more often than they mean a literal tag in a
     # title, so markup that only appears after unescaping is markup too.
     s = _strip_markup(s)
-    s = _latex_to_text(s)
+    s = _latex_to_text(s, title=title)
     s = s.translate(_INVISIBLE)
     # Control characters (CR, LF, NUL, C1 ...) become spaces so words never fuse.
     s = _CONTROL.sub(" ", s)
@@ -283,8 +470,9 @@ def clean_text(s: str | None) -> str:
 
 
 def clean_title(s: str | None) -> str:
-    """A title as one line of plain text (never markup, CR/LF or control characters)."""
-    return clean_text(s)
+    """A title as one line of plain text (never markup, CR/LF or control characters), with
+    LaTeX rendered or dropped: ``$L^1$`` -> ``L\u00b9``, ``\\scriptsize{F}Laws`` -> ``FLaws``."""
+    return clean_text(s, title=True)
 
 
 _ARXIV_PREFIX = re.compile(
@@ -310,6 +498,29 @@ def split_arxiv_description(s: str | None) -> tuple[str | None, str | None, str]
 def clean_abstract(s: str | None) -> str:
     """An abstract as plain text, without rss.arxiv.org's ``arXiv:... Abstract:`` prefix."""
     return clean_text(split_arxiv_description(s)[2])
+
+
+def title_key(title: str) -> str:
+    """What two records of one paper share in their titles whatever the feed did to them:
+    case, accents, punctuation, spacing and rendered LaTeX aside ("FLaws" from
+    ``\\scriptsize{F}Laws``, "L1" from ``$L^1$``, ``L^1`` or "L¹"). Feed the cleaned title."""
+    folded = unicodedata.normalize("NFKD", title.casefold())
+    return "".join(c for c in folded if c.isalnum())
+
+
+def first_author_key(authors: tuple[str, ...]) -> str:
+    """The first author's surname, folded like title_key ("Kapoor" from "Sayash Kapoor" and
+    from "Kapoor, S."); "" without authors."""
+    if not authors:
+        return ""
+    name = authors[0]
+    last, _, rest = name.partition(",")
+    if rest and not _SUFFIX.match(rest.strip()):
+        surname = last  # "Kapoor, Sayash"
+    else:
+        words = last.split()  # "Sayash Kapoor" or "John Smith, Jr."
+        surname = words[-1] if words else ""
+    return title_key(surname)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ PostgreSQL included.  The schema is created and migrated on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import socket
@@ -22,7 +23,7 @@ from sqlalchemy import event
 
 from newsletter.errors import StoreError
 from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
-from newsletter.sources.merge import merge_paper
+from newsletter.sources.merge import id_rank, identity_key, merge_paper
 from newsletter.store import migrations, schema
 from newsletter.store.bounces import BounceStore
 from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
@@ -194,32 +195,34 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
     # ----------------------------------------------------------------------- papers
 
     def upsert_papers(self, papers: Iterable[Paper], *, seen_at: dt.datetime) -> UpsertResult:
-        """Store new papers and merge known ones; one paper id is one row, whatever the source."""
-        incoming: dict[str, Paper] = {}
-        for p in papers:
-            incoming[p.id] = merge_paper(incoming[p.id], p) if p.id in incoming else p
+        """Store new papers and merge known ones: one row per paper, whatever the source.
+
+        A record is the known paper with its id, else the one with the same identity_key
+        (folded title and first author's surname: the same paper under an arXiv id in one
+        feed and a DOI or a link in another); the row keeps the id it was stored under.
+        """
+        incoming = _one_per_paper(papers)
         if not incoming:
             return UpsertResult()
         new = updated = unchanged = 0
         t = schema.papers
         with self.write() as conn:
-            existing: dict[str, tuple[Paper, list[str]]] = {}
-            ids = sorted(incoming)
-            for i in range(0, len(ids), _CHUNK):
-                rows = conn.execute(sa.select(t).where(t.c.id.in_(ids[i : i + _CHUNK])))
-                for row in rows:
-                    existing[row.id] = (_paper_from_row(row), list(row.sources))
+            existing = self._stored(conn, sorted(incoming))
+            unknown = [p for pid, p in incoming.items() if pid not in existing]
+            found = self._stored_by_title(conn, unknown)
+            existing |= self._stored(conn, sorted(set(found.values())))
             inserts = []
-            for pid in ids:
+            for pid in sorted(incoming):
                 paper = incoming[pid]
-                if pid not in existing:
+                target = pid if pid in existing else found.get(pid)
+                if target is None:
                     inserts.append(
                         _paper_to_row(paper, [paper.source] if paper.source else [])
                         | {"first_seen_at": seen_at, "updated_at": seen_at}
                     )
                     new += 1
                     continue
-                old, old_sources = existing[pid]
+                old, old_sources = existing[target]
                 merged = merge_paper(old, paper)
                 srcs = old_sources + (
                     [paper.source] if paper.source and paper.source not in old_sources else []
@@ -229,13 +232,53 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
                     continue
                 conn.execute(
                     t.update()
-                    .where(t.c.id == pid)
+                    .where(t.c.id == target)
                     .values(**_paper_to_row(merged, srcs), updated_at=seen_at)
                 )
+                existing[target] = (merged, srcs)
+                if identity_key(merged) != identity_key(old):  # a title or author filled in
+                    pt = schema.paper_titles
+                    conn.execute(pt.delete().where(pt.c.paper_id == target))
+                    self._save_keys(conn, [merged])
                 updated += 1
             if inserts:
                 conn.execute(t.insert(), inserts)
+                self._save_keys(conn, [incoming[r["id"]] for r in inserts])
         return UpsertResult(new=new, updated=updated, unchanged=unchanged)
+
+    @staticmethod
+    def _stored(conn: sa.Connection, ids: list[str]) -> dict[str, tuple[Paper, list[str]]]:
+        """Stored papers by id, with their source lists."""
+        t = schema.papers
+        out: dict[str, tuple[Paper, list[str]]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            for row in conn.execute(sa.select(t).where(t.c.id.in_(ids[i : i + _CHUNK]))):
+                out[row.id] = (_paper_from_row(row), list(row.sources))
+        return out
+
+    @staticmethod
+    def _stored_by_title(conn: sa.Connection, papers: list[Paper]) -> dict[str, str]:
+        """For papers not stored under their own id: the id of a stored paper with the same
+        identity_key (the first by id when several match), by incoming id."""
+        keys = {p.id: k for p in papers if (k := identity_key(p)) is not None}
+        wanted = sorted({k[0] for k in keys.values()})
+        pt = schema.paper_titles
+        stored: dict[tuple[str, str], str] = {}
+        for i in range(0, len(wanted), _CHUNK):
+            q = sa.select(pt).where(pt.c.title_key.in_(wanted[i : i + _CHUNK]))
+            for row in conn.execute(q.order_by(pt.c.paper_id)):
+                stored.setdefault((row.title_key, row.first_author), row.paper_id)
+        return {pid: stored[k] for pid, k in keys.items() if k in stored}
+
+    @staticmethod
+    def _save_keys(conn: sa.Connection, papers: list[Paper]) -> None:
+        rows = [
+            {"paper_id": p.id, "title_key": k[0], "first_author": k[1]}
+            for p in papers
+            if (k := identity_key(p)) is not None
+        ]
+        if rows:
+            conn.execute(schema.paper_titles.insert(), rows)
 
     def papers(
         self,
@@ -313,6 +356,30 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
         t = schema.sources
         with self.read() as conn:
             return [_state_from_row(r) for r in conn.execute(sa.select(t).order_by(t.c.name))]
+
+
+def _one_per_paper(papers: Iterable[Paper]) -> dict[str, Paper]:
+    """The records of one batch merged per paper: by id, then across ids by identity_key
+    (the record listed first keeps its text; the best id, arXiv then DOI then link, names
+    the paper), by id."""
+    by_id: dict[str, Paper] = {}
+    for p in papers:
+        by_id[p.id] = merge_paper(by_id[p.id], p) if p.id in by_id else p
+    by_key: dict[tuple[str, str], str] = {}
+    out: dict[str, Paper] = {}
+    for pid, p in by_id.items():
+        key = identity_key(p)
+        if key is None or key not in by_key:
+            out[pid] = p
+            if key is not None:
+                by_key[key] = pid
+            continue
+        first = by_key[key]
+        merged = merge_paper(out.pop(first), p)
+        best = min((first, pid), key=lambda i: (id_rank(i), i))
+        out[best] = dataclasses.replace(merged, id=best)
+        by_key[key] = best
+    return out
 
 
 def _state_from_row(row: Any) -> SourceState:

@@ -105,10 +105,44 @@ def _v3(conn: sa.Connection) -> None:
     bounces.create(conn)
 
 
+def _v4(conn: sa.Connection) -> None:
+    """The title keys of papers stored so far (rows already duplicated stay two rows)."""
+    from newsletter.models import Paper
+    from newsletter.sources.merge import identity_key
+
+    md = sa.MetaData()
+    papers = sa.Table(  # as version 1 made it, the columns read here
+        "papers",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("title", sa.Text),
+        sa.Column("authors", sa.JSON),
+    )
+    table = sa.Table(
+        "paper_titles",
+        md,
+        sa.Column(
+            "paper_id", sa.Text, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+        ),
+        sa.Column("title_key", sa.Text, nullable=False),
+        sa.Column("first_author", sa.Text, nullable=False),
+        sa.Index("ix_paper_titles_title_key", "title_key"),
+    )
+    table.create(conn)
+    rows = []
+    for r in conn.execute(sa.select(papers.c.id, papers.c.title, papers.c.authors)):
+        key = identity_key(Paper(id=r.id, title=r.title, authors=tuple(r.authors)))
+        if key is not None:
+            rows.append({"paper_id": r.id, "title_key": key[0], "first_author": key[1]})
+    if rows:
+        conn.execute(table.insert(), rows)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
     (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
     (3, "bounces: later bounces and complaints", _v3),
+    (4, "paper title keys: one row per paper across identities", _v4),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -67,6 +67,19 @@ papers = sa.Table(
     sa.Index("ix_papers_first_seen_at", "first_seen_at"),
 )
 
+#: What finds one paper under two identities (an arXiv id in one feed, a DOI or a plain link
+#: in another): its folded title and first author's surname (sources.normalize).
+paper_titles = sa.Table(
+    "paper_titles",
+    metadata,
+    sa.Column(
+        "paper_id", sa.Text, sa.ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("title_key", sa.Text, nullable=False),
+    sa.Column("first_author", sa.Text, nullable=False),  # "" when the record has no authors
+    sa.Index("ix_paper_titles_title_key", "title_key"),
+)
+
 sources = sa.Table(
     "sources",
     metadata,
