@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import lzma
 import random
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 from newsletter.config import TopicSettings
 from newsletter.models import Digest, Paper
 from newsletter.topics import build_digest, format_digest
+from newsletter.topics.label import SEPARATOR
+from newsletter.topics.metrics import content_stems, shared_word_pairs
 
 DATA = Path(__file__).parent / "data" / "topics"
 DAY = dt.date(2026, 4, 27)
@@ -86,12 +89,15 @@ def check_invariants(d: Digest, papers: list[Paper], s: TopicSettings = SETTINGS
     assert d.paper_count == len(set(ids))
     labels = [t.label for t in d.topics]
     assert len(labels) == len(set(labels))
+    named = [lab for lab in labels if not lab.startswith("Other papers")]  # no term at all
+    assert shared_word_pairs(named) == []  # no content word in two labels
     for t in d.topics:
         assert t.size == len(t.picks) + len(t.rest) > 0
         assert len(t.picks) == min(s.picks_per_topic, t.size)
-        if not t.label.startswith("other papers"):  # the fallback when no term is shared
-            assert 2 <= len(t.label.split(", ")) <= 4, t.label
-        assert t.label == t.label.lower()
+        assert 1 <= len(t.label.split(SEPARATOR)) <= 3, t.label
+        assert t.label[0] == t.label[0].upper(), t.label  # a heading
+        stems = [content_stems(term) for term in t.label.split(SEPARATOR)]
+        assert all(not (a & b) for a, b in itertools.combinations(stems, 2)), t.label
         for pk in t.picks:
             assert 0.0 <= pk.centrality <= 1.0 and 0.0 <= pk.trending <= 1.0
     scores = [t.score for t in d.topics]
@@ -322,57 +328,91 @@ def test_fixed_number_of_topics(archives: list[tuple[Paper, str]]) -> None:
     assert "k=5 (configured)" in d.notes
 
 
-def test_redundant_terms_are_dropped() -> None:
-    from newsletter.topics.label import _pick_terms
+def test_terms_that_say_the_same_are_dropped() -> None:
+    from newsletter.topics.label import _order
 
-    assert _pick_terms(["test time", "test", "time"], set(), 3) == ["test time"]
-    assert _pick_terms(["test", "time", "test time", "scaling"], set(), 3) == [
-        "test time",
-        "scaling",
-    ]
-    assert _pick_terms(["model", "models", "agent"], set(), 3) == ["model", "agent"]
-    assert _pick_terms(["large language", "language models", "agents"], set(), 3) == [
+    assert _order(["test time", "test", "time"], set()) == ["test time"]
+    assert _order(["test", "time", "test time", "scaling"], set()) == ["test time", "scaling"]
+    assert _order(["model", "models", "agent"], set()) == ["model", "agent"]
+    assert _order(["large language", "language models", "agents"], set()) == [
         "large language",
+        "language models",
         "agents",
-    ]
-    assert _pick_terms(["agents", "reward"], {("agent",)}, 3) == ["reward"]
+    ]  # they chain on "language": _choose joins or drops their display forms
+    assert _order(["test time scaling", "scale", "reward"], set()) == [
+        "test time scaling",
+        "reward",
+    ]  # no fragment: "scale" after "test-time scaling"
+    assert _order(["test time", "inference time"], set()) == ["test time"]  # near-synonyms
+    assert _order(["agents", "reward"], {"agent"}) == ["reward"]  # another label has it
 
 
 def test_abbreviations_and_cut_clauses_stay_out_of_labels() -> None:
-    from newsletter.topics.label import _is_clause, _shown
+    from newsletter.topics.label import _choose, _is_clause
+
+    def forms(texts: list[str]):
+        from newsletter.topics.text import display_form
+        from newsletter.topics.vectorize import STOP_WORDS
+
+        return lambda term: display_form(term, texts, STOP_WORDS)
 
     texts = [
-        "Chain-of-Thought prompting (CoT) for large language models (LLMs)",
-        "chain-of-thought traces make large language models verbose",
-        "when chain-of-thought helps large language models",
+        "x\nChain-of-Thought prompting (CoT) for large language models (LLMs)",
+        "x\nchain-of-thought traces make large language models verbose",
+        "x\nwhen chain-of-thought helps large language models and agents",
     ]
-    shown = [f for _, f in _shown(["chain thought", "cot", "llms", "large language"], texts, 3)]
-    assert shown == ["chain-of-thought", "llms"]  # "cot" abbreviates a shown term
-    shown = [f for _, f in _shown(["large language", "llms", "agents"], texts, 3)]
-    assert shown == ["large language models", "agents"]  # and so does "llms"
-    shown = [f for _, f in _shown(["llms", "agents"], texts, 3, ["large language models"])]
-    assert shown == ["agents"]  # in another topic's label too
-    texts = ["deep convolutional neural networks for images"] * 3
-    shown = [f for _, f in _shown(["neural networks", "deep convolutional", "images"], texts, 3)]
-    assert shown == ["deep convolutional neural networks", "images"]  # one phrase, not two
+    f = forms(texts)
+    kw = {"limit": 3, "taken": set()}
+    assert _choose(["chain thought", "cot", "llms", "large language"], f, **kw, elsewhere=()) == [
+        "chain-of-thought",
+        "LLMs",
+    ]  # "cot" abbreviates a shown term
+    got = _choose(["large language", "llms", "agents"], f, **kw, elsewhere=())
+    assert got == ["large language models", "agents"]  # and so does "llms"
+    got = _choose(["llms", "agents"], f, **kw, elsewhere=["large language models"])
+    assert got == ["agents"]  # in another topic's label too
+    f = forms(["x\ndeep convolutional neural networks for images"] * 3)
+    got = _choose(["deep convolutional neural", "neural networks", "images"], f, **kw, elsewhere=())
+    assert got == ["deep convolutional neural networks", "images"]  # one phrase, not two
     assert _is_clause("embeddings learned") and _is_clause("models trained")
     assert not _is_clause("self supervised") and not _is_clause("learned")
     assert not _is_clause("data driven")
+
+
+def test_headings_are_capitalised_and_keep_acronyms() -> None:
+    from newsletter.topics.label import heading
+    from newsletter.topics.text import display_form
+
+    assert heading(["test-time scaling", "reward models"]) == "Test-time scaling · reward models"
+    assert heading(["LLM inference"]) == "LLM inference"
+    assert heading(["t-SNE", "embeddings"]) == "t-SNE · embeddings"
+    texts = [
+        "Efficient LLM Inference at Scale\nWe study LLM inference on GPUs.",
+        "Serving\nOur LLM inference engine. LLM inference is costly.",
+        "Bayesian Deep Learning\nA Bayesian method with Neural Networks (NNs) and neural networks.",
+        "Test-Time Scaling\nwe use neural networks and Bayesian priors",
+    ]
+    stop = frozenset({"of", "the"})
+    assert display_form("llm inference", texts, stop) == "LLM inference"
+    assert display_form("bayesian", texts, stop) == "Bayesian"  # a name, mid-sentence too
+    assert display_form("neural networks", texts, stop) == "neural networks"
+    assert display_form("test time", texts, stop) == "test-time"  # title case is not a name
+    assert display_form("llm gpus", texts, stop) == ""  # never written as a phrase
 
 
 def test_display_forms() -> None:
     from newsletter.topics.text import display_form
 
     stop = frozenset({"of", "the"})
-    assert (
-        display_form("test time", ["Test-time scaling", "test-time compute"], stop) == "test-time"
-    )
-    assert display_form("chain thought", ["Chain-of-Thought prompting"], stop) == "chain-of-thought"
-    assert display_form("state art", ["state of the art results"], stop) == "state of the art"
+    texts = ["x\nTest-time scaling", "x\ntest-time compute"]
+    assert display_form("test time", texts, stop) == "test-time"
+    texts = ["x\nChain-of-Thought prompting"]
+    assert display_form("chain thought", texts, stop) == "chain-of-thought"
+    assert display_form("state art", ["x\nstate of the art results"], stop) == "state of the art"
     texts = [
-        "large language models (LLMs)",
-        "Large Language Models reason",
-        "large language models",
+        "x\nlarge language models (LLMs)",
+        "Large Language Models\nThey reason",
+        "x\nsome large language models",
     ]
     assert display_form("large language", texts, stop) == "large language models"
 

@@ -20,6 +20,7 @@ __all__ = [
     "clean_title",
     "find_doi",
     "first_author_key",
+    "render_latex",
     "split_arxiv_description",
     "split_authors",
     "title_key",
@@ -447,12 +448,12 @@ def _math(src: str) -> str:
     return "".join(out)
 
 
-def clean_text(s: str | None, *, title: bool = False) -> str:
+def clean_text(s: str | None, *, render_latex: bool = False) -> str:
     """Plain, single-line text from feed text that may hold HTML, entities and LaTeX.
 
     HTML tags are dropped (block tags become spaces, script/style lose their content),
     entities are unescaped exactly once, LaTeX text macros and accents become text while
-    ``$...$`` math stays as written (``title``: rendered, see clean_title), and whitespace
+    ``$...$`` math stays as written (``render_latex``: see clean_title), and whitespace
     and control characters collapse to single spaces.
     """
     if not s:
@@ -462,17 +463,23 @@ def clean_text(s: str | None, *, title: bool = False) -> str:
     # Publishers double-escape markup far more often than they mean a literal tag in a
     # title, so markup that only appears after unescaping is markup too.
     s = _strip_markup(s)
-    s = _latex_to_text(s, title=title)
+    s = _latex_to_text(s, title=render_latex)
     s = s.translate(_INVISIBLE)
     # Control characters (CR, LF, NUL, C1 ...) become spaces so words never fuse.
     s = _CONTROL.sub(" ", s)
     return _WS.sub(" ", s).strip()
 
 
+def render_latex(s: str) -> str:
+    """Already clean text with its LaTeX rendered as clean_title does (math as text,
+    commands dropped): how a reader sees an abstract's ``$p$-adic``."""
+    return _latex_to_text(s, title=True) if "$" in s or "\\" in s else s
+
+
 def clean_title(s: str | None) -> str:
     """A title as one line of plain text (never markup, CR/LF or control characters), with
     LaTeX rendered or dropped: ``$L^1$`` -> ``L\u00b9``, ``\\scriptsize{F}Laws`` -> ``FLaws``."""
-    return clean_text(s, title=True)
+    return clean_text(s, render_latex=True)
 
 
 _ARXIV_PREFIX = re.compile(

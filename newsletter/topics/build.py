@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -64,6 +65,26 @@ def _topic(
     hot = float(np.mean(np.sort(trend[idx])[::-1][:HOT_TOP])) if len(idx) else 0.0
     score = (1.0 - hot_weight) * len(idx) / max(largest, 1) + hot_weight * hot
     return Topic(label_text, terms, len(idx), picks, rest, round(score, 6))
+
+
+def same_topic(groups: list[np.ndarray], leads: list[frozenset[str]]) -> list[np.ndarray]:
+    """Groups whose lead phrases share a content word, merged (transitively): a reader takes
+    "test-time scaling" and "inference-time scaling" for one topic, whatever the vectors
+    say. Merged groups keep their rows sorted."""
+    parent = list(range(len(groups)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i, j in itertools.combinations(range(len(groups)), 2):
+        if leads[i] & leads[j]:
+            parent[root(j)] = root(i)
+    merged: dict[int, list[np.ndarray]] = {}
+    for i, g in enumerate(groups):
+        merged.setdefault(root(i), []).append(g)
+    return [np.sort(np.concatenate(parts)) for parts in merged.values()]
 
 
 def build_digest(
@@ -134,7 +155,17 @@ def build_digest(
 
     # biggest first, so a contested label term goes to the larger topic; then by first id
     groups.sort(key=lambda g: (-len(g), int(g[0])))
-    labels = label.label_groups(unique, groups, seed=settings.seed)
+    phrases = label.Phrases.of(unique, groups, seed=settings.seed)
+    if settings.topics == "auto" and len(groups) > 1:
+        merged = same_topic(groups, label.leads(phrases))
+        if len(merged) < len(groups):
+            notes.append(
+                f"{len(groups) - len(merged)} section(s) merged into another whose best "
+                "phrase shares a word with theirs"
+            )
+            groups = sorted(merged, key=lambda g: (-len(g), int(g[0])))
+            phrases = label.Phrases.of(unique, groups, seed=settings.seed)
+    labels = label.label_phrases(phrases)
     largest = max((len(g) for g in groups), default=0)
     topics = [
         _topic(lab, terms, unique, g, vec, trend, settings, hot_weight=w, largest=largest)

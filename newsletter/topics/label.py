@@ -1,45 +1,39 @@
-"""Topic labels from class-based TF-IDF (c-TF-IDF), without redundant or repeated terms."""
+"""Section labels: the phrases that name most of a section's papers and few of the
+day's others, no content word shared with another label, written as headings."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
 from newsletter.models import Paper
-from newsletter.topics.text import BOILERPLATE, Analyzer, clean_for_display, display_form
+from newsletter.sources.normalize import render_latex
+from newsletter.topics.metrics import content_stems
+from newsletter.topics.text import Analyzer, clean_for_display, display_form
 from newsletter.topics.vectorize import STOP_WORDS, paper_text, thresholds
 
-LABEL_TERMS = 3  # terms in a label (2..4 allowed by the model)
+LABEL_TERMS = 3  # terms in a label
 TERMS_KEPT = 8  # distinctive terms kept on Topic.terms
-CANDIDATES = 40  # ranked terms looked at per topic
+CANDIDATES = 40  # ranked terms looked at per section
 BIGRAM_BOOST = 1.3  # a phrase reads better than two loose words
 #: Labels are computed on at most this many papers of a section (a seeded sample): phrase
 #: statistics settle long before that, and the phrase tokeniser is the costly part.
 LABEL_SAMPLE = 300
-_STOP = frozenset(
-    BOILERPLATE
-    | {
-        "of",
-        "the",
-        "a",
-        "an",
-        "and",
-        "for",
-        "to",
-        "in",
-        "on",
-        "with",
-        "by",
-        "from",
-        "as",
-        "at",
-        "or",
-    }
-)
-
+#: A label term is at least this many times more frequent in its section than in the rest
+#: of the day: a word most of the day's papers share ("language" on a day of LLM papers)
+#: names no section, however often its own papers use it.
+MIN_LIFT = 2.0
+#: And no label term is in more than this share of the other sections' papers ("large
+#: language models", in 44 % of a day of LLM papers and 30 % outside any one section,
+#: says nothing that day).
+MAX_REST_SHARE = 0.25
+#: Between a heading's terms ("Test-time scaling · reward models").
+SEPARATOR = " \u00b7 "
 
 #: Words too vague to lead a label ("quality", "paradigm", "data"): their weight is cut
 #: so that a more specific term wins when there is one; they stay usable otherwise.
@@ -53,6 +47,7 @@ VAGUE = frozenset(
     learn prove quality range real reliable remarkable robust robustness role scale set setting
     settings small specific standard strategies strategy structure struggle success successful
     support system systems theoretical time trained training type types understanding world
+    algorithm algorithms number numbers single study studies
     """.split()  # noqa: SIM905
 )
 VAGUE_FACTOR = 0.35
@@ -81,7 +76,8 @@ def ctfidf(binary: sp.csr_matrix, groups: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def _abbreviates(short: str, long: str) -> bool:
-    """ "cot" for "chain-of-thought", "llms" for "large language models"."""
+    """ "cot" for "chain-of-thought", "LLMs" for "large language models"."""
+    short, long = short.lower(), long.lower()
     words = long.replace("-", " ").split()
     if " " in short or "-" in short or len(words) < 2:
         return False
@@ -93,78 +89,6 @@ def _is_clause(term: str) -> bool:
     """ "embeddings learned", "models trained": a plural noun then an -ed word."""
     words = term.split()
     return len(words) > 1 and words[-1].endswith("ed") and words[-2].endswith("s")
-
-
-def _key(term: str) -> tuple[str, ...]:
-    """Singular/plural variants share a key ("model"/"models", "llm"/"llms")."""
-    return tuple(
-        w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
-        for w in term.split()
-    )
-
-
-def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-    """Two phrases say much the same: one's words inside the other's, they chain ("large
-    language" / "language models") or start alike ("test time scaling" / "test time
-    compute"). "test time" and "inference time" do not."""
-    return set(a) <= set(b) or set(b) <= set(a) or a[-1] == b[0] or b[-1] == a[0] or a[0] == b[0]
-
-
-def _pick_terms(ranked: list[str], avoid: set[tuple[str, ...]], limit: int) -> list[str]:
-    """Greedy: no unigram inside a chosen bigram, no two bigrams sharing a word, no variants."""
-    chosen: list[str] = []
-    for term in ranked:
-        key = _key(term)
-        if key in avoid or any(_key(c) == key for c in chosen):
-            continue
-        words = set(key)
-        if len(key) == 1:
-            if any(key[0] in _key(c) for c in chosen):
-                continue  # "test" after "test time"
-        else:
-            longer = [c for c in chosen if len(_key(c)) > 1 and set(_key(c)) < words]
-            if any(len(_key(c)) > 1 and c not in longer and _overlap(key, _key(c)) for c in chosen):
-                continue  # "language models" after "large language"
-            inside = longer + [c for c in chosen if len(_key(c)) == 1 and _key(c)[0] in words]
-            if inside:  # "test time" replaces "test" (and "time") where "test" stood;
-                # "inference time scaling" replaces "inference time"
-                at = chosen.index(inside[0])
-                chosen = [c for c in chosen if c not in inside]
-                chosen.insert(min(at, len(chosen)), term)
-                continue
-        chosen.append(term)
-        if len(chosen) >= limit:
-            break
-    return chosen
-
-
-def _shown(
-    terms: list[str], texts: list[str], limit: int, elsewhere: Sequence[str] = ()
-) -> list[tuple[str, str]]:
-    """(term, display form) pairs, skipping a term whose display words another already has:
-    "long context" once "attention for long context" is shown. ``elsewhere``: forms shown
-    in other labels, whose abbreviations (or long forms) are skipped too."""
-    out: list[tuple[str, str]] = []
-    for term in terms:
-        form = display_form(term, texts, _STOP)
-        words = set(form.replace("-", " ").split())
-        if any(words <= set(f.replace("-", " ").split()) for _, f in out):
-            continue
-        if any(
-            _abbreviates(form, f) or _abbreviates(f, form)
-            for f in [*elsewhere, *(f for _, f in out)]
-        ):
-            continue  # "cot" beside "chain-of-thought", "llms" beside "large language models"
-        out = [(t, f) for t, f in out if not set(f.replace("-", " ").split()) <= words]
-        joined = next((i for i, (_, f) in enumerate(out) if _chain(f, form)), None)
-        if joined is not None:  # "deep convolutional neural" + "neural networks": one phrase
-            t, f = out[joined]
-            out[joined] = (t, _chain(f, form))
-            continue
-        out.append((term, form))
-        if len(out) >= limit:
-            break
-    return out
 
 
 def _chain(a: str, b: str) -> str:
@@ -180,93 +104,227 @@ def _chain(a: str, b: str) -> str:
     return ""
 
 
-def phrase_vectors(
-    papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int
-) -> tuple[sp.csr_matrix, np.ndarray, list[np.ndarray], list[str], sp.csr_matrix]:
-    """Binary paper-phrase and title-phrase matrices (unigrams, bigrams, compounds) of at
-    most LABEL_SAMPLE papers per group: (binary, terms, groups as rows of it, raw texts,
-    titles)."""
-    rng = np.random.default_rng(seed)
-    picked = [
-        np.sort(rng.choice(g, LABEL_SAMPLE, replace=False)) if len(g) > LABEL_SAMPLE else g
-        for g in groups
-    ]
-    order = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
-    sample = [papers[int(i)] for i in order]
-    local, at = [], 0
-    for g in picked:
-        local.append(np.arange(at, at + len(g)))
-        at += len(g)
-    raw = [clean_for_display(f"{p.title}\n{p.abstract}") for p in sample]
-    min_df, max_df = thresholds(len(sample))
-    cv = CountVectorizer(
-        analyzer=Analyzer(STOP_WORDS), min_df=min_df, max_df=max_df, binary=True, dtype=np.float32
-    )
-    try:
-        binary = sp.csr_matrix(cv.fit_transform([paper_text(p) for p in sample]))
-    except ValueError:  # no term survived: no phrase can label anything
-        empty = sp.csr_matrix((len(sample), 0), dtype=np.float32)
-        return empty, np.array([], dtype=object), local, raw, empty
-    titles = sp.csr_matrix(cv.transform([p.title for p in sample]))
-    return binary, cv.get_feature_names_out(), local, raw, titles
+@dataclass(frozen=True)
+class Phrases:
+    """The phrases (unigrams, bigrams, compounds) of at most LABEL_SAMPLE papers per
+    section: what labels are chosen from."""
+
+    binary: sp.csr_matrix  # sampled paper x phrase, 0/1
+    titles: sp.csr_matrix  # the same for the papers' titles
+    terms: np.ndarray  # phrase of each column
+    groups: list[np.ndarray]  # each section's rows of ``binary``
+    texts: list[str]  # each row's title, a line break, its abstract (see display_form)
+    forms: list[_Forms] = field(default_factory=list)  # per group, filled on first use
+
+    def form(self, g: int) -> _Forms:
+        """Section g's display forms (one cache for leads and labels)."""
+        while len(self.forms) <= g:
+            self.forms.append(_Forms(self, len(self.forms)))
+        return self.forms[g]
+
+    @classmethod
+    def of(cls, papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int) -> Phrases:
+        rng = np.random.default_rng(seed)
+        picked = [
+            np.sort(rng.choice(g, LABEL_SAMPLE, replace=False)) if len(g) > LABEL_SAMPLE else g
+            for g in groups
+        ]
+        sample = [papers[int(i)] for g in picked for i in g]
+        bounds = np.cumsum([0, *(len(g) for g in picked)])
+        local = [np.arange(a, b) for a, b in itertools.pairwise(bounds)]
+        texts = [
+            clean_for_display(f"{render_latex(p.title)}\n{render_latex(p.abstract)}")
+            for p in sample
+        ]
+        min_df, max_df = thresholds(len(sample))
+        cv = CountVectorizer(
+            analyzer=Analyzer(STOP_WORDS),
+            min_df=min_df,
+            max_df=max_df,
+            binary=True,
+            dtype=np.float32,
+        )
+        try:
+            binary = sp.csr_matrix(cv.fit_transform([paper_text(p) for p in sample]))
+        except ValueError:  # no term survived: no phrase can label anything
+            empty = sp.csr_matrix((len(sample), 0), dtype=np.float32)
+            return cls(empty, empty, np.array([], dtype=object), local, texts)
+        titles = sp.csr_matrix(cv.transform([p.title for p in sample]))
+        return cls(binary, titles, cv.get_feature_names_out(), local, texts)
+
+    def weights(self) -> np.ndarray:
+        """Each section's score for each phrase: c-TF-IDF with the boosts and cuts above,
+        0 where the phrase is not distinctive for the section on this day (MIN_LIFT,
+        MAX_REST_SHARE)."""
+        k = len(self.groups)
+        if self.binary.shape[1] == 0:
+            return np.zeros((k, 0))
+        w = ctfidf(self.binary, self.groups)
+        terms = self.terms
+        w = w * np.where([" " in t for t in terms], BIGRAM_BOOST, 1.0)
+        vague = np.array([all(x in VAGUE for x in t.split()) for t in terms])
+        w = w * np.where(vague, VAGUE_FACTOR, 1.0)
+        w = w * np.where([_is_clause(t) for t in terms], CLAUSE_FACTOR, 1.0)
+        share = np.vstack([np.asarray(self.titles[g].mean(axis=0)).ravel() for g in self.groups])
+        w = w * (1.0 + TITLE_BOOST * share)
+        if k > 1:  # with one section the whole day is its subject
+            n = self.binary.shape[0]
+            df = np.asarray(self.binary.sum(axis=0)).ravel()
+            for c, g in enumerate(self.groups):
+                inside = np.asarray(self.binary[g].sum(axis=0)).ravel()
+                rest = (df - inside) / max(n - len(g), 1)
+                w[c, (inside / max(len(g), 1) < MIN_LIFT * rest) | (rest > MAX_REST_SHARE)] = 0.0
+        return w
+
+
+def _ranked(w: np.ndarray, terms: np.ndarray) -> list[str]:
+    """Phrases with a positive weight, best first; ties by the phrase (order-free)."""
+    order = sorted(np.flatnonzero(w > 0), key=lambda i: (-w[i], terms[i]))
+    return [str(terms[i]) for i in order[:CANDIDATES]]
+
+
+class _Forms:
+    """Display forms of one section's phrases, computed once each: display_form reads only
+    the section's texts that hold the phrase's first word."""
+
+    def __init__(self, ph: Phrases, g: int):
+        self.texts = [ph.texts[i] for i in ph.groups[g]]
+        self.lower = [t.lower() for t in self.texts]
+        self.cache: dict[str, str] = {}
+
+    def __call__(self, term: str) -> str:
+        if term not in self.cache:
+            first = term.split(" ", 1)[0]
+            texts = [t for t, low in zip(self.texts, self.lower, strict=True) if first in low]
+            self.cache[term] = display_form(term, texts, STOP_WORDS)
+        return self.cache[term]
+
+
+def leads(ph: Phrases) -> list[frozenset[str]]:
+    """The content stems of each section's best phrase: two sections whose leads share
+    one are about the same thing to a reader ("test-time scaling" / "inference-time
+    scaling")."""
+    w = ph.weights()
+    out = []
+    for g in range(len(ph.groups)):
+        ranked = _ranked(w[g], ph.terms)
+        best = _choose(ranked, ph.form(g), limit=1, taken=set(), elsewhere=())
+        out.append(frozenset(content_stems(best[0])) if best else frozenset())
+    return out
+
+
+def _order(
+    ranked: list[str],
+    taken: set[str],
+    forms: Callable[[str], str] | None = None,
+    enough: int = CANDIDATES,
+) -> list[str]:
+    """Phrases best first, with none that says again what an earlier one says: no content
+    stem in ``taken`` or shared with an earlier phrase ("scale" after "test time scaling"),
+    except that a longer phrase replaces the shorter ones it contains where the first of
+    them stood ("test time" replaces "test", "inference time scaling" replaces "inference
+    time"); a phrase that chains with an earlier one ("deep convolutional neural" /
+    "neural networks") stays for _choose to join. With ``forms``, a phrase the papers never
+    write (no display form) is skipped. Stops once ``enough`` phrases are kept."""
+    out: list[str] = []
+    for term in ranked:
+        stems = content_stems(term)
+        if not stems or stems & taken:
+            continue
+        words = set(term.split())
+        inside = [t for t in out if set(t.split()) < words]
+        if any(content_stems(t) & stems for t in out if t not in inside and not _chain(t, term)):
+            continue
+        if forms is not None and not forms(term):  # last: display forms cost a text scan
+            continue
+        if inside:
+            at = out.index(inside[0])
+            out = [t for t in out if t not in inside]
+            out.insert(at, term)
+        else:
+            out.append(term)
+        if len(out) >= enough:
+            break
+    return out
+
+
+def _choose(
+    ranked: list[str],
+    forms: Callable[[str], str],
+    *,
+    limit: int,
+    taken: set[str],
+    elsewhere: Sequence[str],
+) -> list[str]:
+    """Display forms of up to ``limit`` phrases for a section, from ``_order``: a form
+    that brings back a word already shown (display forms may add one: "large language" ->
+    "large language models") is skipped, and so is an abbreviation of a form shown here or
+    ``elsewhere`` ("cot" beside "chain-of-thought"); two forms that chain become one
+    ("deep convolutional neural" + "neural networks")."""
+    chosen: list[str] = []
+    # a few spare phrases: a later one may replace or join an earlier one, or be skipped
+    for term in _order(ranked, taken, forms, enough=limit + 2):
+        form = forms(term)
+        stems = content_stems(form)
+        if not form or stems & taken:
+            continue
+        if any(_abbreviates(form, f) or _abbreviates(f, form) for f in [*elsewhere, *chosen]):
+            continue
+        chained = next((i for i, f in enumerate(chosen) if _chain(f, form)), None)
+        if chained is not None:
+            chosen[chained] = _chain(chosen[chained], form)
+            continue
+        if any(content_stems(f) & stems for f in chosen):
+            continue
+        chosen.append(form)
+        if len(chosen) >= limit:
+            break
+    return chosen
+
+
+def _words(form: str) -> set[str]:
+    return set(form.lower().replace("-", " ").split())
+
+
+def heading(forms: Sequence[str]) -> str:
+    """ "test-time scaling", "reward models" -> "Test-time scaling · reward models"; a first
+    word the papers write with capitals inside ("t-SNE", "LLMs") is left as it is."""
+    text = SEPARATOR.join(forms)
+    first = text.split(" ", 1)[0]
+    if text and not any(c.isupper() for c in first):
+        text = text[0].upper() + text[1:]
+    return text
 
 
 def label_groups(
     papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int
 ) -> list[tuple[str, tuple[str, ...]]]:
     """(label, distinctive terms) per group of ``papers`` (rows), groups in the order given
-    (earlier ones win a contested term, so pass the biggest first). Labels are unique."""
+    (earlier ones win a contested word, so pass the biggest first). Labels are unique."""
     if not groups:  # every paper went to the Watched section
         return []
-    binary, terms, local, raw, titles = phrase_vectors(papers, groups, seed=seed)
-    return _label(binary, terms, local, raw, titles)
+    return label_phrases(Phrases.of(papers, groups, seed=seed))
 
 
-def _label(
-    binary: sp.csr_matrix,
-    terms: np.ndarray,
-    groups: Sequence[np.ndarray],
-    raw_texts: Sequence[str],
-    titles: sp.csr_matrix | None = None,
-) -> list[tuple[str, tuple[str, ...]]]:
+def label_phrases(ph: Phrases) -> list[tuple[str, tuple[str, ...]]]:
+    w = ph.weights()
+    taken: set[str] = set()  # content stems used by earlier labels
+    shown: list[str] = []  # their forms
+    seen: set[str] = set()
     out: list[tuple[str, tuple[str, ...]]] = []
-    if binary.shape[1] == 0:
-        weights = np.zeros((len(groups), 0))
-    else:
-        weights = ctfidf(binary, groups)
-        is_bigram = np.array([" " in t for t in terms])
-        weights = weights * np.where(is_bigram, BIGRAM_BOOST, 1.0)
-        vague = np.array([all(w in VAGUE or w in _STOP for w in t.split()) for t in terms])
-        weights = weights * np.where(vague, VAGUE_FACTOR, 1.0)
-        clause = np.array([_is_clause(t) for t in terms])
-        weights = weights * np.where(clause, CLAUSE_FACTOR, 1.0)
-        if titles is not None:
-            share = np.vstack([np.asarray(titles[idx].mean(axis=0)).ravel() for idx in groups])
-            weights = weights * (1.0 + TITLE_BOOST * share)
-    used: set[tuple[str, ...]] = set()
-    shown_before: list[str] = []  # display forms in earlier labels
-    labels_seen: set[str] = set()
-    for g, idx in enumerate(groups):
-        w = weights[g]
-        # best first; ties broken by the term itself so the order never depends on the input
-        order = sorted((i for i in np.flatnonzero(w > 0)), key=lambda i: (-w[i], terms[i]))
-        ranked = [str(terms[i]) for i in order[:CANDIDATES]]
-        texts = [raw_texts[i] for i in idx]
-        distinct = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, TERMS_KEPT)
-        pairs = _shown(_pick_terms(ranked, used, CANDIDATES), texts, LABEL_TERMS, shown_before)
-        if len(pairs) < 2:  # everything distinctive was taken: share terms rather than lose them
-            pairs = _shown(_pick_terms(ranked, set(), CANDIDATES), texts, LABEL_TERMS)
-        chosen = [t for t, _ in pairs]
-        shown = [d for _, d in pairs]
-        label = ", ".join(shown) if len(shown) >= 2 else ""
-        if not label:
-            label = f"{shown[0]}, other papers" if shown else "other papers"
+    for g in range(len(ph.groups)):
+        forms = ph.form(g)
+        ranked = _ranked(w[g], ph.terms)
+        distinct = _choose(ranked, forms, limit=TERMS_KEPT, taken=set(), elsewhere=())
+        chosen = _choose(ranked, forms, limit=LABEL_TERMS, taken=taken, elsewhere=shown)
+        label = heading(chosen) if chosen else "Other papers"
         base, extra = label, 2
-        while label in labels_seen:
+        while label in seen:  # the last resort: every distinctive word was taken
             label = f"{base} ({extra})"
             extra += 1
-        labels_seen.add(label)
-        used.update(_key(t) for t in chosen)
-        shown_before += shown
-        out.append((label, tuple(d for _, d in distinct)))
+        seen.add(label)
+        for f in chosen:
+            taken |= content_stems(f)
+        shown += chosen
+        out.append((label, tuple(distinct)))
     return out

@@ -112,63 +112,121 @@ class Analyzer:
         return out
 
 
+#: Words a phrase may hold between the words of its term: "chain of thought", "state of
+#: the art". Not "and": "field and a character" is two things, not one name.
+CONNECTORS = frozenset({"of", "the", "a", "an", "for", "to", "in", "on"})
+
+
 def display_form(term: str, texts: Sequence[str], stop_words: frozenset[str]) -> str:
-    """How the papers mostly write a multi-word term: ``test time`` -> ``test-time``,
+    """How the papers mostly write a term, case included: ``test time`` -> ``test-time``,
     ``chain thought`` -> ``chain-of-thought`` (stop words the vectoriser dropped come back),
-    ``scaling test time`` -> ``scaling test-time``. ``texts``: see clean_for_display."""
+    ``llm inference`` -> ``LLM inference``, ``adic`` -> ``p-adic``; a word nearly always
+    after it (not one of ``stop_words``) joins it: ``large language`` -> ``large language
+    models``. ``texts``: title, a line break, then the abstract (see clean_for_display).
+    "" when the papers never write it with only CONNECTORS between its words: a bigram the
+    tokeniser made across a dropped word ("inference llm" from "inference system for LLM")
+    is no phrase."""
     parts = term.split()
-    if len(parts) < 2:
-        return _prefixed(term, texts)
     gap = r"((?:[\s-]+[^\W\d_]+){0,2}?)[\s-]+"
     body = gap.join(re.escape(p) for p in parts)
     pattern = re.compile(rf"(?<![\w-])(?:[^\W_]-)?{body}(?![\w-])(?:[\s-]+([^\W\d_]+))?", re.I)
     last = len(parts)  # the group of the word after the term
-    forms: dict[str, int] = {}
+    votes: dict[str, dict[str, int]] = {}  # form in lower case -> cased form -> votes
     after: dict[str, int] = {}
     total = 0
     for text in texts:
         if parts[0] not in text.lower():
             continue
+        title_end = text.find("\n")
         for m in pattern.finditer(text):
             middles = m.groups()[: last - 1]
             if not all(
-                w.lower() in stop_words for mid in middles for w in mid.replace("-", " ").split()
+                w.lower() in CONNECTORS for mid in middles for w in mid.replace("-", " ").split()
             ):
                 continue
             end = m.start(last) if m.group(last) else m.end()
-            form = " ".join(text[m.start() : end].lower().split()).rstrip(" -")
-            forms[form] = forms.get(form, 0) + 1
+            form = " ".join(text[m.start() : end].split()).rstrip(" -")
+            cased, weight = _cased(form, text, m.start(), title_end)
+            forms = votes.setdefault(form.lower(), {})
+            forms[cased] = forms.get(cased, 0) + weight
             total += 1
             if m.group(last):
-                nxt = m.group(last).lower()
+                nxt = m.group(last)
                 after[nxt] = after.get(nxt, 0) + 1
-    if not forms:
-        return term
-    best = max(forms.items(), key=lambda kv: (kv[1], kv[0] == term, kv[0]))[0]
-    # "large language" is nearly always followed by "models": show the phrase people say
+    if not votes:
+        return ""
+    best = max(votes, key=lambda f: (sum(votes[f].values()), f == term, f))
+    shown = _case(best, votes[best])
+    # "large language" is nearly always followed by "models", "natural" by "language": show
+    # the phrase people say
     if after and len(parts) < MAX_NGRAM:
-        nxt, count = max(after.items(), key=lambda kv: (kv[1], kv[0]))
-        if count >= 3 and count >= 0.7 * total and nxt not in stop_words and len(nxt) > 2:
-            best = f"{best} {nxt}"
-    return best
+        nxt, count = _next_word(after)
+        if count >= 3 and count >= 0.7 * total and nxt.lower() not in stop_words and len(nxt) > 2:
+            shown = f"{shown} {nxt}"
+    return shown
 
 
-def _prefixed(term: str, texts: Sequence[str]) -> str:
-    """A unigram the papers mostly write after a one-character prefix the tokeniser drops:
-    ``adic`` -> ``p-adic``."""
-    pattern = re.compile(rf"(?<![\w-])(?:([^\W_])-)?{re.escape(term)}(?![\w-])", re.I)
-    forms: dict[str, int] = {}
-    for text in texts:
-        if term not in text.lower():
-            continue
-        for m in pattern.finditer(text):
-            key = f"{m.group(1).lower()}-{term}" if m.group(1) else term
-            forms[key] = forms.get(key, 0) + 1
-    if not forms:
-        return term
-    return max(forms.items(), key=lambda kv: (kv[1], kv[0] == term, kv[0]))[0]
+def _next_word(after: dict[str, int]) -> tuple[str, int]:
+    """The word that follows most often, counting its forms together ("plasma" and
+    "plasmas", "LLM" and "LLMs"), shown as most write it; and how often."""
+    from newsletter.topics.metrics import stem
+
+    by_stem: dict[str, dict[str, int]] = {}
+    for word, n in after.items():
+        forms = by_stem.setdefault(stem(word), {})
+        forms[word] = forms.get(word, 0) + n
+    forms = max(by_stem.values(), key=lambda f: (sum(f.values()), max(f)))
+    word = max(forms.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    return _lower_unless_acronym(word), sum(forms.values())
+
+
+_SENTENCE_END = frozenset(".!?:\n")
+
+
+def _cased(form: str, text: str, start: int, title_end: int) -> tuple[str, int]:
+    """A vote for how ``form`` is written: as is in the middle of an abstract's sentence
+    (weight 2); in a title or at a sentence start only its acronyms keep their capitals
+    ("Test-Time Scaling for LLMs" votes "test-time scaling for LLMs"), weight 1."""
+    before = text[:start].rstrip(" \t")
+    if start > title_end >= 0 and before and before[-1] not in _SENTENCE_END:
+        return form, 2
+    return " ".join(_lower_unless_acronym(w) for w in form.split(" ")), 1
+
+
+def _case(form: str, votes: dict[str, int]) -> str:
+    """Word by word, the case the votes give ``form``: an acronym as most write it ("LLM",
+    "NeRF"), a capital initial only when at least 3 in 4 votes have it ("Bayesian"; not
+    "Neural Networks", which some abstracts write when they introduce "NNs")."""
+    words = form.split(" ")
+    out = []
+    for i, word in enumerate(words):
+        seen: dict[str, int] = {}
+        for cased, weight in votes.items():
+            w = cased.split(" ")[i] if len(cased.split(" ")) == len(words) else word
+            seen[w] = seen.get(w, 0) + weight
+        total = sum(seen.values())
+        top = max(seen.items(), key=lambda kv: (kv[1], kv[0] == word, kv[0]))[0]
+        if _lower_unless_acronym(top) != top.lower():  # an acronym, however it is voted
+            out.append(top)
+        elif sum(v for w, v in seen.items() if w != w.lower()) >= 0.75 * total:
+            out.append(max((w for w in seen if w != w.lower()), key=lambda w: (seen[w], w)))
+        else:
+            out.append(word)
+    return " ".join(out)
+
+
+def _lower_unless_acronym(word: str) -> str:
+    """ "LLMs", "GPT-4", "NeRF" keep their case; "Test-Time" and "Scaling" do not."""
+    return "-".join(
+        p if sum(c.isupper() for c in p) >= 2 or any(c.isupper() for c in p[1:]) else p.lower()
+        for p in word.split("-")
+    )
+
+
+_DANGLING = re.compile(r"(?<!\w)-+|-+(?!\w)")
 
 
 def clean_for_display(text: str) -> str:
-    """URLs and LaTeX out, case and hyphens kept: what display_form reads."""
-    return _drop_noise(text)
+    """URLs and LaTeX out, case and hyphens kept (but not one left hanging where math was:
+    "$L$-functions"): what display_form reads."""
+    return _DANGLING.sub(" ", _drop_noise(text))
