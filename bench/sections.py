@@ -10,7 +10,7 @@ TF-IDF, not the vectors that made the sections). Days:
 - the LLM-era listings (../shared/data/listings/listings.jsonl, duplicates by title out);
 - realistic arXiv days (bench/quality.py's draw_day: 200-1,500 papers, 60 % cs).
 
-    python bench/sections.py [--days 8] [--labels]
+    python bench/sections.py [--days 8] [--labels] [--topics N]
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--days", type=int, default=8)
     ap.add_argument("--labels", action="store_true", help="print every day's labels")
+    ap.add_argument("--topics", type=int, help="a fixed number of sections instead of auto")
     args = ap.parse_args()
     rows = load(args.data)
     days = [("bundled sample", sample_papers()), ("LLM-era listings", listing_papers())]
@@ -102,7 +103,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     shown = []
     for name, papers in days:
-        d, m = measure(papers, TopicSettings())
+        settings = TopicSettings(topics=args.topics) if args.topics else TopicSettings()
+        d, m = measure(papers, settings)
         pairs = m["pairs"]
         assert isinstance(pairs, list)
         words = "; ".join(f"{i + 1}-{j + 1}: {', '.join(sorted(s))}" for i, j, s in pairs)

@@ -33,7 +33,7 @@ window_days = 3
 [topics]
 topics = "auto"
 min_topics = 3
-max_topics = 8
+max_topics = 12
 picks_per_topic = 3
 
 [delivery]

@@ -225,7 +225,8 @@ def _order(
     them stood ("test time" replaces "test", "inference time scaling" replaces "inference
     time"); a phrase that chains with an earlier one ("deep convolutional neural" /
     "neural networks") stays for _choose to join. With ``forms``, a phrase the papers never
-    write (no display form) is skipped. Stops once ``enough`` phrases are kept."""
+    write (no display form) is skipped. Past ``enough`` kept phrases only replacements are
+    looked at."""
     out: list[str] = []
     for term in ranked:
         stems = content_stems(term)
@@ -235,6 +236,8 @@ def _order(
         inside = [t for t in out if set(t.split()) < words]
         if any(content_stems(t) & stems for t in out if t not in inside and not _chain(t, term)):
             continue
+        if not inside and len(out) >= enough:
+            continue  # it would come after enough others: only a replacement matters now
         if forms is not None and not forms(term):  # last: display forms cost a text scan
             continue
         if inside:
@@ -243,8 +246,6 @@ def _order(
             out.insert(at, term)
         else:
             out.append(term)
-        if len(out) >= enough:
-            break
     return out
 
 
