@@ -155,7 +155,8 @@ def build_digest(
 
     # biggest first, so a contested label term goes to the larger topic; then by first id
     groups.sort(key=lambda g: (-len(g), int(g[0])))
-    phrases = label.Phrases.of(unique, groups, seed=settings.seed)
+    known = frozenset(str(t) for t in vec.terms) or None  # what phrases may be made of
+    phrases = label.Phrases.of(unique, groups, seed=settings.seed, known=known)
     if settings.topics == "auto" and len(groups) > 1:
         merged = same_topic(groups, label.leads(phrases))
         if len(merged) < len(groups):
@@ -164,7 +165,7 @@ def build_digest(
                 "phrase shares a word with theirs"
             )
             groups = sorted(merged, key=lambda g: (-len(g), int(g[0])))
-            phrases = label.Phrases.of(unique, groups, seed=settings.seed)
+            phrases = label.Phrases.of(unique, groups, seed=settings.seed, known=known)
     labels = label.label_phrases(phrases)
     largest = max((len(g) for g in groups), default=0)
     topics = [

@@ -15,7 +15,7 @@ from newsletter.models import Paper
 from newsletter.sources.normalize import render_latex
 from newsletter.topics.metrics import content_stems
 from newsletter.topics.text import Analyzer, clean_for_display, display_form
-from newsletter.topics.vectorize import STOP_WORDS, paper_text, thresholds
+from newsletter.topics.vectorize import STOP_WORDS, thresholds
 
 LABEL_TERMS = 3  # terms in a label
 TERMS_KEPT = 8  # distinctive terms kept on Topic.terms
@@ -24,6 +24,8 @@ BIGRAM_BOOST = 1.3  # a phrase reads better than two loose words
 #: Labels are computed on at most this many papers of a section (a seeded sample): phrase
 #: statistics settle long before that, and the phrase tokeniser is the costly part.
 LABEL_SAMPLE = 300
+#: How a phrase is written is read from at most this many of the section's papers with it.
+DISPLAY_TEXTS = 50
 #: A label term is at least this many times more frequent in its section than in the rest
 #: of the day: a word most of the day's papers share ("language" on a day of LLM papers)
 #: names no section, however often its own papers use it.
@@ -123,7 +125,15 @@ class Phrases:
         return self.forms[g]
 
     @classmethod
-    def of(cls, papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int) -> Phrases:
+    def of(
+        cls,
+        papers: Sequence[Paper],
+        groups: Sequence[np.ndarray],
+        *,
+        seed: int,
+        known: frozenset[str] | None = None,
+    ) -> Phrases:
+        """``known``: the words that may make phrases (the day's vocabulary)."""
         rng = np.random.default_rng(seed)
         picked = [
             np.sort(rng.choice(g, LABEL_SAMPLE, replace=False)) if len(g) > LABEL_SAMPLE else g
@@ -138,14 +148,15 @@ class Phrases:
         ]
         min_df, max_df = thresholds(len(sample))
         cv = CountVectorizer(
-            analyzer=Analyzer(STOP_WORDS),
+            analyzer=Analyzer(STOP_WORDS, known),
             min_df=min_df,
             max_df=max_df,
             binary=True,
             dtype=np.float32,
         )
         try:
-            binary = sp.csr_matrix(cv.fit_transform([paper_text(p) for p in sample]))
+            # presence only: the title once (paper_text repeats it for the counts' sake)
+            binary = sp.csr_matrix(cv.fit_transform([f"{p.title}. {p.abstract}" for p in sample]))
         except ValueError:  # no term survived: no phrase can label anything
             empty = sp.csr_matrix((len(sample), 0), dtype=np.float32)
             return cls(empty, empty, np.array([], dtype=object), local, texts)
@@ -196,7 +207,7 @@ class _Forms:
         if term not in self.cache:
             first = term.split(" ", 1)[0]
             texts = [t for t, low in zip(self.texts, self.lower, strict=True) if first in low]
-            self.cache[term] = display_form(term, texts, STOP_WORDS)
+            self.cache[term] = display_form(term, texts[:DISPLAY_TEXTS], STOP_WORDS)
         return self.cache[term]
 
 

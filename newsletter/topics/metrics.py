@@ -7,6 +7,7 @@ sublinear tf, words stemmed with ``stem``), not through the vectors that made th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ _SUFFIXES = [
 MIN_STEM = 3
 
 
+@functools.lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix-stripping stem: the forms a reader takes for one word share it
     ("scale" / "scaling" / "scaled", "compute" / "computation" / "computational",
@@ -67,20 +69,22 @@ def stem(word: str) -> str:
     return word
 
 
+@functools.cache
 def _stop_words() -> frozenset[str]:
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS)
 
 
-def content_stems(label: str) -> set[str]:
+@functools.lru_cache(maxsize=65536)
+def content_stems(label: str) -> frozenset[str]:
     """The stems of a label's content words (stop words and one-letter words out;
     "test-time" is "test" and "time")."""
     stop = _stop_words()
-    return {stem(w) for w in _WORD.findall(label.lower()) if w not in stop}
+    return frozenset(stem(w) for w in _WORD.findall(label.lower()) if w not in stop)
 
 
-def shared_word_pairs(labels: Sequence[str]) -> list[tuple[int, int, set[str]]]:
+def shared_word_pairs(labels: Sequence[str]) -> list[tuple[int, int, frozenset[str]]]:
     """The label pairs that share a content word after stemming, with the shared stems:
     two sections a reader may take for one topic ("test-time scaling" / "inference-time
     scaling" share "time" and "scal")."""
