@@ -166,22 +166,22 @@ def test_two_planted_near_identical_themes_end_up_in_one_section() -> None:
     assert any("merged" in note for note in d.notes)
 
 
-def test_same_topic_merges_groups_whose_leads_share_a_word() -> None:
+def test_same_topic_merges_nearest_groups_whose_leads_share_a_word() -> None:
     groups = [np.array([0, 2]), np.array([1]), np.array([3, 4]), np.array([5])]
     leads = [
-        frozenset({"test", "time", "scal"}),
+        frozenset({"test", "tim", "scal"}),
         frozenset({"galaxi"}),
-        frozenset({"inferenc", "time", "scal"}),
+        frozenset({"inferenc", "tim", "scal"}),
         frozenset(),
     ]
-    merged = same_topic(groups, leads)
+    centres = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.9, 0.0, 0.436], [0.0, 0.0, 1.0]])
+    merged = same_topic(groups, leads, centres)
     assert [list(g) for g in merged] == [[0, 2, 3, 4], [1], [5]]
-    assert [list(g) for g in same_topic(groups, [frozenset({str(i)}) for i in range(4)])] == [
-        [0, 2],
-        [1],
-        [3, 4],
-        [5],
-    ]
+    # the same words, but each group nearer another: kept apart
+    apart = np.array([[1.0, 0.0, 0.0], [0.95, 0.31, 0.0], [0.0, 0.0, 1.0], [0.0, 0.31, 0.95]])
+    assert len(same_topic(groups, leads, apart)) == 4
+    # nearest, but no word in common: kept apart
+    assert len(same_topic(groups, [frozenset({str(i)}) for i in range(4)], centres)) == 4
 
 
 def test_a_word_every_paper_shares_is_in_no_label() -> None:

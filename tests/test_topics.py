@@ -374,6 +374,15 @@ def test_abbreviations_and_cut_clauses_stay_out_of_labels() -> None:
     f = forms(["x\ndeep convolutional neural networks for images"] * 3)
     got = _choose(["deep convolutional neural", "neural networks", "images"], f, **kw, elsewhere=())
     assert got == ["deep convolutional neural networks", "images"]  # one phrase, not two
+    texts = ["x\nthe magnetic field of stars", "x\na magnetic field here", "x\nfield theory"] * 2
+
+    def written(phrase: str) -> bool:
+        return sum(phrase.lower() in t.lower() for t in texts) >= 2
+
+    got = _choose(
+        ["magnetic field", "field theory"], forms(texts), **kw, elsewhere=(), written=written
+    )
+    assert got == ["magnetic field"]  # "magnetic field theory" is written nowhere
     assert _is_clause("embeddings learned") and _is_clause("models trained")
     assert not _is_clause("self supervised") and not _is_clause("learned")
     assert not _is_clause("data driven")

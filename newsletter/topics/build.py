@@ -67,10 +67,17 @@ def _topic(
     return Topic(label_text, terms, len(idx), picks, rest, round(score, 6))
 
 
-def same_topic(groups: list[np.ndarray], leads: list[frozenset[str]]) -> list[np.ndarray]:
-    """Groups whose lead phrases share a content word, merged (transitively): a reader takes
-    "test-time scaling" and "inference-time scaling" for one topic, whatever the vectors
-    say. Merged groups keep their rows sorted."""
+def same_topic(
+    groups: list[np.ndarray], leads: list[frozenset[str]], centres: np.ndarray
+) -> list[np.ndarray]:
+    """Groups a reader takes for one topic, merged (transitively): their lead phrases share
+    a content word ("test-time scaling" / "inference-time scaling") and each is the other's
+    nearest group (``centres``: L2-normalised, one row per group), so that on a day of many
+    fine sections "quantum optics" is not merged with "quantum gravity" because both say
+    "quantum". Merged groups keep their rows sorted."""
+    sims = centres @ centres.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = sims.argmax(axis=1) if len(groups) > 1 else np.zeros(len(groups), dtype=int)
     parent = list(range(len(groups)))
 
     def root(i: int) -> int:
@@ -79,7 +86,7 @@ def same_topic(groups: list[np.ndarray], leads: list[frozenset[str]]) -> list[np
         return i
 
     for i, j in itertools.combinations(range(len(groups)), 2):
-        if leads[i] & leads[j]:
+        if leads[i] & leads[j] and nearest[i] == j and nearest[j] == i:
             parent[root(j)] = root(i)
     merged: dict[int, list[np.ndarray]] = {}
     for i, g in enumerate(groups):
@@ -158,11 +165,13 @@ def build_digest(
     known = frozenset(str(t) for t in vec.terms) or None  # what phrases may be made of
     phrases = label.Phrases.of(unique, groups, seed=settings.seed, known=known)
     if settings.topics == "auto" and len(groups) > 1:
-        merged = same_topic(groups, label.leads(phrases))
+        centres = np.vstack([np.asarray(vec.tfidf[g].mean(axis=0)) for g in groups])
+        norms = np.linalg.norm(centres, axis=1, keepdims=True)
+        merged = same_topic(groups, label.leads(phrases), centres / np.maximum(norms, 1e-12))
         if len(merged) < len(groups):
             notes.append(
-                f"{len(groups) - len(merged)} section(s) merged into another whose best "
-                "phrase shares a word with theirs"
+                f"{len(groups) - len(merged)} section(s) merged into their nearest, whose "
+                "best phrase shares a word with theirs"
             )
             groups = sorted(merged, key=lambda g: (-len(g), int(g[0])))
             phrases = label.Phrases.of(unique, groups, seed=settings.seed, known=known)

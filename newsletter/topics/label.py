@@ -1,5 +1,5 @@
-"""Section labels: the phrases that name most of a section's papers and few of the
-day's others, no content word shared with another label, written as headings."""
+"""Section labels: phrases distinctive of a section on that day, no content word in two
+labels, written as headings ("Test-time scaling · reward models")."""
 
 from __future__ import annotations
 
@@ -203,6 +203,11 @@ class _Forms:
         self.lower = [t.lower() for t in self.texts]
         self.cache: dict[str, str] = {}
 
+    def written(self, phrase: str) -> bool:
+        """Whether at least two of the section's papers write ``phrase`` (any case)."""
+        low = phrase.lower()
+        return bool(low) and sum(low in text for text in self.lower) >= 2
+
     def __call__(self, term: str) -> str:
         if term not in self.cache:
             first = term.split(" ", 1)[0]
@@ -267,12 +272,14 @@ def _choose(
     limit: int,
     taken: set[str],
     elsewhere: Sequence[str],
+    written: Callable[[str], bool] = lambda phrase: True,
 ) -> list[str]:
     """Display forms of up to ``limit`` phrases for a section, from ``_order``: a form
     that brings back a word already shown (display forms may add one: "large language" ->
     "large language models") is skipped, and so is an abbreviation of a form shown here or
     ``elsewhere`` ("cot" beside "chain-of-thought"); two forms that chain become one
-    ("deep convolutional neural" + "neural networks")."""
+    ("deep convolutional neural" + "neural networks") when the papers write the joined
+    phrase (``written``: not "magnetic field" + "field theory")."""
     chosen: list[str] = []
     # a few spare phrases: a later one may replace or join an earlier one, or be skipped
     for term in _order(ranked, taken, forms, enough=limit + 2):
@@ -282,9 +289,10 @@ def _choose(
             continue
         if any(_abbreviates(form, f) or _abbreviates(f, form) for f in [*elsewhere, *chosen]):
             continue
-        chained = next((i for i, f in enumerate(chosen) if _chain(f, form)), None)
-        if chained is not None:
-            chosen[chained] = _chain(chosen[chained], form)
+        joins = [(i, j) for i, f in enumerate(chosen) if (j := _chain(f, form)) and written(j)]
+        if joins:
+            i, joined = joins[0]
+            chosen[i] = joined
             continue
         if any(content_stems(f) & stems for f in chosen):
             continue
@@ -292,10 +300,6 @@ def _choose(
         if len(chosen) >= limit:
             break
     return chosen
-
-
-def _words(form: str) -> set[str]:
-    return set(form.lower().replace("-", " ").split())
 
 
 def heading(forms: Sequence[str]) -> str:
@@ -308,17 +312,9 @@ def heading(forms: Sequence[str]) -> str:
     return text
 
 
-def label_groups(
-    papers: Sequence[Paper], groups: Sequence[np.ndarray], *, seed: int
-) -> list[tuple[str, tuple[str, ...]]]:
-    """(label, distinctive terms) per group of ``papers`` (rows), groups in the order given
-    (earlier ones win a contested word, so pass the biggest first). Labels are unique."""
-    if not groups:  # every paper went to the Watched section
-        return []
-    return label_phrases(Phrases.of(papers, groups, seed=seed))
-
-
 def label_phrases(ph: Phrases) -> list[tuple[str, tuple[str, ...]]]:
+    """(label, distinctive terms) per section of ``ph``, in its order (earlier ones win a
+    contested word, so build it biggest first). Labels are unique."""
     w = ph.weights()
     taken: set[str] = set()  # content stems used by earlier labels
     shown: list[str] = []  # their forms
@@ -327,8 +323,12 @@ def label_phrases(ph: Phrases) -> list[tuple[str, tuple[str, ...]]]:
     for g in range(len(ph.groups)):
         forms = ph.form(g)
         ranked = _ranked(w[g], ph.terms)
-        distinct = _choose(ranked, forms, limit=TERMS_KEPT, taken=set(), elsewhere=())
-        chosen = _choose(ranked, forms, limit=LABEL_TERMS, taken=taken, elsewhere=shown)
+        distinct = _choose(
+            ranked, forms, limit=TERMS_KEPT, taken=set(), elsewhere=(), written=forms.written
+        )
+        chosen = _choose(
+            ranked, forms, limit=LABEL_TERMS, taken=taken, elsewhere=shown, written=forms.written
+        )
         label = heading(chosen) if chosen else "Other papers"
         base, extra = label, 2
         while label in seen:  # the last resort: every distinctive word was taken
