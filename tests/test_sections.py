@@ -39,6 +39,9 @@ DAY = dt.date(2026, 4, 27)
         ("optimize", "optimization", "optimizing", "optimal"),
         ("language", "languages"),
         ("query", "queries"),
+        ("matrix", "matrices"),
+        ("vertex", "vertices"),
+        ("index", "indices"),
     ],
 )
 def test_stem_joins_the_forms_of_a_word(words: tuple[str, ...]) -> None:

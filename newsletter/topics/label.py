@@ -292,7 +292,9 @@ def _choose(
         joins = [(i, j) for i, f in enumerate(chosen) if (j := _chain(f, form)) and written(j)]
         if joins:
             i, joined = joins[0]
-            chosen[i] = joined
+            others = [f for k, f in enumerate(chosen) if k != i]
+            if not any(content_stems(f) & content_stems(joined) for f in others):
+                chosen[i] = joined
             continue
         if any(content_stems(f) & stems for f in chosen):
             continue

@@ -59,10 +59,13 @@ MIN_STEM = 3
 def stem(word: str) -> str:
     """A light suffix-stripping stem: the forms a reader takes for one word share it
     ("scale" / "scaling" / "scaled", "compute" / "computation" / "computational",
-    "agent" / "agents" / "agentic", "model" / "models" / "modeling")."""
+    "agent" / "agents" / "agentic", "model" / "models" / "modeling", "matrix" /
+    "matrices", "vertex" / "vertices")."""
     word = word.lower()
     if word.endswith("ss"):  # "loss", "class": not plurals
         return word
+    if len(word) >= 5 and word.endswith(("ix", "ex", "ices")):  # matrix / matrices
+        return word[: -4 if word.endswith("ices") else -2] + "ic"
     for suffix, repl in _SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) + len(repl) >= MIN_STEM:
             return word[: len(word) - len(suffix)] + repl
