@@ -172,7 +172,7 @@ def quality(rows: list[dict], args: argparse.Namespace) -> None:
             )
             rand = np.random.default_rng([seed, d])
             t = time.process_time()
-            day = prepare_day(papers, vectorize(papers, seed=SEED, lsa_dims=0), seed=SEED)
+            day = prepare_day(papers, vectorize(papers), seed=SEED)
             cost["prepare"] += time.process_time() - t
             t = time.process_time()
             shared = {  # every library paper of the day tokenised once, as a send would
@@ -298,7 +298,7 @@ def speed(rows: list[dict], args: argparse.Namespace) -> None:
         steps.append((name, time.perf_counter() - w, time.process_time() - c))
         return out
 
-    vec = timed("vectorize (the topics step's, shared)", lambda: vectorize(papers, seed=SEED))
+    vec = timed("vectorize (the topics step's, shared)", lambda: vectorize(papers))
     _DAY = timed("prepare_day", lambda: prepare_day(papers, vec, seed=SEED))
     _LV = timed(
         f"library_vectors ({len(distinct)} distinct papers)",

@@ -79,7 +79,7 @@ def split(rows: list[dict]) -> tuple[list[dict], dict[str, list[dict]]]:
 @pytest.fixture(scope="module")
 def day(split: tuple[list[dict], dict[str, list[dict]]]) -> Day:
     papers = unique_papers([as_paper(r) for r in split[0]])
-    return prepare_day(papers, vectorize(papers, seed=42, lsa_dims=0))
+    return prepare_day(papers, vectorize(papers))
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def archive_of(split: tuple[list[dict], dict[str, list[dict]]]) -> dict[str, str
 
 def make_day(papers: list[Paper]) -> Day:
     papers = unique_papers(papers)
-    return prepare_day(papers, vectorize(papers, seed=42, lsa_dims=0))
+    return prepare_day(papers, vectorize(papers))
 
 
 # ------------------------------------------------------------------ laziness
@@ -371,7 +371,7 @@ def test_the_topics_steps_tfidf_is_reproduced(
     """The day's rows (and so every library paper's) are the topics step's TF-IDF: if
     topics/ changes how it weighs terms, this fails rather than the ranking drifting."""
     papers = unique_papers([as_paper(r) for r in split[0]])
-    vectors = vectorize(papers, seed=42, lsa_dims=0)
+    vectors = vectorize(papers)
     day = prepare_day(papers, vectors)
     width = vectors.tfidf.shape[1]
     assert np.allclose(day.near[:, :width].toarray(), vectors.tfidf.toarray(), atol=1e-6)
@@ -384,7 +384,7 @@ def test_topic_affinity_orders_topics(rows: list[dict]) -> None:
     day_rows = [r for r in rows if r["archive"] in ("astro-ph", "math")][::2]
     papers = unique_papers([as_paper(r) for r in day_rows])
     digest = build_digest(papers, issue_date=dt.date(2026, 4, 27), settings=TopicSettings())
-    day = prepare_day(papers, vectorize(papers, seed=42, lsa_dims=0), topics=digest.topics)
+    day = prepare_day(papers, vectorize(papers), topics=digest.topics)
     math_lib = [as_library(r) for r in rows if r["archive"] == "math"][1::2][:10]
     got = rank(day, Interests.of(library=math_lib))
     assert len(got.topic_affinity) == len(digest.topics)
@@ -398,7 +398,7 @@ def test_topic_affinity_orders_topics(rows: list[dict]) -> None:
 def test_empty_interests_give_nothing_and_keep_the_topic_order(rows: list[dict]) -> None:
     papers = unique_papers([as_paper(r) for r in rows[:120]])
     digest = build_digest(papers, issue_date=dt.date(2026, 4, 27), settings=TopicSettings())
-    day = prepare_day(papers, vectorize(papers, seed=42, lsa_dims=0), topics=digest.topics)
+    day = prepare_day(papers, vectorize(papers), topics=digest.topics)
     got = rank(day, Interests())
     assert got == ForYou((), tuple(0.0 for _ in digest.topics))
     assert order_topics(digest.topics, got.topic_affinity) == digest.topics
@@ -431,7 +431,7 @@ def test_a_negative_count_is_refused(small_day: Day) -> None:
 def test_vectors_of_other_papers_are_refused(day: Day) -> None:
     papers = list(day.papers[:10])
     with pytest.raises(ValueError, match="rows for 10 papers"):
-        prepare_day(papers, vectorize(list(day.papers[:11]), seed=42, lsa_dims=0))
+        prepare_day(papers, vectorize(list(day.papers[:11])))
 
 
 # ------------------------------------------------------------------ determinism and properties

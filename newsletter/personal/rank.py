@@ -237,8 +237,8 @@ def prepare_day(
     """Everything about the day that every subscriber's ranking shares, computed once.
 
     ``papers`` in a fixed order (build_digest's: by id), and ``vectors`` their
-    ``newsletter.topics.vectorize.vectorize(papers, ...)`` (its TF-IDF gives the LSA and
-    the nearest-neighbour graph; its own LSA is not needed). ``topics``: the digest's topics
+    ``newsletter.topics.vectorize.vectorize(papers)`` (its TF-IDF gives the LSA and
+    the nearest-neighbour graph). ``topics``: the digest's topics
     whose affinity ``rank`` reports, in this order.
     """
     papers = tuple(papers)
