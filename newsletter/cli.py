@@ -734,16 +734,19 @@ def _print_send_report(report: Any) -> int:
 @pass_app
 @reports_errors
 def status(app: Context, date: dt.date | None, limit: int) -> None:
-    """Show recent issues: recipients, sent, failed (with reasons), pending."""
+    """Show the subscribers and recent issues: recipients, sent, failed (with reasons),
+    pending, and the bounces and complaints that came back later (`bounces check`)."""
     from newsletter.lock import lock_holder
 
     settings = app.settings()
     with app.store(settings) as store:
         issues = [i for i in [store.issue(date)] if i] if date else store.issues(limit)
+        reports = store.bounce_counts(i.id for i in issues)
+        people = store.count_subscribers()
         rows, problems, unlisted = [], [], 0
         for i in issues:
             c = store.delivery_counts(i.id)
-            pending = c["pending"]
+            later = reports[i.id]
             rows.append(
                 [
                     i.issue_date.isoformat(),
@@ -753,8 +756,10 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
                     str(c["sent"]),
                     str(c["failed"]),
                     str(c["deferred"]),
-                    str(pending),
+                    str(c["pending"]),
                     str(c["in_doubt"]),
+                    str(later.get("hard", 0) + later.get("soft", 0)),
+                    str(later.get("complaint", 0)),
                 ]
             )
             if date:
@@ -766,6 +771,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
     daemon_line = _daemon_summary(settings)
     if daemon_line:
         click.echo(daemon_line)
+    click.echo("subscribers: " + ", ".join(f"{n} {s.value}" for s, n in people.items()))
     if not rows:
         click.echo("no issues yet" if not date else f"no issue for {date}")
         return
@@ -781,9 +787,11 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
                 "DEFERRED",
                 "PENDING",
                 "IN DOUBT",
+                "BOUNCES",
+                "COMPLAINTS",
             ],
             rows,
-            right=frozenset(range(2, 9)),
+            right=frozenset(range(2, 11)),
         )
     )
     for email, st, reply in problems:
@@ -824,6 +832,16 @@ def _daemon_summary(settings: Any) -> str | None:
             )
         if last.get("error"):
             line += f" ({last['error']})"
+    checked = doc.get("bounces")
+    if checked:
+        line += f"\nbounce check: {checked.get('at')}"
+        if "read" in checked:
+            line += (
+                f", read {checked['read']}, marked bounced {checked.get('bounced', 0)}, "
+                f"unsubscribed {checked.get('unsubscribed', 0)}"
+            )
+        if checked.get("error"):
+            line += f" ({checked['error']})"
     return line
 
 

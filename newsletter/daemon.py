@@ -82,9 +82,12 @@ class Daemon:
             "next_run": None,
             "last": None,
         }
+        if settings.bounces.kind != "none":
+            self.status["bounces"] = None  # the last bounce check, once one has run
         self.scheduler: Any = None
         self.trigger: Any = None
         self._busy = threading.Lock()  # held while a job runs
+        self._checking = threading.Lock()  # held while a bounce check runs (its own thread)
 
     # ------------------------------------------------------------------ status file
 
@@ -195,6 +198,36 @@ class Daemon:
             len(report.runs),
         )
 
+    def bounce_job(self) -> None:
+        """Read the bounce mailbox once (``newsletter bounces check``), beside the sends:
+        it has its own thread, so an hour-long send does not hold bounces back."""
+        from newsletter.bounces import run_bounce_check
+
+        if self.stop.is_set():
+            return
+        with self._checking:
+            done: dict[str, Any] = {}
+            try:
+                report = run_bounce_check(self.settings, self.store, now=self.now, stop=self.stop)
+            except NewsletterError as e:
+                done["error"] = str(e)
+                log.error("bounce check failed: %s", e)
+            except Exception as e:  # keep the daemon alive; the traceback is logged
+                done["error"] = repr(e)
+                log.exception("bounce check crashed")
+            else:
+                done |= {
+                    "read": report.read,
+                    "bounced": len(report.bounced),
+                    "unsubscribed": len(report.unsubscribed),
+                }
+                if report.error:
+                    done["error"] = report.error
+                level = logging.WARNING if report.error else logging.INFO
+                log.log(level, "bounce check: %s", "; ".join(report.summary()))
+            done["at"] = self.now().isoformat(timespec="seconds")
+            self._write_status(bounces=done)
+
     def _log_next(self) -> None:
         nxt = self.status.get("next_run")
         if nxt:
@@ -215,12 +248,16 @@ class Daemon:
     def run(self) -> None:
         from apscheduler.executors.pool import ThreadPoolExecutor
         from apscheduler.schedulers.blocking import BlockingScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
 
         s = self.settings.schedule
         self.trigger = sched.cron_trigger(s.send_at, s, self.tz)
         self.scheduler = BlockingScheduler(
             timezone=self.tz,
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            executors={
+                "default": ThreadPoolExecutor(max_workers=1),
+                "bounces": ThreadPoolExecutor(max_workers=1),
+            },
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -231,6 +268,17 @@ class Daemon:
         if s.fetch_at:
             fetch_trigger = sched.cron_trigger(s.fetch_at, s, self.tz)
             self.scheduler.add_job(self._guarded(self.fetch_job), fetch_trigger, id="fetch")
+        checks = self.settings.bounces
+        if checks.kind != "none":
+            # The first check at start-up (beside any catch-up send: its own thread), then
+            # every check_interval minutes.
+            self.scheduler.add_job(
+                self.bounce_job,
+                IntervalTrigger(minutes=checks.check_interval, timezone=self.tz),
+                id="bounces",
+                executor="bounces",
+                next_run_time=self.now(),
+            )
         late = self._interrupted_yesterday()
         if late is not None:
             log.info("catch-up: the issue of %s was interrupted; resuming", late)
@@ -252,10 +300,12 @@ class Daemon:
                 s.days,
                 f", fetching at {s.fetch_at}" if s.fetch_at else "",
             )
+            if checks.kind != "none":
+                log.info("reading the bounce mailbox every %d minute(s)", checks.check_interval)
             self._write_status(state="idle")
             self._log_next()
             self.scheduler.start()  # returns after shutdown (a signal)
-            with self._busy:  # wait for the job in flight to wind down
+            with self._busy, self._checking:  # wait for the jobs in flight to wind down
                 pass
         self._write_status(state="stopped", next_run=None)
         log.info("daemon stopped")

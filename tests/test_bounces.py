@@ -809,6 +809,15 @@ def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
     assert imap.count(folder) == 0 and imap.count(f"{folder}-done") == 5
     bounced = runner.invoke(cli, ["-c", str(cfg), "subscribers", "list", "--status", "bounced"])
     assert bounced.output.splitlines()[2].startswith("ada@example.net")
+    shown = runner.invoke(cli, ["-c", str(cfg), "status"], env=env)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert "subscribers: 0 pending, 2 active, 1 unsubscribed, 1 bounced" in lines
+    header = next(line.split() for line in lines if line.startswith("ISSUE"))
+    assert header[-3:] == ["DOUBT", "BOUNCES", "COMPLAINTS"]
+    row = next(line.split() for line in lines if line.startswith(day.isoformat()))
+    # sent 4 of 4; later: ada hard + dee soft (2 bounces), bob's complaint (1)
+    assert row[3:5] == ["4", "4"] and row[-2:] == ["2", "1"], shown.output
 
 
 # --------------------------------------------------------------------------- DKIM

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import mailbox
 import os
 import re
 import signal
@@ -257,7 +258,7 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
         running,
         re.M,
     ), running
-    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0$", running, re.M), running
+    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0\s+0\s+0$", running, re.M), running
 
     d.signal(signal.SIGTERM)
     t0 = time.monotonic()
@@ -680,3 +681,43 @@ def test_the_daemons_status_counts_the_issue_not_only_its_run(
     ), logged
     line = _daemon_summary(settings)
     assert line is not None and f"last: {day} sent, sent 10/10 (6 this run)" in line, line
+
+
+def test_the_daemon_reads_the_bounce_mailbox_on_its_own_schedule(tmp_path, daemons):
+    """A hard bounce waiting in a Maildir: the daemon reads it at start-up, beside the
+    day's (failing) catch-up run, marks the subscriber bounced and says so in `status`;
+    SIGTERM still exits cleanly."""
+    zone, tz = noon_zone()
+    cfg, db, emails = write_config(
+        tmp_path,
+        smtp_port=free_port(),
+        send_at=clock(tz, 3600),  # no send due: only the bounce check runs
+        timezone=zone,
+        sources=f'[[sources]]\nname = "gone"\npath = "{tmp_path}/no-such-feed.xml"\n',
+        subscribers=2,
+    )
+    dsn = (Path(__file__).parent / "data" / "bounces" / "flufl-dsn_11.eml").read_bytes()
+    assert b"Final-Recipient: RFC822; <joem@example.com>" in dsn  # a 5.1.1 for joem
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    box.add(dsn.replace(b"joem@example.com", emails[1].encode()))
+    box.close()
+    cfg.write_text(
+        cfg.read_text(encoding="utf-8")
+        + f'[bounces]\nkind = "maildir"\nurl = "{tmp_path}/Maildir"\ncheck_interval = 60\n',
+        encoding="utf-8",
+    )
+    d = daemons(cfg, "daemon")
+    d.wait_log(r"bounce check: read 1 message\(s\): hard bounces 1")
+    assert "reading the bounce mailbox every 60 minute(s)" in d.log
+    assert "marked bounced: " + emails[1] in d.log
+    assert dict(query(db, "SELECT email, status FROM subscribers")) == {
+        emails[0]: "active",
+        emails[1]: "bounced",
+    }
+    assert wait_for(lambda: "bounce check: " in status(cfg), 10)
+    out = status(cfg)
+    assert re.search(r"bounce check: \S+, read 1, marked bounced 1, unsubscribed 0", out), out
+    assert "subscribers: 0 pending, 1 active, 0 unsubscribed, 1 bounced" in out
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0, d.log
+    assert len(mailbox.Maildir(tmp_path / "Maildir", create=False).get_folder("Processed")) == 1

@@ -26,6 +26,7 @@ from newsletter.models import Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     import ssl
+    import threading
 
     from newsletter.store import Store
     from newsletter.store.bounces import SoftHistory
@@ -79,10 +80,12 @@ def run_bounce_check(
     dry_run: bool = False,
     mailbox: Mailbox | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    stop: threading.Event | None = None,
 ) -> CheckReport:
     """Read the bounce mailbox once.  A mailbox that cannot be opened raises
     :class:`MailboxError`; one that fails part-way ends the run with ``report.error`` set
-    (everything read before is recorded and moved; the rest waits for the next check)."""
+    (everything read before is recorded and moved; the rest waits for the next check).
+    ``stop`` (the daemon's) ends the run between two messages."""
     box = mailbox or open_mailbox(
         settings.bounces, settings.secrets.bounces_password, ssl_context=ssl_context
     )
@@ -94,6 +97,8 @@ def run_bounce_check(
         )
     try:
         for item in box.messages():
+            if stop is not None and stop.is_set():
+                break
             report.read += 1
             _handle(settings, store, item, report, now=now())
             if not dry_run:
