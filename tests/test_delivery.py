@@ -172,7 +172,9 @@ def test_rerun_sends_nobody_twice_and_status_shows_it(setup, smtp_server):
     assert "already sent to everyone" in again.stdout
     assert len(server.received) == 4
     status = CliRunner().invoke(cli, ["-c", str(path), "status"], env=ENV)
-    row = status.stdout.splitlines()[2].split()
+    lines = status.stdout.splitlines()
+    assert lines[0] == "subscribers: 0 pending, 4 active, 0 unsubscribed, 0 bounced"
+    row = next(line.split() for line in lines if line.startswith(DAY.isoformat()))
     assert row[:2] == [DAY.isoformat(), "sent"] and row[3:6] == ["4", "4", "0"]
 
 
