@@ -358,12 +358,21 @@ def _paper_json(p: Any) -> dict[str, Any]:
     help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
 )
 @click.option("-w", "--width", type=click.IntRange(min=40), default=100, show_default=True)
+@click.option(
+    "--as",
+    "as_email",
+    metavar="EMAIL",
+    help='As this subscriber gets it: their "For you" (with why each paper is there) above '
+    "the topics, in the order of their interests.",
+)
 @pass_app
 @reports_errors
-def digest(app: Context, date: dt.date | None, width: int) -> None:
+def digest(app: Context, date: dt.date | None, width: int, as_email: str | None) -> None:
     """Print the day's digest as text: the topics, their labels and picks.
 
-    The quickest way to see what the clustering did with the papers in the database.
+    The quickest way to see what the clustering did with the papers in the database, and
+    (--as) what a subscriber's interests make of it; render.for_you sets how many papers
+    "For you" holds.
     """
     from newsletter.pipeline import build_issue_digest, issue_date_for
     from newsletter.topics import format_digest
@@ -371,8 +380,16 @@ def digest(app: Context, date: dt.date | None, width: int) -> None:
     settings = app.settings()
     issue_date = date or issue_date_for(_now(), settings)
     with app.store(settings) as store:
+        sub = _subscriber(store, as_email) if as_email is not None else None
+        mine = store.interests(sub.id) if sub is not None else None
         d = build_issue_digest(store, settings, issue_date)
-    click.echo(format_digest(d, width=width))
+    if sub is None or mine is None:
+        click.echo(format_digest(d, width=width))
+        return
+    from newsletter.personal.digest import format_personal, personal_digest
+
+    seen = personal_digest(d, mine, count=settings.render.for_you, seed=settings.topics.seed)
+    click.echo(format_personal(seen, who=sub.email, width=width))
 
 
 # --------------------------------------------------------------------------- demo
@@ -466,19 +483,224 @@ def subscribers_add(app: Context, email: str, name: str) -> None:
 @pass_app
 @reports_errors
 def subscribers_remove(app: Context, email: str) -> None:
-    """Unsubscribe EMAIL: never mailed again unless added again explicitly."""
-    from newsletter.subscribers import normalise_email
-
+    """Unsubscribe EMAIL: never mailed again unless added again explicitly.  Their
+    interests are kept, for when they come back."""
     settings = app.settings()
     with app.store(settings) as store:
-        addr = email.strip()
-        # The stored form first: a row kept as it was by migration 2 goes by that.
-        if store.subscriber(addr) is None:
-            addr = normalise_email(email)
-        sub = store.set_subscriber_status(addr, SubscriberStatus.UNSUBSCRIBED, now=_now())
-    if sub is None:
-        raise click.ClickException(f"no subscriber {addr}")
-    click.echo(f"unsubscribed: {sub.email}")
+        found = _subscriber(store, email)
+        store.set_subscriber_status(found.id, SubscriberStatus.UNSUBSCRIBED, now=_now())
+    click.echo(f"unsubscribed: {found.email}")
+
+
+def _subscriber(store: Any, email: str) -> Any:
+    """The subscriber with address ``email``; a usage error naming it if there is none."""
+    from newsletter.subscribers import normalise_email
+
+    # The stored form first: a row kept as it was by migration 2 goes by that.
+    found = store.subscriber(email.strip())
+    if found is None:
+        addr = normalise_email(email)
+        found = store.subscriber(addr)
+        if found is None:
+            raise click.ClickException(f"no subscriber {addr}")
+    return found
+
+
+#: Library problems printed by `subscribers set`; the rest are counted.
+_SHOWN_PROBLEMS = 50
+#: Library titles `subscribers show` lists.
+_SHOWN_TITLES = 5
+
+
+@subscribers.command("set")
+@click.argument("email")
+@click.option(
+    "-k", "--keyword", "keywords", multiple=True, metavar="TEXT", help="A keyword (repeatable)."
+)
+@click.option(
+    "-a", "--author", "authors", multiple=True, metavar="NAME", help="An author (repeatable)."
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    metavar="CAT",
+    help="An arXiv category such as cs.IR or hep-th (repeatable).",
+)
+@click.option(
+    "--library",
+    metavar="FILE",
+    help="Papers they like: a BibTeX or RIS export, or arXiv ids, arXiv links and DOIs one "
+    "a line; - reads standard input.",
+)
+@click.option(
+    "--only-for-you/--all-topics",
+    "only_for_you",
+    default=None,
+    help='Their email holds "For you" alone, or "For you" above every topic (the default).',
+)
+@click.option("--clear", is_flag=True, help="Empty all their interests first.")
+@pass_app
+@reports_errors
+def subscribers_set(
+    app: Context,
+    email: str,
+    keywords: tuple[str, ...],
+    authors: tuple[str, ...],
+    categories: tuple[str, ...],
+    library: str | None,
+    only_for_you: bool | None,
+    clear: bool,
+) -> None:
+    """Set EMAIL's interests: what their "For you" section is picked by, and the order of
+    their topics.
+
+    \b
+    Each option given replaces that part of their interests; the parts not given are
+    kept (`subscribers show EMAIL` prints them).  So
+      newsletter subscribers set ada@example.org -k retrieval -k "dense retrieval"
+    makes their keywords exactly these two and leaves authors, categories and library as
+    they were.  An empty value empties its part (--keyword '', --library ''); --clear
+    empties everything first.
+
+    A library's papers given by arXiv id alone are looked up on arXiv (fetch.arxiv_api_url,
+    politely; a paper any library already holds is not asked again).  What cannot be
+    used (a broken entry, an unknown id, arXiv not answering) is a warning and the rest is
+    stored; ids still without a title are looked up again at the next `subscribers set`.
+    A file that is not a library at all, or has no usable paper, stores nothing (exit
+    code 2).  An unsubscribed or bounced subscriber's interests are stored too, for when
+    they come back.
+    """
+    from newsletter.personal import stated, update
+
+    change = stated.change(
+        keywords=_given(keywords),
+        authors=_given(authors),
+        categories=_given(categories),
+        only_for_you=only_for_you,
+        base=stated.InterestsChange.clear() if clear else None,
+    )
+    parsed = None
+    if library == "":
+        change = stated.change(library=(), base=change)
+    elif library is not None:
+        parsed = update.read_library_file(
+            _read_library_bytes(library), name=library, filename=library
+        )
+    settings = app.settings()
+    with app.store(settings) as store:
+        sub = _subscriber(store, email)
+        report = update.set_interests(settings, store, sub.id, change, library=parsed, now=_now())
+    if report is None:  # removed meanwhile
+        raise click.ClickException(f"no subscriber {sub.email}")
+    for problem in report.problems[:_SHOWN_PROBLEMS]:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+    if len(report.problems) > _SHOWN_PROBLEMS:
+        click.secho(
+            f"warning: ... and {len(report.problems) - _SHOWN_PROBLEMS} more",
+            fg="yellow",
+            err=True,
+        )
+    if report.lookup is not None:
+        lk = report.lookup
+        click.echo(
+            f"looked up {len(lk.found) + len(lk.missing) + len(lk.failed)} arXiv id(s) in "
+            f"{lk.requests} request(s): {len(lk.found)} found, {len(lk.missing)} unknown, "
+            f"{len(lk.failed)} not answered",
+            err=True,
+        )
+    if sub.status is not SubscriberStatus.ACTIVE:
+        click.echo(f"note: {sub.email} is {sub.status.value}: nothing is sent to them", err=True)
+    click.echo(f"set: {sub.email}: {_interests_summary(report.interests)}")
+
+
+def _given(values: tuple[str, ...]) -> list[str] | None:
+    """An option's values: ``None`` when not given (keep), empty values dropped (so
+    ``--keyword ''`` alone empties the keywords)."""
+    return [v for v in values if v != ""] if values else None
+
+
+def _read_library_bytes(path: str) -> bytes:
+    """A library file's bytes (``-``: standard input), at most one byte over the cap."""
+    import os
+    import stat
+
+    from newsletter.personal.library import BadLibrary
+    from newsletter.personal.update import READ_LIMIT
+
+    if path == "-":
+        return sys.stdin.buffer.read(READ_LIMIT)
+    try:
+        # a FIFO or a device would block or never end: refused unopened
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BadLibrary(f"{path}: not a regular file")
+        with open(path, "rb") as fh:
+            return fh.read(READ_LIMIT)
+    except OSError as e:
+        raise BadLibrary(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _count(n: int, word: str, words: str = "") -> str:
+    return f"{n} {word if n == 1 else words or word + 's'}"
+
+
+def _interests_summary(mine: Any) -> str:
+    i = mine.interests
+    parts = [
+        _count(len(i.keywords), "keyword"),
+        _count(len(i.authors), "author"),
+        _count(len(i.categories), "category", "categories"),
+        f"a library of {_count(mine.library_size, 'paper')}"
+        + (f" ({len(mine.waiting)} without a title yet)" if mine.waiting else ""),
+    ]
+    mode = '"For you" only' if mine.only_for_you else '"For you" and every topic'
+    return ", ".join(parts) + f"; {mode}"
+
+
+@subscribers.command("show")
+@click.argument("email")
+@pass_app
+@reports_errors
+def subscribers_show(app: Context, email: str) -> None:
+    """Print EMAIL's status and interests (keywords, authors, categories, library)."""
+    settings = app.settings()
+    with app.store(settings) as store:
+        sub = _subscriber(store, email)
+        mine = store.interests(sub.id)
+    i = mine.interests
+    name = f" ({sub.name})" if sub.name else ""
+    lines = [f"{sub.email}{name}: {sub.status.value}, since {sub.created_at.date().isoformat()}"]
+    if mine.is_empty:
+        lines.append(
+            'no interests stated: their email has no "For you" section '
+            "(`newsletter subscribers set` states some)"
+        )
+        click.echo("\n".join(lines))
+        return
+    for label, values in (
+        ("keywords", i.keywords),
+        ("authors", i.authors),
+        ("categories", i.categories),
+    ):
+        lines.append(f"{label + ':':<12}{'; '.join(values) or '-'}")
+    lines.append(
+        f"{'email:':<12}"
+        + ('"For you" only' if mine.only_for_you else '"For you" above every topic')
+    )
+    lines.append(f"{'library:':<12}{_count(mine.library_size, 'paper')}")
+    for paper in i.library[:_SHOWN_TITLES]:
+        lines.append(f"  - {_clip(' '.join(paper.title.split()) or paper.id or '', 90)}")
+    if len(i.library) > _SHOWN_TITLES:
+        lines.append(f"  ... and {len(i.library) - _SHOWN_TITLES} more")
+    if mine.waiting:
+        shown = ", ".join(mine.waiting[:_SHOWN_TITLES])
+        more = (
+            f" and {len(mine.waiting) - _SHOWN_TITLES} more"
+            if len(mine.waiting) > _SHOWN_TITLES
+            else ""
+        )
+        lines.append(f"  without a title yet (they count once it is found): {shown}{more}")
+    click.echo("\n".join(lines))
 
 
 @subscribers.command("list")
@@ -508,10 +730,15 @@ def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
 def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
     """Import subscribers from a CSV FILE with a header row (columns: email, name).
 
+    Optional columns set interests: keywords, authors and categories (several values
+    separated by ;) and only_for_you (yes or no).  A cell with a value replaces that part
+    of the subscriber's interests (as `subscribers set` does); an empty cell keeps it.
+
     Bad rows are reported by line number and the good ones imported.  People who
-    unsubscribed or bounced are not brought back by an import.  Exit code 1 if any row
-    was bad; 2 (nothing imported) if the file is not CSV text in the expected encoding
-    or a quote is left open.  Reads what `subscribers export` writes.
+    unsubscribed or bounced are not brought back by an import (nor their interests
+    changed).  Exit code 1 if any row was bad; 2 (nothing imported) if the file is not
+    CSV text in the expected encoding or a quote is left open.  Reads what `subscribers
+    export` writes.
     """
     from newsletter import subscribers as subs
 
@@ -521,14 +748,19 @@ def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
     rows, problems = subs.read_csv(subs.decode_csv(data, encoding))
     settings = app.settings()
     with app.store(settings) as store:
-        result = store.import_subscribers([(r.email, r.name) for r in rows], now=_now())
+        result = store.import_subscribers(
+            [(r.email, r.name) for r in rows],
+            now=_now(),
+            interests={r.email: r.interests for r in rows if r.interests is not None},
+        )
     for p in problems:
         click.secho(f"line {p.line}: {p.reason}", fg="red", err=True)
     for email in result.kept_out:
         click.echo(f"kept out (unsubscribed or bounced): {email}", err=True)
+    interests = f", interests set {result.interests_set}" if result.interests_set else ""
     click.echo(
         f"imported {result.added}, already subscribed {result.unchanged}, "
-        f"kept out {len(result.kept_out)}, bad rows {len(problems)}"
+        f"kept out {len(result.kept_out)}, bad rows {len(problems)}{interests}"
     )
     if problems:
         sys.exit(1)
@@ -539,17 +771,20 @@ def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
 @pass_app
 @reports_errors
 def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
-    """Write subscribers as CSV to standard output (importable again).
+    """Write subscribers as CSV to standard output (importable again), with their stated
+    interests (keywords, authors, categories, only_for_you; not their libraries).
 
-    A name or address starting with =, +, -, @, a tab or a CR is written with a ' in front,
-    so that a spreadsheet shows it instead of running it as a formula; `subscribers
-    import` takes the ' off again.
+    A cell starting with =, +, -, @, a tab or a CR is written with a ' in front, so that
+    a spreadsheet shows it instead of running it as a formula; `subscribers import` takes
+    the ' off again.
     """
     from newsletter.subscribers import write_csv
 
     settings = app.settings()
     with app.store(settings) as store:
-        click.echo(write_csv(store.subscribers(status)), nl=False)
+        listed = store.subscribers(status)
+        interests = store.all_interests(status)
+    click.echo(write_csv(listed, interests), nl=False)
 
 
 # --------------------------------------------------------------------------- send

@@ -74,6 +74,8 @@ class FetchSettings:
     retries: int = _in(3, 0, 10)  # extra attempts on 429, 5xx and connection errors
     max_retry_after: float = _in(120.0, 0, 86400)  # a longer Retry-After fails the source
     window_days: int = _in(3, 1, 60)  # papers first seen this long ago still count as new
+    # where library papers given by arXiv id alone are looked up (subscribers' interests)
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class RenderSettings:
     templates_dir: str = ""  # an operator's copy of templates/; empty: the bundled ones
     snippet_chars: int = _in(320, 0, 5000)
     max_authors: int = _in(3, 1, 100)
+    for_you: int = _in(5, 0, 20)  # papers in each subscriber's "For you"; 0: no such section
     subject: str = "{list_name} — {date}: {topics}"
 
 
@@ -576,6 +579,13 @@ def _validate(s: Settings, where: str) -> Settings:
         )
     if not _URL.match(lst.base_url):
         fail("list.base_url", f"expected an http(s) URL without spaces, got {lst.base_url!r}")
+    api = s.fetch.arxiv_api_url
+    if not _URL.match(api) or "?" in api or "#" in api:
+        fail(
+            "fetch.arxiv_api_url",
+            f"expected the API's http(s) URL without a query, such as "
+            f"https://export.arxiv.org/api/query, got {api!r}",
+        )
     from newsletter.render import subject_template_problem
 
     problem = subject_template_problem(s.render.subject)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from newsletter.errors import NewsletterError
 from newsletter.models import Subscriber
+from newsletter.personal.interests import SubscriberInterests
+from newsletter.personal.stated import BadInterest, InterestsChange, change, join, split
 
 
 class BadAddress(NewsletterError):
@@ -72,6 +74,8 @@ class ImportRow:
     line: int
     email: str
     name: str
+    #: from the optional interest columns; None: the file has none (or its cells are empty)
+    interests: InterestsChange | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,10 @@ def _line_at(data: bytes, offset: int) -> int:
 def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
     """Rows of a CSV with a header naming an ``email`` column (``name`` optional).
 
+    Optional interest columns: ``keywords``, ``authors`` and ``categories`` (values
+    separated by ``;``) and ``only_for_you`` (yes or no). A cell with a value replaces that
+    part of the subscriber's interests; an empty one leaves it as it is.
+
     Commas separate fields, or semicolons or tabs if the header has those and no comma
     (what spreadsheets write in many locales).  Bad rows are reported by line number and
     the good ones returned; a file whose rows cannot be told apart (a quote left open,
@@ -169,6 +177,7 @@ def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
         )
     ei = cols.index("email")
     ni = cols.index("name") if "name" in cols else None
+    interest_columns = {c: cols.index(c) for c in _INTEREST_COLUMNS if c in cols}
     seen: set[str] = set()
     for line, record in records:
         if not any(c.strip() for c in record):
@@ -186,8 +195,34 @@ def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
             continue
         seen.add(email)
         name = clean_name(_unguard(record[ni])) if ni is not None and len(record) > ni else ""
-        rows.append(ImportRow(line, email, name))
+        cells = {c: _unguard(record[i]) for c, i in interest_columns.items() if len(record) > i}
+        try:
+            interests = _interests(cells)
+        except BadInterest as e:
+            problems.append(ImportProblem(line, f"{email}: {e}"))
+            continue
+        rows.append(ImportRow(line, email, name, interests))
     return rows, problems
+
+
+_INTEREST_COLUMNS = ("keywords", "authors", "categories", "only_for_you")
+_YES = ("yes", "true", "1", "y")
+_NO = ("no", "false", "0", "n")
+
+
+def _interests(cells: Mapping[str, str]) -> InterestsChange | None:
+    """The change the interest cells of a row ask for (non-empty cells only)."""
+    lists = {c: split(cells[c]) for c in ("keywords", "authors", "categories") if c in cells}
+    flag = cells.get("only_for_you", "").strip().lower()
+    if flag and flag not in _YES + _NO:
+        raise BadInterest(f"only_for_you is {flag!r}; expected yes or no (or nothing)")
+    found = change(
+        keywords=lists.get("keywords") or None,
+        authors=lists.get("authors") or None,
+        categories=lists.get("categories") or None,
+        only_for_you=(flag in _YES) if flag else None,
+    )
+    return None if found.is_empty else found
 
 
 def _records(reader: Any) -> Iterator[tuple[int, list[str]]]:
@@ -230,12 +265,18 @@ def _unguard(cell: str) -> str:
     return cell
 
 
-def write_csv(subscribers: Iterable[Subscriber]) -> str:
-    """The subscribers as CSV for a spreadsheet or :func:`read_csv`; text cells guarded."""
+def write_csv(
+    subscribers: Iterable[Subscriber], interests: Mapping[int, SubscriberInterests] | None = None
+) -> str:
+    """The subscribers as CSV for a spreadsheet or :func:`read_csv`, with their stated
+    interests (``interests``, by subscriber id; libraries are not written); text cells
+    guarded."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["email", "name", "status", "created_at", "unsubscribed_at"])
+    w.writerow(["email", "name", "status", "created_at", "unsubscribed_at", *_INTEREST_COLUMNS])
     for s in subscribers:
+        mine = (interests or {}).get(s.id, SubscriberInterests())
+        stated = mine.interests
         w.writerow(
             [
                 _guard(s.email),
@@ -243,6 +284,10 @@ def write_csv(subscribers: Iterable[Subscriber]) -> str:
                 s.status.value,
                 s.created_at.isoformat(),
                 s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
+                _guard(join(stated.keywords)),
+                _guard(join(stated.authors)),
+                _guard(join(stated.categories)),
+                "yes" if mine.only_for_you else "",
             ]
         )
     return out.getvalue()

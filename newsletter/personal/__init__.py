@@ -9,6 +9,12 @@ it names by arXiv id alone.
 
 from __future__ import annotations
 
-from newsletter.personal.interests import ForYou, ForYouPick, Interests, LibraryPaper
+from newsletter.personal.interests import (
+    ForYou,
+    ForYouPick,
+    Interests,
+    LibraryPaper,
+    SubscriberInterests,
+)
 
-__all__ = ["ForYou", "ForYouPick", "Interests", "LibraryPaper"]
+__all__ = ["ForYou", "ForYouPick", "Interests", "LibraryPaper", "SubscriberInterests"]

@@ -73,6 +73,25 @@ def _unique(values: Iterable[str], key: Callable[[str], str]) -> tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
+class SubscriberInterests:
+    """A subscriber's interests as the store keeps them: what ``rank`` takes (the library
+    papers with a text, in the subscriber's order), whether they want "For you" alone, and
+    the library papers still known by id alone (they count once their text is found)."""
+
+    interests: Interests = Interests()
+    only_for_you: bool = False
+    waiting: tuple[str, ...] = ()  # canonical ids, in the subscriber's order
+
+    @property
+    def library_size(self) -> int:
+        return len(self.interests.library) + len(self.waiting)
+
+    @property
+    def is_empty(self) -> bool:
+        return self.interests.is_empty and not self.waiting and not self.only_for_you
+
+
+@dataclass(frozen=True, slots=True)
 class ForYouPick:
     """One paper of a subscriber's "For you", with the one line saying why it is there."""
 

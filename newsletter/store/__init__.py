@@ -26,6 +26,7 @@ from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
 from newsletter.sources.merge import id_rank, identity_key, merge_paper
 from newsletter.store import migrations, schema
 from newsletter.store.bounces import BounceStore
+from newsletter.store.interests import InterestStore
 from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
 from newsletter.store.signup import SignupStore
 from newsletter.store.subscribers import ImportResult, SubscriberStore
@@ -104,11 +105,11 @@ def _use_wal(cur: Any) -> None:
             time.sleep(0.05)
 
 
-class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore):
+class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStore):
     """Named operations on the database; open with :meth:`open`.
 
-    Papers and sources are here; subscribers, the send ledger and bounces come from the
-    mixins.
+    Papers and sources are here; subscribers, the send ledger, bounces and subscribers'
+    interests come from the mixins.
     """
 
     def __init__(self, engine: sa.Engine):

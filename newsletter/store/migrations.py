@@ -138,11 +138,56 @@ def _v4(conn: sa.Connection) -> None:
         conn.execute(table.insert(), rows)
 
 
+def _v5(conn: sa.Connection) -> None:
+    """Subscribers' interests and libraries, defined here as they were at version 5."""
+    md = sa.MetaData()
+    sa.Table("subscribers", md, sa.Column("id", sa.Integer, primary_key=True))
+
+    def subscriber() -> sa.ForeignKey:
+        return sa.ForeignKey("subscribers.id", ondelete="CASCADE")
+
+    tables = [
+        sa.Table(
+            "subscriber_interests",
+            md,
+            sa.Column("subscriber_id", sa.Integer, subscriber(), primary_key=True),
+            sa.Column("keywords", sa.JSON, nullable=False),
+            sa.Column("authors", sa.JSON, nullable=False),
+            sa.Column("categories", sa.JSON, nullable=False),
+            sa.Column("only_for_you", sa.Boolean, nullable=False, server_default=sa.false()),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+        ),
+        sa.Table(
+            "library_papers",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("key", sa.Text, nullable=False, unique=True),
+            sa.Column("paper_id", sa.Text),
+            sa.Column("title", sa.Text, nullable=False, server_default=""),
+            sa.Column("abstract", sa.Text, nullable=False, server_default=""),
+            sa.Column("authors", sa.JSON, nullable=False),
+            sa.Column("created_at", schema.UTCDateTime, nullable=False),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+        ),
+        sa.Table(
+            "subscriber_library",
+            md,
+            sa.Column("subscriber_id", sa.Integer, subscriber(), primary_key=True),
+            sa.Column("paper_id", sa.Integer, sa.ForeignKey("library_papers.id"), primary_key=True),
+            sa.Column("position", sa.Integer, nullable=False),
+            sa.Index("ix_subscriber_library_paper_id", "paper_id"),
+        ),
+    ]
+    for table in tables:
+        table.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
     (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
     (3, "bounces: later bounces and complaints", _v3),
     (4, "paper title keys: one row per paper across identities", _v4),
+    (5, "subscribers' interests and their libraries' papers, stored once", _v5),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -180,3 +180,51 @@ bounces = sa.Table(
     sa.Index("ix_bounces_subscriber", "subscriber_id", "kind", "received_at"),
     sa.Index("ix_bounces_issue", "issue_id", "kind"),
 )
+
+# A subscriber's stated interests; no row: none stated (their library is in subscriber_library).
+subscriber_interests = sa.Table(
+    "subscriber_interests",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("keywords", sa.JSON, nullable=False),  # lists, cleaned (personal.stated)
+    sa.Column("authors", sa.JSON, nullable=False),
+    sa.Column("categories", sa.JSON, nullable=False),
+    sa.Column("only_for_you", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Papers kept in subscribers' libraries, each stored once for everyone who keeps it.
+library_papers = sa.Table(
+    "library_papers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # store.interests.library_key: the canonical id (arxiv:..., doi:...), else "title:" and a
+    # hash of the title's key; bounded, so it fits any index
+    sa.Column("key", sa.Text, nullable=False, unique=True),
+    sa.Column("paper_id", sa.Text),  # the canonical id, when the paper has one
+    sa.Column("title", sa.Text, nullable=False, server_default=""),  # "": known by id alone
+    sa.Column("abstract", sa.Text, nullable=False, server_default=""),
+    sa.Column("authors", sa.JSON, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Who keeps which library paper, in their order.
+subscriber_library = sa.Table(
+    "subscriber_library",
+    metadata,
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("paper_id", sa.Integer, sa.ForeignKey("library_papers.id"), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Index("ix_subscriber_library_paper_id", "paper_id"),
+)

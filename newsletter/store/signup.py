@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
+from newsletter.store.interests import prune_library
 from newsletter.store.subscribers import (
     activate_subscriber,
     insert_subscriber,
@@ -122,6 +123,8 @@ class SignupStore:
                     ~sa.exists().where(schema.deliveries.c.subscriber_id == t.c.id),
                 )
             )
+            if result.rowcount:
+                prune_library(conn)  # the papers only their libraries kept
         return int(result.rowcount or 0)
 
     def archive_entries(self) -> list[ArchiveEntry]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.personal.stated import InterestsChange
 from newsletter.store import schema
+from newsletter.store.interests import write_interests
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,7 @@ class ImportResult:
     added: int = 0
     unchanged: int = 0  # already active
     kept_out: tuple[str, ...] = ()  # unsubscribed or bounced: an import does not bring them back
+    interests_set: int = 0  # subscribers added or already active whose interests were set
 
 
 def insert_subscriber(
@@ -91,15 +94,23 @@ class SubscriberStore:
         return subscriber_from_row(row), changed
 
     def import_subscribers(
-        self, rows: Iterable[tuple[str, str]], *, now: dt.datetime
+        self,
+        rows: Iterable[tuple[str, str]],
+        *,
+        now: dt.datetime,
+        interests: Mapping[str, InterestsChange] | None = None,
     ) -> ImportResult:
-        """Add many (email, name) pairs in one transaction; people who left stay out."""
+        """Add many (email, name) pairs in one transaction; people who left stay out.
+
+        ``interests``: changes to the interests of some of them (by address), applied to
+        the ones added and the ones already active.
+        """
         t = schema.subscribers
-        added = unchanged = 0
+        added = unchanged = interests_set = 0
         kept_out: list[str] = []
         with self.write() as conn:
             for email, name in rows:
-                row = conn.execute(sa.select(t.c.status).where(t.c.email == email)).first()
+                row = conn.execute(sa.select(t.c.id, t.c.status).where(t.c.email == email)).first()
                 if row is None:
                     insert_subscriber(conn, email, name, SubscriberStatus.ACTIVE, now)
                     added += 1
@@ -107,7 +118,14 @@ class SubscriberStore:
                     unchanged += 1
                 else:
                     kept_out.append(email)
-        return ImportResult(added, unchanged, tuple(kept_out))
+                    continue
+                change = (interests or {}).get(email)
+                if change is not None:
+                    if row is None:
+                        row = conn.execute(sa.select(t.c.id).where(t.c.email == email)).one()
+                    write_interests(conn, row.id, change, now)
+                    interests_set += 1
+        return ImportResult(added, unchanged, tuple(kept_out), interests_set)
 
     def set_subscriber_status(
         self, subscriber: int | str, status: SubscriberStatus, *, now: dt.datetime
