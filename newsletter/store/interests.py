@@ -70,9 +70,16 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 def write_interests(
     conn: sa.Connection, subscriber_id: int, change: InterestsChange, now: dt.datetime
-) -> None:
-    """Apply ``change`` to the interests of ``subscriber_id`` (which exists) inside the
-    caller's write transaction."""
+) -> bool:
+    """Apply ``change`` to the interests of ``subscriber_id`` inside the caller's write
+    transaction; False (nothing done) if there is no such subscriber."""
+    subs = schema.subscribers
+    # the subscriber's row locked (PostgreSQL): two changes to one subscriber queue
+    found = conn.execute(
+        sa.select(subs.c.id).where(subs.c.id == subscriber_id).with_for_update()
+    ).first()
+    if found is None:
+        return False
     t = schema.subscriber_interests
     row = conn.execute(sa.select(t).where(t.c.subscriber_id == subscriber_id)).first()
     values = {
@@ -108,6 +115,7 @@ def write_interests(
         conn.execute(t.insert().values(subscriber_id=subscriber_id, **values))
     else:
         conn.execute(t.update().where(t.c.subscriber_id == subscriber_id).values(**values))
+    return True
 
 
 def _replace_library(
@@ -115,6 +123,7 @@ def _replace_library(
 ) -> None:
     """The subscriber's library becomes ``papers`` (in this order); papers nobody keeps any
     more are deleted."""
+    _lock_libraries(conn)
     keyed: dict[str, LibraryPaper] = {}
     for paper in papers:
         key = library_key(paper)
@@ -141,15 +150,18 @@ def _replace_library(
     prune_library(conn, old - set(new))
 
 
-def _insert_ignoring_conflicts(conn: sa.Connection, table: sa.Table) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
+#: PostgreSQL advisory lock (the one-bigint form, beside lock.py's) that library changes
+#: take for their transaction: two libraries dropping the last two links to one paper at
+#: once would each still see the other's link and leave the paper behind, and a paper
+#: could be deleted while another library links it. Libraries change seldom (a reader
+#: editing them, an import): queuing these transactions costs nothing that matters.
+#: SQLite's writers queue anyway.
+_PG_LIBRARY_LOCK = 7263016
+
+
+def _lock_libraries(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).on_conflict_do_nothing()
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LIBRARY_LOCK})
 
 
 def _library_rows(
@@ -157,66 +169,57 @@ def _library_rows(
 ) -> dict[str, int]:
     """The row id of every paper of ``keyed`` (by key), inserting the new ones and giving a
     text to stored ones known by id alone. A stored text is not replaced: the first text of
-    a paper serves everyone who keeps it."""
+    a paper serves everyone who keeps it. The caller holds _lock_libraries."""
     t = schema.library_papers
     found: dict[str, int] = {}
-    # On PostgreSQL another transaction may delete a row (its last keeper dropped it)
-    # between our insert and our select: a key found missing is inserted again.
-    for _ in range(3):
-        missing = [k for k in keyed if k not in found]
-        if not missing:
-            return found
-        for chunk in _chunks(missing):
-            conn.execute(
-                _insert_ignoring_conflicts(conn, t),
-                [
-                    {
-                        "key": key,
-                        "paper_id": keyed[key].id,
-                        "title": keyed[key].title,
-                        "abstract": keyed[key].abstract,
-                        "authors": list(keyed[key].authors),
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for key in chunk
-                ],
-            )
-            q = sa.select(t.c.id, t.c.key, t.c.title, t.c.abstract, t.c.authors).where(
+    for chunk in _chunks(list(keyed)):
+        for row in conn.execute(
+            sa.select(t.c.id, t.c.key, t.c.title, t.c.abstract, t.c.authors).where(
                 t.c.key.in_(chunk)
             )
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update(read=True)  # kept until we link them: see prune_library
-            for row in conn.execute(q):
-                found[row.key] = row.id
-                paper = keyed[row.key]
-                fill: dict[str, Any] = {}
-                if not _has_text(row) and (paper.title or paper.abstract):
-                    fill = {"title": paper.title, "abstract": paper.abstract}
-                if not row.authors and paper.authors:
-                    fill["authors"] = list(paper.authors)
-                if fill:
-                    conn.execute(t.update().where(t.c.id == row.id).values(updated_at=now, **fill))
-    raise RuntimeError("library papers kept disappearing while being linked")  # pragma: no cover
+        ):
+            found[row.key] = row.id
+            paper = keyed[row.key]
+            fill: dict[str, Any] = {}
+            if not _has_text(row) and (paper.title or paper.abstract):
+                fill = {"title": paper.title, "abstract": paper.abstract}
+            if not row.authors and paper.authors:
+                fill["authors"] = list(paper.authors)
+            if fill:
+                conn.execute(t.update().where(t.c.id == row.id).values(updated_at=now, **fill))
+    new = [
+        {
+            "key": key,
+            "paper_id": paper.id,
+            "title": paper.title,
+            "abstract": paper.abstract,
+            "authors": list(paper.authors),
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, paper in keyed.items()
+        if key not in found
+    ]
+    for chunk in _chunks(new):
+        conn.execute(t.insert(), chunk)
+        keys = [r["key"] for r in chunk]
+        found.update(
+            (r.key, r.id) for r in conn.execute(sa.select(t.c.key, t.c.id).where(t.c.key.in_(keys)))
+        )
+    return found
 
 
 def prune_library(conn: sa.Connection, candidates: Iterable[int] | None = None) -> None:
     """Delete the library papers among ``candidates`` (row ids; ``None``: all) that nobody
-    keeps. A paper another transaction is linking at this moment stays: its share lock
-    (see _library_rows) makes this wait, and the foreign key then refuses the delete."""
+    keeps, inside the caller's write transaction."""
+    _lock_libraries(conn)
     t, links = schema.library_papers, schema.subscriber_library
     unkept = ~sa.exists().where(links.c.paper_id == t.c.id)
     if candidates is None:
-        statements = [t.delete().where(unkept)]
-    else:
-        ids = sorted(candidates)
-        statements = [t.delete().where(t.c.id.in_(chunk), unkept) for chunk in _chunks(ids)]
-    for statement in statements:
-        try:
-            with conn.begin_nested():
-                conn.execute(statement)
-        except sa.exc.IntegrityError:
-            pass  # linked meanwhile by another subscriber: it is kept, as it should be
+        conn.execute(t.delete().where(unkept))
+        return
+    for chunk in _chunks(sorted(candidates)):
+        conn.execute(t.delete().where(t.c.id.in_(chunk), unkept))
 
 
 # --------------------------------------------------------------------------- reading
@@ -296,15 +299,9 @@ class InterestStore:
         """Apply ``change`` (each part given replaces that part; see InterestsChange) in one
         transaction; the interests as they now are, or ``None`` if there is no such
         subscriber. Library papers without a text are kept by id, waiting for it."""
-        subs = schema.subscribers
         with self.write() as conn:
-            # the subscriber's row locked (PostgreSQL): two changes to one subscriber queue
-            row = conn.execute(
-                sa.select(subs.c.id).where(subs.c.id == subscriber_id).with_for_update()
-            ).first()
-            if row is None:
+            if not write_interests(conn, subscriber_id, change, now):
                 return None
-            write_interests(conn, subscriber_id, change, now)
             found = _read(conn, _of_ids([subscriber_id]))
         return found.get(subscriber_id, SubscriberInterests())
 
