@@ -258,7 +258,9 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
         running,
         re.M,
     ), running
-    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0\s+0\s+0$", running, re.M), running
+    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0\s+0\s+0$", running, re.M), (
+        running
+    )
 
     d.signal(signal.SIGTERM)
     t0 = time.monotonic()

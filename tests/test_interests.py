@@ -664,7 +664,7 @@ def test_digest_as_puts_their_picks_with_reasons_above_their_topic_order(day_con
         digest = build_issue_digest(store, settings, DAY)
     papers = digest_papers(digest)
     ranked = rank(
-        prepare_day(papers, vectorize(papers, seed=42, lsa_dims=0), topics=digest.topics),
+        prepare_day(papers, vectorize(papers), topics=digest.topics),
         Interests(keywords=("language model", "robot")),
         count=5,
     )

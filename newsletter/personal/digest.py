@@ -41,9 +41,7 @@ def personal_digest(
     from newsletter.topics.vectorize import vectorize
 
     papers = digest_papers(digest)
-    day = prepare_day(
-        papers, vectorize(papers, seed=seed, lsa_dims=0), topics=digest.topics, seed=seed
-    )
+    day = prepare_day(papers, vectorize(papers), topics=digest.topics, seed=seed)
     for_you = rank(day, interests.interests, count=count)
     ordered = order_topics(digest.topics, for_you.topic_affinity)
     return PersonalDigest(dataclasses.replace(digest, topics=ordered), for_you, count, interests)
