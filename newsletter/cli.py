@@ -451,7 +451,7 @@ def demo(app: Context, directory: Path) -> None:
 
 @cli.group()
 def subscribers() -> None:
-    """Add, remove, list, import and export subscribers."""
+    """Add, remove, list, import and export subscribers; set and show their interests."""
 
 
 _status_option = click.option(
@@ -590,7 +590,15 @@ def subscribers_set(
     settings = app.settings()
     with app.store(settings) as store:
         sub = _subscriber(store, email)
-        report = update.set_interests(settings, store, sub.id, change, library=parsed, now=_now())
+        report = update.set_interests(
+            settings,
+            store,
+            sub.id,
+            change,
+            library=parsed,
+            now=_now(),
+            on_look_up=lambda n: _announce_look_up(n, settings),
+        )
     if report is None:  # removed meanwhile
         raise click.ClickException(f"no subscriber {sub.email}")
     for problem in report.problems[:_SHOWN_PROBLEMS]:
@@ -612,6 +620,17 @@ def subscribers_set(
     if sub.status is not SubscriberStatus.ACTIVE:
         click.echo(f"note: {sub.email} is {sub.status.value}: nothing is sent to them", err=True)
     click.echo(f"set: {sub.email}: {_interests_summary(report.interests)}")
+
+
+def _announce_look_up(ids: int, settings: Any) -> None:
+    from newsletter.personal.fetch import BATCH_SIZE
+
+    requests = -(-ids // BATCH_SIZE)
+    wait = (requests - 1) * settings.fetch.min_interval
+    took = (
+        f", some {wait:.0f} s at one request per {settings.fetch.min_interval:g} s" if wait else ""
+    )
+    click.echo(f"looking up {ids} arXiv id(s) in {requests} request(s){took}...", err=True)
 
 
 def _given(values: tuple[str, ...]) -> list[str] | None:

@@ -463,6 +463,7 @@ def test_a_library_is_looked_up_once_and_shared_between_subscribers(ada, feed_se
     r = run(ada, "subscribers", "set", "ada@example.org", "--library", str(ids))
     assert r.exit_code == 0, r.output
     assert "a library of 3 papers;" in r.stdout
+    assert "looking up 3 arXiv id(s) in 1 request(s)...\n" in r.stderr
     assert "looked up 3 arXiv id(s) in 1 request(s): 3 found, 0 unknown, 0 not answered" in r.stderr
     shown = show(ada)
     assert "library:    3 papers\n" in shown

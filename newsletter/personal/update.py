@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -84,11 +85,14 @@ def set_interests(
     library: ParsedLibrary | None = None,
     now: dt.datetime,
     fetcher: Fetcher | None = None,
+    on_look_up: Callable[[int], None] | None = None,
 ) -> SetReport | None:
     """Apply ``change`` to the subscriber's interests, with ``library`` (read from what they
     gave) as their new library when given. The arXiv ids without a text (in ``library``,
     else in the library stored) are looked up through ``fetcher`` (default: one like the
-    feeds') at ``fetch.arxiv_api_url``. ``None`` if there is no such subscriber."""
+    feeds') at ``fetch.arxiv_api_url``; ``on_look_up`` is told how many first (a long
+    list takes a while: BATCH_SIZE ids a request, one request per ``fetch.min_interval``).
+    ``None`` if there is no such subscriber."""
     if library is not None:
         waiting = library.without_text
     else:
@@ -97,6 +101,8 @@ def set_interests(
     asked = [i for i in waiting if i not in texts and i.startswith("arxiv:")]
     lookup = None
     if asked:
+        if on_look_up is not None:
+            on_look_up(len(asked))
         lookup = look_up(
             asked,
             fetcher=fetcher or make_fetcher(settings),
