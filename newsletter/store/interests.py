@@ -82,21 +82,16 @@ def write_interests(
         return False
     t = schema.subscriber_interests
     row = conn.execute(sa.select(t).where(t.c.subscriber_id == subscriber_id)).first()
+    keywords, authors, categories, only = (
+        (row.keywords, row.authors, row.categories, bool(row.only_for_you))
+        if row
+        else ((), (), (), False)
+    )
     values = {
-        "keywords": list(
-            change.keywords if change.keywords is not None else (row.keywords if row else ())
-        ),
-        "authors": list(
-            change.authors if change.authors is not None else (row.authors if row else ())
-        ),
-        "categories": list(
-            change.categories if change.categories is not None else (row.categories if row else ())
-        ),
-        "only_for_you": (
-            change.only_for_you
-            if change.only_for_you is not None
-            else (bool(row.only_for_you) if row else False)
-        ),
+        "keywords": list(keywords if change.keywords is None else change.keywords),
+        "authors": list(authors if change.authors is None else change.authors),
+        "categories": list(categories if change.categories is None else change.categories),
+        "only_for_you": only if change.only_for_you is None else change.only_for_you,
         "updated_at": now,
     }
     if change.library is not None:
