@@ -156,6 +156,30 @@ def test_a_change_keeps_what_it_does_not_name():
 
 
 @both_backends
+def test_a_database_from_before_gets_the_interest_tables_and_keeps_its_subscribers(database_url):
+    from test_paper_identity import tables_before
+
+    from newsletter.store import migrations
+
+    mine = next(v for v, what, _ in migrations.MIGRATIONS if "interests" in what)
+    with Store.open(database_url, now=T0) as store:
+        ada = add(store, "ada@example.org")
+        with store.write() as conn:  # as the version before left it
+            before = tables_before(mine)
+            for table in reversed(schema.metadata.sorted_tables):
+                if table.name not in before:
+                    table.drop(conn)
+            sm = schema.schema_migrations
+            conn.execute(sm.delete().where(sm.c.version >= mine))
+        assert store.schema_version() == mine - 1
+    with Store.open(database_url, now=T0) as store:
+        assert store.schema_version() == migrations.LATEST
+        assert store.subscriber(ada) is not None
+        got = store.update_interests(ada, change(keywords=["x"], library=[lib(0)]), now=T0)
+        assert got is not None and got.interests.library == (lib(0),)
+
+
+@both_backends
 def test_interests_round_trip_and_each_part_replaces_only_itself(store):
     ada = add(store, "ada@example.org")
     assert store.interests(ada) == SubscriberInterests()
