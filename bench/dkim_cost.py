@@ -132,7 +132,7 @@ def main() -> None:
             assert issue is not None
             subs = list(store.iter_subscribers(SubscriberStatus.ACTIVE))
         mailer = IssueMailer(settings, issue, send_speed.SECRET, send_speed.utcnow())
-        messages = [mailer.message(s)[1] for s in subs]
+        messages = [mailer.message(s).data for s in subs]
         n = len(messages)
         size = sum(map(len, messages)) / n
         now = send_speed.utcnow()

@@ -131,7 +131,7 @@ def main() -> None:
                 mailer.message(s)
 
         per_msg = _best(batch, args.repeat) / len(subs)
-        size = len(mailer.message(subs[0])[1])
+        size = len(mailer.message(subs[0]).data)
         ratio = per_msg / full
         print(
             f"{n:>6} {len(issue.html.encode()):>7,} {size:>7,} {full * 1000:>9.1f} "

@@ -232,7 +232,7 @@ def run_baseline(workdir: Path, template: Path, day: dt.date, latency: float, n:
     sink0, cpu0 = sink.cpu(), time.process_time()
     t0 = time.perf_counter()
     for sub in subs:
-        _mid, data = mailer.message(sub)
+        data = mailer.message(sub).data
         size += len(data)
         conn = smtplib.SMTP("127.0.0.1", sink.port, timeout=30)
         conn.sendmail(settings.list.from_address, [sub.email], data)

@@ -6,6 +6,12 @@ single line and exits non-zero.  Bugs are not ``NewsletterError`` and keep their
 
 from __future__ import annotations
 
+from typing import Literal
+
+#: Where in a delivery a failure happened: opening the connection, or the reply to MAIL
+#: FROM, RCPT TO or DATA.
+SendStage = Literal["connect", "mail", "rcpt", "data"]
+
 
 class NewsletterError(Exception):
     """Base of every error the program reports to the user as one line."""
@@ -45,3 +51,27 @@ class TemplateError(NewsletterError):
 
 class DeliveryError(NewsletterError):
     """A message could not be handed to the transport."""
+
+
+class SendError(DeliveryError):
+    """The server did not take this message: ``permanent`` says whether retrying can help,
+    ``bounce`` whether the address does not exist; ``code`` is the server's reply code,
+    ``None`` when there was no reply (the connection was lost, or the address cannot be
+    written for this server).  A delivery run decides what to do with it
+    (:mod:`newsletter.delivery.policy`); elsewhere it is an error like any other."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        stage: SendStage,
+        code: int | None = None,
+        permanent: bool = False,
+        bounce: bool = False,
+    ):
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.permanent = permanent
+        self.stage = stage
+        self.bounce = bounce

@@ -453,9 +453,8 @@ def dry_run(
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     n = size = 0
     for sub in store.iter_subscribers(SubscriberStatus.ACTIVE):
-        _, data = mailer.message(sub)
         n += 1
-        size += len(data)
+        size += len(mailer.message(sub).data)
     return SendReport(issue_date, "dry-run", issue=issue, dry_run_messages=n, dry_run_bytes=size)
 
 
@@ -478,14 +477,14 @@ def send_test_copy(
     issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     test_subscriber = Subscriber(0, email, "", SubscriberStatus.ACTIVE, now, now)
-    _, data = mailer.message(test_subscriber)
+    out = mailer.message(test_subscriber)
     factory = transport_factory or make_transport_factory(
         settings, str(Path(settings.delivery.outbox_dir) / "test-copies")
     )
     transport = factory()
     transport.open()
     try:
-        return transport.send(settings.list.from_address, ascii_email(email), data, lambda: None)
+        return transport.send(out.sender, ascii_email(email), out.data, lambda: None)
     finally:
         transport.close()
 
@@ -504,7 +503,7 @@ def write_preview(
 
     issue = stored_or_draft(store, settings, issue_date, now=now)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
-    _, eml = mailer.message(subscriber)
+    eml = mailer.message(subscriber).data
     html, text, _ = mailer.personal(subscriber)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,9 @@ def today(monkeypatch):
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
     """Retries keep their order and count; the waits between them shrink."""
-    import newsletter.delivery
+    from newsletter.delivery import policy
 
-    monkeypatch.setattr(newsletter.delivery, "BACKOFF", 0.01)
+    monkeypatch.setattr(policy, "BACKOFF", 0.01)
 
 
 def now() -> dt.datetime:
@@ -346,9 +346,9 @@ def test_missing_secret_key_is_a_config_error(setup, smtp_server):
 
 
 def test_faults_are_retried_recorded_and_bounced(setup, smtp_server, monkeypatch):
-    import newsletter.delivery as delivery
+    from newsletter.delivery import policy
 
-    monkeypatch.setattr(delivery, "MAX_ATTEMPTS", 3)
+    monkeypatch.setattr(policy, "MAX_ATTEMPTS", 3)
     faults = Faults(
         mail=["421 4.3.2 try again later"],
         rcpt={
@@ -483,9 +483,9 @@ def test_the_problem_list_says_how_many_it_leaves_out(setup, smtp_server):
 def test_a_transient_failure_does_not_hold_up_the_list(setup, smtp_server, monkeypatch):
     """One connection; the first subscriber gets a 451: the connection moves on to the
     others and comes back to it when its retry is due."""
-    import newsletter.delivery as delivery
+    from newsletter.delivery import policy
 
-    monkeypatch.setattr(delivery, "BACKOFF", 0.5)
+    monkeypatch.setattr(policy, "BACKOFF", 0.5)
     faults = Faults(rcpt={"reader000@example.org": ["451 4.3.0 try again later", None]})
     server = smtp_server(Handler(faults))
     path, _settings = setup(server.config(connections=1), subscribers=6)
@@ -501,9 +501,9 @@ def test_full_mailboxes_are_retried_side_by_side_not_one_after_another(
     """`--retry-failed` on mailboxes that stay full: each gets its tries, and the waits
     between them overlap instead of adding up (the first tries of all, then the second
     tries of all, ...), so the run takes about one retry schedule."""
-    import newsletter.delivery as delivery
+    from newsletter.delivery import policy
 
-    monkeypatch.setattr(delivery, "BACKOFF", 0.2)
+    monkeypatch.setattr(policy, "BACKOFF", 0.2)
     full = [f"reader00{i}@example.org" for i in range(5)]
     faults = Faults(rcpt={a: ["452 4.2.2 mailbox full"] for a in full})
     server = smtp_server(Handler(faults))
@@ -716,3 +716,12 @@ def test_send_deletes_sign_ups_never_confirmed(setup):
         pending = store.subscriber("recent@example.org")
         assert pending is not None and pending.status is SubscriberStatus.PENDING
     assert sorted(ledger(settings)) == ["reader000@example.org", "reader001@example.org"]
+
+
+def test_a_refused_test_copy_is_one_line_not_a_traceback(setup, smtp_server):
+    server = smtp_server(Handler(Faults(rcpt={"editor@example.org": ["550 5.1.1 no such user"]})))
+    path, _settings = setup(server.config(), subscribers=1)
+    r = send(path, "--to", "editor@example.org")
+    assert r.exit_code == 1
+    assert r.stderr.strip().splitlines()[-1].endswith("550 5.1.1 no such user (after RCPT TO)")
+    assert server.received == []

@@ -251,10 +251,10 @@ def test_two_senders_at_once_one_sends_the_other_is_told_who(tmp_path, sample_fe
 def test_stop_during_backoff_after_a_drop_in_data_keeps_the_row_in_doubt(
     write_config, sample_feeds, smtp_server, monkeypatch
 ):
-    import newsletter.delivery
+    from newsletter.delivery import policy
     from newsletter.pipeline import run_send
 
-    monkeypatch.setattr(newsletter.delivery, "BACKOFF", 4.0)  # a wait of 4 to 12 s to stop in
+    monkeypatch.setattr(policy, "BACKOFF", 4.0)  # a wait of 4 to 12 s to stop in
     victim = "reader000@example.org"
     # The drop is retried at once, on a new connection; the 451 then asks for time.
     handler = Handler(
@@ -320,10 +320,10 @@ path = "{sample_feeds}/hf-daily.json"
 def test_deferred_after_a_drop_in_data_is_resent_in_doubt(
     write_config, sample_feeds, smtp_server, monkeypatch
 ):
-    import newsletter.delivery
+    from newsletter.delivery import policy
     from newsletter.pipeline import run_send
 
-    monkeypatch.setattr(newsletter.delivery, "MAX_ATTEMPTS", 1)  # the drop is the last attempt
+    monkeypatch.setattr(policy, "MAX_ATTEMPTS", 1)  # the drop is the last attempt
     victim = "reader000@example.org"
     handler = Handler(Faults(data={victim: ["DISCONNECT", None]}, deliver_before_disconnect=True))
     settings = drop_setup(write_config, sample_feeds, smtp_server(handler))

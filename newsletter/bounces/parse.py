@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from email.message import Message
 from enum import StrEnum
 
+from newsletter.delivery.policy import address_gone
+
 
 class Kind(StrEnum):
     """What one report says about one recipient."""
@@ -182,21 +184,19 @@ def _dsn_findings(msg: Message) -> list[Finding]:
 def severity(status: str | None, diagnostic: str | None, *, permanent: bool) -> Kind:
     """Hard only when the address itself is bad; any other failure is soft.
 
-    5.1.x (bad mailbox, bad domain) and 5.2.1 (mailbox disabled) are hard; so is a bare
-    5.0.0 whose server said 550, 551 or 553, the replies that mark a subscriber bounced
-    when they come during sending.  A full mailbox (5.2.2) or a policy rejection (5.7.x)
-    says nothing about the address: soft.  Without a status code, the detector's verdict.
+    The same rule as a refusal while sending (:func:`newsletter.delivery.policy.
+    address_gone`): 5.1.x (bad mailbox, bad domain) but the sender's 5.1.7 and 5.1.8,
+    and 5.2.1 (mailbox disabled), are hard; so is a bare 5.0.0 whose server said 550, 551
+    or 553.  A full mailbox (5.2.2) or a policy rejection (5.7.x) says nothing about the
+    address: soft.  Without a status code, the detector's verdict.
     """
     if status is None:
         return Kind.HARD if permanent else Kind.SOFT
-    klass, subject, detail = status.split(".")
+    klass = status.partition(".")[0]
     if klass != "5":
         return Kind.SOFT if klass == "4" else Kind.OTHER
-    if subject == "1" or (subject, detail) == ("2", "1"):
-        return Kind.HARD
-    if (subject, detail) == ("0", "0") and diagnostic and _SMTP_HARD.search(diagnostic):
-        return Kind.HARD
-    return Kind.SOFT
+    said = _SMTP_HARD.search(diagnostic or "")
+    return Kind.HARD if address_gone(status, int(said.group(0)) if said else None) else Kind.SOFT
 
 
 def _status(field: str, diagnostic: str | None) -> str | None:

@@ -24,12 +24,17 @@ import hashlib
 import hmac
 import re
 import urllib.parse
+from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from newsletter.config import Settings
 from newsletter.models import Subscriber
 from newsletter.tokens import sign
+
+if TYPE_CHECKING:
+    from newsletter.store import IssueRecord
 
 UNSUBSCRIBE = "unsubscribe"
 #: Header folding for the wire: CRLF, RFC 2047 for non-ASCII text.  Folded only past 998
@@ -208,3 +213,54 @@ class MessageTemplate:
         ]
         # Every part is ASCII by construction, but the To header of an SMTPUTF8 address.
         return mid, "".join(parts).encode("utf-8" if utf8 else "ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One subscriber's copy of an issue, ready for :meth:`Transport.send`."""
+
+    message_id: str
+    sender: str  # the envelope sender (MAIL FROM), where bounces go
+    data: bytes  # the message as it goes on the wire
+
+
+class IssueMailer:
+    """Turns the stored issue into one subscriber's message; cheap per subscriber."""
+
+    def __init__(self, settings: Settings, issue: IssueRecord, secret: str, now: dt.datetime):
+        self.settings = settings
+        self.issue = issue
+        self.secret = secret
+        self.template = MessageTemplate(
+            settings,
+            subject=issue.subject,
+            html=issue.html,
+            text=issue.text,
+            date=now,
+            secret=secret,
+            issue_date=issue.issue_date,
+        )
+
+    def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
+        """(html, text, unsubscribe token) for one subscriber, as the message carries them."""
+        from newsletter.render import RenderedIssue, personalize
+
+        token = unsubscribe_token(self.secret, subscriber.id)
+        rendered = RenderedIssue(
+            self.issue.subject, self.issue.preheader, self.issue.html, self.issue.text
+        )
+        html, text = personalize(
+            rendered,
+            unsubscribe_url=unsubscribe_url(self.settings, token),
+            name=subscriber.name,
+            email=subscriber.email,
+        )
+        return html, text, token
+
+    def message(self, subscriber: Subscriber) -> Outgoing:
+        """The subscriber's copy: every message of an issue, sent, test copy, preview or
+        dry run, is made here, envelope sender and final bytes included (a per-subscriber
+        return path, ``bounces.verp.envelope_sender``, and a DKIM signature,
+        ``delivery.dkim``, belong here)."""
+        mid, data = self.template.render(subscriber)
+        return Outgoing(mid, self.settings.list.from_address, data)

@@ -1,7 +1,8 @@
 """Transports: the one small interface that hands a message to the world.
 
 ``send(sender, recipient, data, before_data)`` returns the server's reply, raises
-:class:`SendError` for a failure of this message (transient or permanent), or
+:class:`~newsletter.errors.SendError` for a failure of this message (transient or
+permanent, as :func:`newsletter.delivery.policy.classify` judges a refusal), or
 :class:`TransportUnavailable` when nothing can be sent at all (server unreachable, login
 refused): the run stops and the ledger stays resumable.  ``before_data`` is called at the
 last moment before the message leaves, so the ledger can mark it in flight.
@@ -24,30 +25,11 @@ from typing import Protocol
 
 from newsletter.config import Settings, check_smtp_login
 from newsletter.delivery.message import wire_address
-from newsletter.errors import DeliveryError
+from newsletter.delivery.policy import classify
+from newsletter.errors import DeliveryError, SendError, SendStage
 from newsletter.subscribers import BadAddress
 
 log = logging.getLogger(__name__)
-
-
-class SendError(Exception):
-    """This message was not accepted; ``permanent`` says whether retrying can help."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        code: int | None = None,
-        permanent: bool = False,
-        stage: str = "",
-        bounce: bool = False,
-    ):
-        super().__init__(reason)
-        self.reason = reason
-        self.code = code
-        self.permanent = permanent
-        self.stage = stage
-        self.bounce = bounce  # the address does not exist: mark the subscriber bounced
 
 
 class TransportUnavailable(DeliveryError):
@@ -241,15 +223,15 @@ class SmtpTransport:
                     stage="rcpt",
                 )
             options = ["SMTPUTF8"] + (["BODY=8BITMIME"] if conn.has_extn("8bitmime") else [])
-        stage = "mail"
+        stage: SendStage = "mail"
         try:
             code, resp = conn.mail(sender, options)
             if code != 250:
-                raise self._refused(code, resp, "MAIL FROM")
+                raise self._refused(code, resp, stage)
             stage = "rcpt"
             code, resp = conn.rcpt(rcpt)
             if code not in (250, 251):
-                raise self._refused(code, resp, "RCPT TO", rcpt=True)
+                raise self._refused(code, resp, stage)
             stage = "data"
             try:
                 before_data()
@@ -258,13 +240,13 @@ class SmtpTransport:
                 raise
             code, resp = conn.data(data)
             if code != 250:  # smtplib returns, not raises, a refusal of the message itself
-                raise self._refused(code, resp, "DATA")
+                raise self._refused(code, resp, stage)
         except smtplib.SMTPDataError as e:
             self._reset()
-            raise _failure(e.smtp_code, e.smtp_error, "DATA") from e
+            raise classify(e.smtp_code, _text(e.smtp_error), "data") from e
         except smtplib.SMTPResponseException as e:
             self._drop()
-            raise _failure(e.smtp_code, e.smtp_error, stage.upper()) from e
+            raise classify(e.smtp_code, _text(e.smtp_error), stage) from e
         except (smtplib.SMTPServerDisconnected, OSError) as e:
             self._drop()
             raise SendError(f"connection lost during {stage.upper()}: {e}", stage=stage) from e
@@ -276,13 +258,13 @@ class SmtpTransport:
         self.sent_on_conn += 1
         return f"{code} {_text(resp)}"
 
-    def _refused(self, code: int, resp: bytes, stage: str, *, rcpt: bool = False) -> SendError:
+    def _refused(self, code: int, resp: bytes, stage: SendStage) -> SendError:
         """The error for a refusal; the connection is reset, or dropped after a 421."""
         if code == 421:  # the server is closing the connection
             self._drop()
         else:
             self._reset()
-        return _failure(code, resp, stage, rcpt=rcpt)
+        return classify(code, _text(resp), stage)
 
     def _reset(self) -> None:
         try:
@@ -307,21 +289,6 @@ class SmtpTransport:
 def _text(resp: bytes | str) -> str:
     s = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
     return " ".join(s.split())
-
-
-def _failure(code: int, resp: bytes | str, stage: str, *, rcpt: bool = False) -> SendError:
-    # 421 means the server is closing the connection: transient, reconnect.  A 5xx to RCPT
-    # with 550/551/553 or an enhanced 5.1.x code means the mailbox does not exist.
-    text = _text(resp)
-    permanent = 500 <= code < 600
-    bounce = rcpt and permanent and (code in (550, 551, 553) or text.startswith("5.1."))
-    return SendError(
-        f"{code} {text} (after {stage})",
-        code=code,
-        permanent=permanent,
-        stage=stage.lower(),
-        bounce=bounce,
-    )
 
 
 def _ssl_context(ca_file: str) -> ssl.SSLContext:

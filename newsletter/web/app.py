@@ -22,7 +22,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from newsletter.delivery.message import UNSUBSCRIBE
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, SendError
 from newsletter.models import IssueStatus, SubscriberStatus
 from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.subscribers import BadAddress, clean_name, normalise_email
@@ -324,8 +324,6 @@ class WebApp:
     def mail_confirmation(self, addr: str, name: str) -> bool:
         """Record the sign-up (PENDING if new, with ``name``) and mail the link; False if it
         could not go."""
-        from newsletter.delivery.transport import SendError
-
         sub = self.store.add_pending(addr, name, now=self.now())
         token = confirm_token(self.secret, sub, now=self.clock())
         url = public_url(self.settings, f"/confirm/{token}")
