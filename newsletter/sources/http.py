@@ -239,13 +239,15 @@ class Fetcher:
     # ------------------------------------------------------------------ HTTP
 
     def _wait_turn(self, host: str) -> None:
+        """Wait until ``min_interval`` has passed since the last answer from ``host`` ended:
+        counted from the answer, not from the request, so that the server never sees two
+        requests closer than that however long the first took to reach it."""
         last = self._last_request.get(host)
         if last is not None:
             wait = self.settings.min_interval - (self._clock() - last)
             if wait > 0:
                 log.debug("waiting %.1f s before the next request to %s", wait, host)
                 self._sleep(wait)
-        self._last_request[host] = self._clock()
 
     def _get_http(self, url: str, etag: str | None, last_modified: str | None) -> Response:
         if problem := _url_problem(url):
@@ -266,7 +268,10 @@ class Fetcher:
             attempts += 1
             self._wait_turn(host)
             try:
-                return self._once(url, headers, attempts)
+                try:
+                    return self._once(url, headers, attempts)
+                finally:  # whatever the answer was: the next request waits from here
+                    self._last_request[host] = self._clock()
             except _Retryable as r:
                 left = self.settings.retries - (attempts - 1)
                 if left <= 0:
