@@ -22,6 +22,7 @@ The rate is wall-clock over the whole call.
 
     python bench/send_speed.py --fault-mix --subscribers 500 --latency 0.005
     python bench/send_speed.py --retry-full 20 --subscribers 100 --latency 0.005
+    python bench/send_speed.py --dkim 2048 --subscribers 2000 --latency 0 --repeat 5
 
 The fault mix: ours with the default ``smtp.connections`` (or ``--configs``), a clean send
 and the same send with faulty addresses, each against a fresh sink, alternating for
@@ -30,7 +31,9 @@ other one a ``451`` to DATA, the others a connection dropped in DATA before the 
 took the message) and are accepted afterwards; target: at most 1.2x the clean send's
 time.  Reported apart: 5 % with a persistent ``452`` to RCPT (deferred after their
 retries) and 5 % whose DATA reply takes 2 s.  ``--retry-full N``: how long
-``send --retry-failed`` takes when N mailboxes are still full.
+``send --retry-failed`` takes when N mailboxes are still full.  ``--dkim BITS``: the
+same send unsigned and signed with a fresh RSA key, alternating; the difference per
+message is what signing costs (target: under 10 % at 0 ms latency).
 """
 
 from __future__ import annotations
@@ -171,11 +174,21 @@ class SinkProcess:
 # --------------------------------------------------------------------------- setup
 
 
-def settings_for(workdir: Path, db: Path, port: int, connections: int = 1, per_conn: int = 200):
+def settings_for(
+    workdir: Path,
+    db: Path,
+    port: int,
+    connections: int = 1,
+    per_conn: int = 200,
+    dkim_key: Path | None = None,
+):
     from newsletter.config import load_settings
 
     cfg = workdir / f"bench-{port}-{connections}-{per_conn}.toml"
-    cfg.write_text(config_text(f"sqlite:///{db}", port, connections, per_conn), encoding="utf-8")
+    text = config_text(f"sqlite:///{db}", port, connections, per_conn)
+    if dkim_key is not None:  # [smtp] is the last table
+        text += f'dkim_key_file = "{dkim_key}"\ndkim_selector = "bench"\n'
+    cfg.write_text(text, encoding="utf-8")
     return load_settings(cfg, env={"NEWSLETTER_SECRET_KEY": SECRET})
 
 
@@ -292,6 +305,7 @@ def run_ours(
     n: int,
     profile: bool = False,
     faults: dict[str, str] | None = None,
+    dkim_key: Path | None = None,
 ) -> dict:
     from newsletter.pipeline import run_send
     from newsletter.store import Store
@@ -300,7 +314,7 @@ def run_ours(
     sink = SinkProcess(latency, workdir, faults)
     db = workdir / f"ours-{connections}-{per_conn}.db"
     copy_db(template, db)
-    settings = settings_for(workdir, db, sink.port, connections, per_conn)
+    settings = settings_for(workdir, db, sink.port, connections, per_conn, dkim_key)
     main = cProfile.Profile()
     with Store.open(settings.database_url) as store:
         sink0, cpu0 = sink.cpu(), time.process_time()
@@ -390,6 +404,57 @@ def fault_mix(
         print(f"| {name} | {runs} | {med:.2f} | {med / clean:.2f}x |")
 
 
+def dkim_cost(
+    workdir: Path,
+    template: Path,
+    day: dt.date,
+    n: int,
+    latency: float,
+    spec: str,
+    repeat: int,
+    bits: int,
+) -> None:
+    """The same send unsigned and DKIM-signed (an RSA key of ``bits``), alternating."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    c, m = parse_config(spec or "default")
+    key = workdir / f"dkim-{bits}.pem"
+    key.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=bits).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    print(
+        f"DKIM: {n} subscribers, latency {latency * 1000:.0f} ms per reply, "
+        f"connections={c} max_per_connection={m}, RSA-{bits}",
+        flush=True,
+    )
+    times: dict[str, list[float]] = {"unsigned": [], "signed": []}
+    for k in range(repeat):
+        for name, signer in (("unsigned", None), ("signed", key)):
+            r = run_ours(workdir, template, day, latency, c, m, n, dkim_key=signer)
+            times[name].append(r["elapsed"])
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(
+                f"  round {k + 1}: {name}: {r['elapsed']:.2f}s, CPU {r['cpu']:.2f}s (load {load})",
+                flush=True,
+            )
+    plain, signed = (sorted(ts)[len(ts) // 2] for ts in times.values())
+    print()
+    print("| send | runs (s) | median s | ms per message | vs unsigned |")
+    print("|---|---|---|---|---|")
+    for name, ts in times.items():
+        med = sorted(ts)[len(ts) // 2]
+        runs = ", ".join(f"{t:.2f}" for t in ts)
+        print(f"| {name} | {runs} | {med:.2f} | {med / n * 1000:.3f} | {med / plain:.3f}x |")
+    print(
+        f"signing adds {(signed - plain) / n * 1000:.3f} ms per message ({signed / plain - 1:+.1%})"
+    )
+
+
 def retry_full_mailboxes(
     workdir: Path, template: Path, day: dt.date, latency: float, spec: str, full: int
 ) -> None:
@@ -468,6 +533,13 @@ def main() -> None:
         help="time `send --retry-failed` on N mailboxes that stay full (first --configs entry, "
         "else the default config)",
     )
+    ap.add_argument(
+        "--dkim",
+        type=int,
+        metavar="BITS",
+        help="unsigned vs DKIM-signed sends with an RSA key of BITS, alternating --repeat "
+        "times (first --configs entry, else the default config)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument(
         "--what-if-write-lock",
@@ -497,6 +569,11 @@ def main() -> None:
             spec = args.configs[0] if "--configs" in sys.argv else ""
             for lat in args.latency:
                 retry_full_mailboxes(workdir, template, day, lat, spec, args.retry_full)
+            return
+        if args.dkim:
+            spec = args.configs[0] if "--configs" in sys.argv else ""
+            for lat in args.latency:
+                dkim_cost(workdir, template, day, n, lat, spec, args.repeat, args.dkim)
             return
         if args.fault_mix:
             spec = args.configs[0] if "--configs" in sys.argv else ""

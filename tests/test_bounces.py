@@ -32,6 +32,7 @@ from newsletter.bounces import Kind, run_bounce_check
 from newsletter.bounces.parse import read_report, severity
 from newsletter.bounces.policy import SoftBounce, decide, soft_occasions
 from newsletter.bounces.verp import (
+    Target,
     envelope_sender,
     parse_message_id,
     parse_return_path,
@@ -735,19 +736,24 @@ def recorded_rows(store: Store) -> int:
 
 
 def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
-    tmp_path, smtp_server, sample_feeds, imap
+    tmp_path, smtp_server, sample_feeds, imap, dkim_key
 ):
-    """An issue sent through a real SMTP server; later, real-world reports about some of
-    those messages (each quoting the Message-ID its subscriber got) arrive by IMAP."""
+    """An issue sent through a real SMTP server, each copy from its own return path and
+    DKIM-signed; later, real-world reports about some of those messages arrive by IMAP:
+    most quote the Message-ID its subscriber got, one quotes nothing and is matched by the
+    return path it was sent back to."""
     server = smtp_server()
     day = dt.datetime.now(dt.UTC).date()
+    key_file, record = dkim_key
     cfg = tmp_path / "newsletter.toml"
     cfg.write_text(
         f'database_url = "sqlite:///{tmp_path}/send.db"\n'
         '[list]\nfrom_address = "papers@example.org"\nbase_url = "https://papers.example.org"\n'
         '[schedule]\ntimezone = "UTC"\n[fetch]\nwindow_days = 1\n'
         f'[[sources]]\nname = "hf-daily"\npath = "{sample_feeds}/hf-daily.json"\n'
-        + server.config()
+        + server.config(dkim_key_file=str(key_file), dkim_selector="news").replace(
+            "[delivery]\n", '[delivery]\nreturn_path = "bounces@example.org"\n'
+        )
         + f'[bounces]\nkind = "imap"\nurl = "imaps://127.0.0.1:{imap.port}"\n'
         f'username = "{imap.user}"\nca_file = "{imap.ca}"\nsoft_limit = 2\n'
         'folder = "FOLDER"\nprocessed_folder = "FOLDER-done"\n'
@@ -761,6 +767,18 @@ def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
     assert sent.exit_code == 0, sent.output
     mids = {r.rcpt_tos[0]: str(r.message["Message-ID"]) for r in server.received}
     assert sorted(mids) == people
+    senders = {r.rcpt_tos[0]: r.mail_from for r in server.received}
+    with Store.open(f"sqlite:///{tmp_path}/send.db") as store:
+        ids = {s.email: s.id for s in store.subscribers()}
+    for r in server.received:
+        person = r.rcpt_tos[0]
+        # The envelope names the subscriber and the issue; the From header is the list's.
+        assert parse_return_path("bounces@example.org", SECRET, r.mail_from) == Target(
+            ids[person], day
+        )
+        assert r.message["From"].addresses[0].addr_spec == "papers@example.org"
+        assert dkim.verify(r.data, dnsfunc=stub_dns(record)), person
+    assert len(set(senders.values())) == 4
 
     def about(name: str, quoted: str, person: str) -> bytes:
         data = (SAMPLES / name).read_bytes()
@@ -785,39 +803,48 @@ def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
         # An out-of-office reply and a bounce about someone who was never on the list.
         (SAMPLES / "sisimai-rfc3834-03.eml").read_bytes(),
         (SAMPLES / "flufl-exim_01.eml").read_bytes(),
+        # The same Exim bounce, quoting nothing of ours, sent back to Cyd's return path.
+        _retarget(
+            (SAMPLES / "flufl-exim_01.eml").read_bytes(),
+            senders["cyd@example.net"],
+            "exim-again@mx.example",
+        ),
     ]
     folder = imap.folder(reports)
     cfg.write_text(cfg.read_text().replace("FOLDER", folder))
     checked = runner.invoke(cli, ["-c", str(cfg), "bounces", "check"], env=env)
     assert checked.exit_code == 0, checked.output
     assert (
-        "read 5 message(s): hard bounces 2, soft bounces 1, complaints 1, auto-replies "
+        "read 6 message(s): hard bounces 3, soft bounces 1, complaints 1, auto-replies "
         "ignored 1, delay warnings ignored 0, other reports 0, unrecognised 0; unmatched 1;"
     ) in checked.output
-    assert "marked bounced: ada@example.net" in checked.output
+    assert "marked bounced: ada@example.net, cyd@example.net" in checked.output
     assert "unsubscribed (complaint): bob@example.net" in checked.output
     with Store.open(f"sqlite:///{tmp_path}/send.db") as store:
         assert statuses(store) == {
             "ada@example.net": S.BOUNCED,
             "bob@example.net": S.UNSUBSCRIBED,
-            "cyd@example.net": S.ACTIVE,
+            "cyd@example.net": S.BOUNCED,
             "dee@example.net": S.ACTIVE,
         }
         issue = store.issue(day)
         assert issue is not None
-        assert store.bounce_counts([issue.id]) == {issue.id: {"hard": 1, "soft": 1, "complaint": 1}}
-    assert imap.count(folder) == 0 and imap.count(f"{folder}-done") == 5
+        assert store.bounce_counts([issue.id]) == {issue.id: {"hard": 2, "soft": 1, "complaint": 1}}
+    assert imap.count(folder) == 0 and imap.count(f"{folder}-done") == 6
     bounced = runner.invoke(cli, ["-c", str(cfg), "subscribers", "list", "--status", "bounced"])
-    assert bounced.output.splitlines()[2].startswith("ada@example.net")
+    assert [w[0] for w in map(str.split, bounced.output.splitlines()) if w and "@" in w[0]] == [
+        "ada@example.net",
+        "cyd@example.net",
+    ]
     shown = runner.invoke(cli, ["-c", str(cfg), "status"], env=env)
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
-    assert "subscribers: 0 pending, 2 active, 1 unsubscribed, 1 bounced" in lines
+    assert "subscribers: 0 pending, 1 active, 1 unsubscribed, 2 bounced" in lines
     header = next(line.split() for line in lines if line.startswith("ISSUE"))
     assert header[-3:] == ["DOUBT", "BOUNCES", "COMPLAINTS"]
     row = next(line.split() for line in lines if line.startswith(day.isoformat()))
-    # sent 4 of 4; later: ada hard + dee soft (2 bounces), bob's complaint (1)
-    assert row[3:5] == ["4", "4"] and row[-2:] == ["2", "1"], shown.output
+    # sent 4 of 4; later: ada and cyd hard, dee soft (3 bounces), bob's complaint (1)
+    assert row[3:5] == ["4", "4"] and row[-2:] == ["3", "1"], shown.output
 
 
 # --------------------------------------------------------------------------- DKIM

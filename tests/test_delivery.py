@@ -668,6 +668,37 @@ def test_dry_run_and_test_copy_leave_the_ledger_alone(setup, smtp_server):
     assert bad.exit_code == 1 and "must have an @-sign" in bad.stderr
 
 
+def test_without_a_return_path_bounces_go_to_the_lists_address(setup, smtp_server):
+    server = smtp_server()
+    path, settings = setup(server.config(), subscribers=2)
+    assert send(path).exit_code == 0
+    assert send(path, "--to", "editor@example.org").exit_code == 0
+    assert [r.mail_from for r in server.received] == [settings.list.from_address] * 3
+
+
+def test_each_copy_has_a_return_path_naming_its_subscriber_and_issue(setup, smtp_server):
+    """delivery.return_path: every copy (test copies too) is sent from a return path of
+    its own; the From header stays the list's."""
+    from newsletter.bounces.verp import Target, parse_return_path
+
+    server = smtp_server()
+    base = "bounces@lists.example.org"
+    config = server.config().replace("[delivery]\n", f'[delivery]\nreturn_path = "{base}"\n')
+    path, settings = setup(config, subscribers=2)
+    assert send(path).exit_code == 0
+    assert send(path, "--to", "editor@example.org").exit_code == 0
+    with Store.open(settings.database_url) as store:
+        ids = {s.email: s.id for s in store.subscribers()}
+    ids["editor@example.org"] = 0  # a test copy: on nobody's ledger row
+    assert sorted(r.rcpt_tos[0] for r in server.received) == sorted(ids)
+    for r in server.received:
+        assert r.mail_from.startswith("bounces+") and r.mail_from.endswith("@lists.example.org")
+        assert parse_return_path(base, ENV["NEWSLETTER_SECRET_KEY"], r.mail_from) == Target(
+            ids[r.rcpt_tos[0]], DAY
+        )
+        assert r.message["From"].addresses[0].addr_spec == settings.list.from_address
+
+
 def test_outbox_transport_writes_one_file_per_subscriber(setup, tmp_path):
     path, _settings = setup(
         '[delivery]\ntransport = "outbox"\noutbox_dir = "mail"\n', subscribers=3

@@ -29,6 +29,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from newsletter.bounces.verp import envelope_sender
 from newsletter.config import Settings
 from newsletter.models import Subscriber
 from newsletter.tokens import sign
@@ -228,9 +229,13 @@ class IssueMailer:
     """Turns the stored issue into one subscriber's message; cheap per subscriber."""
 
     def __init__(self, settings: Settings, issue: IssueRecord, secret: str, now: dt.datetime):
+        from newsletter.delivery.dkim import signer_from_settings
+
         self.settings = settings
         self.issue = issue
         self.secret = secret
+        self.now = now  # the Date header's time, and the DKIM signature's
+        self.signer = signer_from_settings(settings)  # the key is read once, here
         self.template = MessageTemplate(
             settings,
             subject=issue.subject,
@@ -259,8 +264,11 @@ class IssueMailer:
 
     def message(self, subscriber: Subscriber) -> Outgoing:
         """The subscriber's copy: every message of an issue, sent, test copy, preview or
-        dry run, is made here, envelope sender and final bytes included (a per-subscriber
-        return path, ``bounces.verp.envelope_sender``, and a DKIM signature,
-        ``delivery.dkim``, belong here)."""
+        dry run, is made here, envelope sender and final bytes included: the return path
+        that names the subscriber and the issue (``delivery.return_path``, else the From
+        address) and, last, the DKIM signature when ``smtp.dkim_*`` asks for one."""
         mid, data = self.template.render(subscriber)
-        return Outgoing(mid, self.settings.list.from_address, data)
+        sender = envelope_sender(self.settings, self.secret, subscriber.id, self.issue.issue_date)
+        if self.signer is not None:
+            data = self.signer.sign(data, now=self.now)
+        return Outgoing(mid, sender, data)
