@@ -20,6 +20,7 @@ from newsletter.render.sample import sample_digest
 
 WEB = "https://papers.example.org/issues/2025-03-14"
 UNSUB = "https://papers.example.org/unsubscribe?list=daily&token=" + "k" * 43
+PREFS = "https://papers.example.org/preferences/" + "k" * 43
 
 
 def _best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
@@ -65,9 +66,17 @@ def main() -> None:
         finally:
             render.inline_css = real
         premailer_s = min(passes)
-        html, text = render.personalize(issue, unsubscribe_url=UNSUB, name="Ada", email="a@b.org")
+        html, text = render.personalize(
+            issue, unsubscribe_url=UNSUB, preferences_url=PREFS, name="Ada", email="a@b.org"
+        )
         per = _best(
-            lambda: render.personalize(issue, unsubscribe_url=UNSUB, name="Ada", email="a@b.org"),  # noqa: B023
+            lambda: render.personalize(
+                issue,  # noqa: B023
+                unsubscribe_url=UNSUB,
+                preferences_url=PREFS,
+                name="Ada",
+                email="a@b.org",
+            ),
             200,
         )
         qp = len(quopri.encodestring(html.encode()))

@@ -121,7 +121,10 @@ def main() -> None:
         mailer = _mailer(settings, issue, n)
         per_personal = _best(
             lambda issue=issue: render.personalize(  # type: ignore[misc]
-                issue, unsubscribe_url="https://papers.example.org/unsubscribe/x" * 2, name="Ada"
+                issue,
+                unsubscribe_url="https://papers.example.org/unsubscribe/x" * 2,
+                preferences_url="https://papers.example.org/preferences/x" * 2,
+                name="Ada",
             ),
             200,
         )

@@ -8,13 +8,21 @@ import email
 import email.policy
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import load_settings
-from newsletter.delivery.message import MessageTemplate, message_id
+from newsletter.delivery.message import (
+    PREFERENCES_DAYS,
+    MessageTemplate,
+    message_id,
+    preferences_token,
+    preferences_url,
+)
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.render import PLACEHOLDERS, RenderedIssue, personalize
+from newsletter.tokens import BadToken, verify
 
 NOW = dt.datetime(2026, 4, 27, 5, 30, tzinfo=dt.UTC)
 SETTINGS = load_settings(None, env={})
@@ -60,6 +68,7 @@ def test_decodes_to_the_personalised_issue(html, text, name, local):
     want_html, want_text = personalize(
         RenderedIssue("s", "p", html, text),
         unsubscribe_url=msg["List-Unsubscribe"].split(",")[0].strip("<> "),
+        preferences_url=preferences_url(SETTINGS, preferences_token("k", 7, NOW.date())),
         name=name,
         email=sub.email,
     )
@@ -90,3 +99,27 @@ def test_headers_round_trip(name, local, subject):
 def test_the_same_input_gives_the_same_bytes():
     sub = subscriber("Ada", "ada")
     assert build("<p>%%NL_GREETING%%</p>", "hi", sub) == build("<p>%%NL_GREETING%%</p>", "hi", sub)
+
+
+def test_the_tune_your_digest_link_is_a_token_of_its_own_purpose():
+    sub = subscriber("Ada", "ada")
+    msg = email.message_from_bytes(
+        build('<a href="%%NL_PREFERENCES_URL%%">Tune</a>', "%%NL_PREFERENCES_URL%%", sub),
+        policy=email.policy.default,
+    )
+    text = msg.get_body(("plain",)).get_content().strip()
+    assert msg.get_body(("html",)).get_content().strip() == f'<a href="{text}">Tune</a>'
+    base = f"{SETTINGS.list.base_url.rstrip('/')}/preferences/"
+    assert text.startswith(base)
+    token = text.removeprefix(base)
+    issued = dt.datetime.combine(NOW.date(), dt.time(), dt.UTC).timestamp()
+    last = issued + PREFERENCES_DAYS * 86_400
+    assert verify("k", "preferences", token, now=last) == str(sub.id)
+    # Never an unsubscribe token, nor the other way round; it stops PREFERENCES_DAYS after.
+    with pytest.raises(BadToken):
+        verify("k", "unsubscribe", token, now=issued)
+    with pytest.raises(BadToken):
+        verify("k", "preferences", token, now=last + 1)
+    unsubscribe = msg["List-Unsubscribe"].split(",")[0].strip("<> ").rsplit("/", 1)[1]
+    with pytest.raises(BadToken):
+        verify("k", "preferences", unsubscribe, now=issued)

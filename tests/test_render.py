@@ -33,6 +33,7 @@ from newsletter.render.sample import sample_digest
 DAY = dt.date(2025, 3, 14)
 WEB = "https://papers.example.org/issues/2025-03-14"
 UNSUB = "https://papers.example.org/u?token=abc&list=daily"
+PREFS = "https://papers.example.org/preferences/abc"
 GMAIL_CLIP = 102 * 1024
 
 
@@ -169,10 +170,12 @@ def test_footer_unsubscribe_web_and_contact(small: tuple[Digest, RenderedIssue])
     footer = root.cssselect(".footer")[0]
     hrefs = {a.text_content(): a.get("href") for a in footer.cssselect("a")}
     assert hrefs["Unsubscribe"] == PLACEHOLDERS["unsubscribe_url"]
+    assert hrefs["Tune your digest"] == PLACEHOLDERS["preferences_url"]
     assert hrefs["View in a browser"] == WEB
     assert hrefs["papers@lab.example.org"] == "mailto:papers@lab.example.org"
     assert "ML Reading Group" in footer.text_content()
     assert PLACEHOLDERS["unsubscribe_url"] in issue.text
+    assert PLACEHOLDERS["preferences_url"] in issue.text
     assert WEB in issue.text and "papers@lab.example.org" in issue.text
 
 
@@ -240,7 +243,9 @@ def hostile() -> RenderedIssue:
 
 
 def test_feed_text_never_becomes_markup(hostile: RenderedIssue) -> None:
-    html, _ = personalize(hostile, unsubscribe_url=UNSUB, name="Ann", email="ann@example.org")
+    html, _ = personalize(
+        hostile, unsubscribe_url=UNSUB, preferences_url=PREFS, name="Ann", email="ann@example.org"
+    )
     root = doc(html)
     assert not root.cssselect("script, b, i")
     harmless = digest(topic("t", [paper(1)], [paper(2)]))
@@ -258,7 +263,9 @@ def test_feed_text_never_becomes_markup(hostile: RenderedIssue) -> None:
 
 
 def test_text_part_has_no_markup_entities_or_control_chars(hostile: RenderedIssue) -> None:
-    _, text = personalize(hostile, unsubscribe_url=UNSUB, name="Ann", email="ann@example.org")
+    _, text = personalize(
+        hostile, unsubscribe_url=UNSUB, preferences_url=PREFS, name="Ann", email="ann@example.org"
+    )
     assert '<script>alert("x")</script>' in text
     assert not re.search(r"&(amp|lt|gt|quot|#\d+);", text)
     assert "\r" not in text and "\x00" not in text and "\x1b" not in text
@@ -277,6 +284,7 @@ def test_personalize_escapes_values_and_does_one_pass() -> None:
     html, text = personalize(
         issue,
         unsubscribe_url='https://x.example/u?a=1&b="2"\r\n',
+        preferences_url=PREFS,
         name='<b>Ann</b> & "Bo" %%NL_EMAIL%%',
         email="ann@example.org",
     )
@@ -285,7 +293,7 @@ def test_personalize_escapes_values_and_does_one_pass() -> None:
     assert "<b>Ann</b>" not in html
     assert 'Hello <b>Ann</b> & "Bo" %%NL_EMAIL%%,' in text  # text is not HTML
     assert 'https://x.example/u?a=1&b="2"\n' in text
-    plain_html, plain_text = personalize(issue, unsubscribe_url=UNSUB)
+    plain_html, plain_text = personalize(issue, unsubscribe_url=UNSUB, preferences_url=PREFS)
     assert "Hello," in plain_html and "Hello,\n" in plain_text
     assert "because you subscribed" in plain_html
     assert not re.search(r"%%NL_[A-Z_]+%%", plain_html + plain_text)
@@ -370,6 +378,7 @@ def test_2000_paper_day_stays_under_gmail_clip(monkeypatch: pytest.MonkeyPatch) 
     html, text = personalize(
         issue,
         unsubscribe_url="https://papers.example.org/u/" + "x" * 200,
+        preferences_url="https://papers.example.org/preferences/" + "x" * 200,
         name="A" * 80,
         email="someone.with.a.long.name@subdomain.example.org",
     )
@@ -410,7 +419,9 @@ def test_text_lines_are_wrapped() -> None:
         )
     )
     issue = render_issue(d, settings(max_authors=10), web_url=WEB + "/" + "w" * 100)
-    _, text = personalize(issue, unsubscribe_url="https://u.example/" + "t" * 150, name="Ann")
+    _, text = personalize(
+        issue, unsubscribe_url="https://u.example/" + "t" * 150, preferences_url=PREFS, name="Ann"
+    )
     for line in text.splitlines():
         if len(line) > 78:
             words = line.split()
@@ -446,7 +457,7 @@ def test_operator_template_wins(tmp_path: pytest.TempPathFactory) -> None:
     issue = render_issue(digest(topic("t", [paper(1)])), settings(templates_dir=str(tmp_path)))
     assert "ML Reading Group custom 1" in issue.html
     assert "Paper number 1" in issue.text  # the text template is still the bundled one
-    html, _ = personalize(issue, unsubscribe_url=UNSUB)
+    html, _ = personalize(issue, unsubscribe_url=UNSUB, preferences_url=PREFS)
     assert UNSUB.replace("&", "&amp;") in html
 
 
@@ -527,7 +538,9 @@ def test_long_titles_names_and_labels_are_capped_where_shown(word: str) -> None:
         )
     )
     issue = render_issue(d, settings(), web_url=WEB)
-    html, text = personalize(issue, unsubscribe_url=UNSUB, name=huge, email="ann@example.org")
+    html, text = personalize(
+        issue, unsubscribe_url=UNSUB, preferences_url=PREFS, name=huge, email="ann@example.org"
+    )
     for line in text.splitlines():
         assert len(line) <= render.TEXT_WIDTH or line.strip().startswith("http"), line[:100]
     root = doc(html)

@@ -128,6 +128,7 @@ def email_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, 
     html, _ = personalize(
         issue,
         unsubscribe_url="https://papers.example.org/u/abc",
+        preferences_url="https://papers.example.org/preferences/abc",
         name="Ada",
         email="ada@example.org",
     )

@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     from newsletter.store import IssueRecord
 
 UNSUBSCRIBE = "unsubscribe"
+#: The "Tune your digest" link's token purpose: never an unsubscribe token, nor one of it.
+PREFERENCES = "preferences"
+#: How long a "Tune your digest" link works after the date of the issue that carries it:
+#: whoever holds the email can read and change the reader's interests, so an old email
+#: forwarded or lying in a shared folder stops being a key; every new issue brings a new
+#: link.  Counted from the issue date, so a resend carries the same link (and bytes).
+PREFERENCES_DAYS = 90
 #: Header folding for the wire: CRLF, RFC 2047 for non-ASCII text.  Folded only past 998
 #: octets: folding at 78 turns a long unbreakable List-Unsubscribe URI into an RFC 2047
 #: encoded word, which mail clients do not decode there (RFC 2369 wants the bare URIs).
@@ -70,6 +77,16 @@ def unsubscribe_token(secret: str, subscriber_id: int) -> str:
 
 def unsubscribe_url(settings: Settings, token: str) -> str:
     return f"{settings.list.base_url.rstrip('/')}/unsubscribe/{token}"
+
+
+def preferences_token(secret: str, subscriber_id: int, issue_date: dt.date) -> str:
+    """The token of the "Tune your digest" link in the issue of ``issue_date``."""
+    last = dt.datetime.combine(issue_date, dt.time(), dt.UTC) + dt.timedelta(days=PREFERENCES_DAYS)
+    return sign(secret, PREFERENCES, str(subscriber_id), expires=int(last.timestamp()))
+
+
+def preferences_url(settings: Settings, token: str) -> str:
+    return f"{settings.list.base_url.rstrip('/')}/preferences/{token}"
 
 
 def web_url(settings: Settings, issue_date: dt.date) -> str:
@@ -188,8 +205,11 @@ class MessageTemplate:
 
         token = unsubscribe_token(self.secret, subscriber.id)
         url = unsubscribe_url(self.settings, token)
+        prefs = preferences_url(
+            self.settings, preferences_token(self.secret, subscriber.id, self.issue_date)
+        )
         html_values, text_values = placeholder_values(
-            unsubscribe_url=url, name=subscriber.name, email=subscriber.email
+            unsubscribe_url=url, preferences_url=prefs, name=subscriber.name, email=subscriber.email
         )
         mid = message_id(self.settings, self.secret, self.issue_date, subscriber.id)
         to, utf8 = wire_address(subscriber.email)
@@ -257,6 +277,10 @@ class IssueMailer:
         html, text = personalize(
             rendered,
             unsubscribe_url=unsubscribe_url(self.settings, token),
+            preferences_url=preferences_url(
+                self.settings,
+                preferences_token(self.secret, subscriber.id, self.issue.issue_date),
+            ),
             name=subscriber.name,
             email=subscriber.email,
         )

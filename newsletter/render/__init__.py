@@ -53,6 +53,7 @@ NAME_CHARS = 60
 # title cannot forge one; the tokens pass through premailer/lxml untouched.
 PLACEHOLDERS = {
     "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
+    "preferences_url": "%%NL_PREFERENCES_URL%%",
     "greeting": "%%NL_GREETING%%",
     "recipient": "%%NL_RECIPIENT%%",
     "name": "%%NL_NAME%%",
@@ -153,14 +154,18 @@ def render_web(digest: Digest, settings: Settings) -> str:
 
 
 def placeholder_values(
-    *, unsubscribe_url: str, name: str = "", email: str = ""
+    *, unsubscribe_url: str, preferences_url: str, name: str = "", email: str = ""
 ) -> tuple[dict[str, str], dict[str, str]]:
     """What each placeholder token becomes for one subscriber: ``(for html, for text)``."""
     name = snippet(_clean(name, neutralise=False), NAME_CHARS)
     email = _clean(email, neutralise=False)
-    url = _clean(unsubscribe_url, neutralise=False).replace(" ", "%20")
     values = {
-        PLACEHOLDERS["unsubscribe_url"]: url,
+        PLACEHOLDERS["unsubscribe_url"]: _clean(unsubscribe_url, neutralise=False).replace(
+            " ", "%20"
+        ),
+        PLACEHOLDERS["preferences_url"]: _clean(preferences_url, neutralise=False).replace(
+            " ", "%20"
+        ),
         PLACEHOLDERS["greeting"]: f"Hello {name}," if name else "Hello,",
         PLACEHOLDERS["recipient"]: email or "you",
         PLACEHOLDERS["name"]: name,
@@ -170,10 +175,17 @@ def placeholder_values(
 
 
 def personalize(
-    issue: RenderedIssue, *, unsubscribe_url: str, name: str = "", email: str = ""
+    issue: RenderedIssue,
+    *,
+    unsubscribe_url: str,
+    preferences_url: str,
+    name: str = "",
+    email: str = "",
 ) -> tuple[str, str]:
     """Fill the per-subscriber placeholders: ``(html, text)``.  One regex pass per part."""
-    escaped, values = placeholder_values(unsubscribe_url=unsubscribe_url, name=name, email=email)
+    escaped, values = placeholder_values(
+        unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, name=name, email=email
+    )
     # A single pass: a value that itself looks like a token is not expanded again.
     html = PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
     text = PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), issue.text)
@@ -385,6 +397,7 @@ def _context(
         "contact": contact,
         "contact_url": contact_url,
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
+        "preferences_url": PLACEHOLDERS["preferences_url"],
         "greeting": PLACEHOLDERS["greeting"],
         "recipient": PLACEHOLDERS["recipient"],
         "subscriber_name": PLACEHOLDERS["name"],

@@ -48,7 +48,11 @@ def issue_page(
 
     rendered = RenderedIssue(issue.subject, issue.preheader, issue.html, issue.text)
     page, _ = personalize(
-        rendered, unsubscribe_url=public_url(settings, "/unsubscribe/"), name="", email=""
+        rendered,
+        unsubscribe_url=public_url(settings, "/unsubscribe/"),
+        preferences_url=public_url(settings, "/preferences/"),
+        name="",
+        email="",
     )
     nav = (
         f'<div class="archive-nav" style="{_NAV_STYLE}">'
