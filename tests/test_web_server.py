@@ -17,7 +17,8 @@ import test_web
 from test_web import assert_our_headers, serving
 
 from newsletter.web import Limits, make_server
-from newsletter.web.server import MAX_HEADER
+from newsletter.web.app import MAX_BODY
+from newsletter.web.server import MAX_HEADER, MAX_UPLOAD_RECEIVED
 
 serve = test_web.serve  # the fixture: the app in waitress on a free port
 
@@ -232,7 +233,8 @@ def _headers_of_size(size: int) -> bytes:
         (b"NOT A REQUEST\r\n\r\n", 400),
         (b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n", 400),
-        (b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 413),
+        (b"POST /unsubscribe/x HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n", 413),
+        (b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999\r\n\r\n", 413),
         (_headers_of_size(MAX_HEADER), 431),
         (b"POST /subscribe HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
     ],
@@ -256,3 +258,35 @@ def test_waitress_500_page_carries_the_safety_headers():
     assert r.status == 500
     assert "a bug" not in r.body  # no traceback shown
     assert_our_headers(r)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "cap"),
+    [
+        ("POST", "/unsubscribe/x", MAX_BODY),
+        ("GET", "/preferences/x", MAX_BODY),
+        ("POST", "/archive/", MAX_BODY),
+        ("POST", "/subscribe", MAX_UPLOAD_RECEIVED),
+        ("POST", "/preferences/x", MAX_UPLOAD_RECEIVED),
+    ],
+)
+def test_waitress_takes_large_bodies_only_for_the_forms_that_carry_a_library(
+    serve, method, path, cap
+):
+    web = serve()
+    for length in (cap, cap + 1):  # waitress refuses a body as long as its cap
+        r = raw(
+            web.client.port,
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode(),
+        )
+        assert r.status == 413, r.body
+        assert f"at most {cap:,} bytes" in r.body and "nothing was changed" in r.body
+        assert_our_headers(r)
+    # One byte less is taken: waitress waits for the body (and answers once it has it).
+    with connect(web.client.port) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {cap - 1}\r\n\r\n".encode()
+        )
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)

@@ -1,4 +1,5 @@
-"""The WSGI application: one-click unsubscribe, sign-up with confirmation, the archive.
+"""The WSGI application: one-click unsubscribe, sign-up with confirmation, the reader's
+preferences, the archive.
 
 Plain WSGI with werkzeug's routing and request parsing.  Every request either reads, or
 changes one subscriber through a signed link or a CSRF-protected form; nothing else can
@@ -21,12 +22,21 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from newsletter.delivery.message import UNSUBSCRIBE
+from newsletter.delivery.message import (
+    PREFERENCES,
+    PREFERENCES_DAYS,
+    UNSUBSCRIBE,
+    preferences_token,
+)
 from newsletter.errors import NewsletterError, SendError
-from newsletter.models import IssueStatus, SubscriberStatus
+from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.personal.interests import SubscriberInterests
+from newsletter.personal.library import MAX_PAPERS
+from newsletter.personal.stated import MAX_AUTHORS, MAX_CATEGORIES, MAX_KEYWORDS
 from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.subscribers import BadAddress, clean_name, normalise_email
 from newsletter.tokens import BadToken, sign, verify
+from newsletter.web import preferences as prefs
 from newsletter.web.archive import index_page, issue_page, public_url
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import Rate, TokenBuckets
@@ -79,6 +89,20 @@ class _Request(Request):
     max_form_parts = 20
 
 
+class _UploadRequest(_Request):
+    """A post of a form that may carry a library file (sign-up, preferences)."""
+
+    max_content_length = prefs.MAX_UPLOAD_BODY
+    max_form_memory_size = prefs.MAX_UPLOAD_BODY
+    #: the fields, and a "remove" box per paper of the largest library
+    max_form_parts = MAX_PAPERS + 20
+
+
+#: The endpoints whose POST takes an _UploadRequest (waitress lets their bodies through:
+#: newsletter.web.server.UPLOAD_PATHS).
+UPLOAD_ENDPOINTS = frozenset({"subscribe", "preferences"})
+
+
 class WebApp:
     """The WSGI callable; ``clock`` (Unix time) is the one clock it reads."""
 
@@ -103,6 +127,10 @@ class WebApp:
         self.pages = Pages(settings)
         self.by_address = TokenBuckets(address_rate, clock=time.monotonic)
         self.by_client = TokenBuckets(client_rate, clock=time.monotonic)
+        # The preferences page's posts: its own buckets, so that tuning never eats into
+        # the sign-up allowance of a shared network (and the other way round).
+        self.prefs_by_client = TokenBuckets(client_rate, clock=time.monotonic)
+        self.lookups = prefs.Lookups(settings)
         self.client_rate = client_rate
         self.secure_cookie = settings.list.base_url.startswith("https://")
         # No redirects of any kind: /archive and /archive/ are the same page.
@@ -113,6 +141,8 @@ class WebApp:
                 Rule("/confirm/<token>", endpoint="confirm", methods=["GET"]),
                 Rule("/unsubscribe/", endpoint="unsubscribe_help", methods=["GET"]),
                 Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
+                Rule("/preferences/", endpoint="preferences_help", methods=["GET"]),
+                Rule("/preferences/<token>", endpoint="preferences", methods=["GET", "POST"]),
                 Rule("/archive/", endpoint="archive_index", methods=["GET"]),
                 Rule("/archive/<issue_date>", endpoint="archive_issue", methods=["GET"]),
             ],
@@ -136,6 +166,8 @@ class WebApp:
         request = _Request(environ)
         try:
             endpoint, args = self.url_map.bind_to_environ(environ).match()
+            if endpoint in UPLOAD_ENDPOINTS and request.method == "POST":
+                request = _UploadRequest(environ)
             response: Response = getattr(self, f"on_{endpoint}")(request, **args)
         except HTTPException as e:
             response = self.http_error(request, e)
@@ -147,6 +179,8 @@ class WebApp:
                 "Something went wrong",
                 "The server could not answer. Try again later.",
             )
+        finally:
+            request.close()  # an uploaded file's temporary file
         headers = response.headers
         headers.setdefault("Content-Security-Policy", self.page_csp)
         headers.setdefault("Cache-Control", "no-store")
@@ -203,6 +237,15 @@ class WebApp:
                 request, 405, "Method not allowed", f"This address does not take {request.method}."
             )
             response.headers["Allow"] = ", ".join(e.valid_methods or ())
+        elif code == 413 and isinstance(request, _UploadRequest):
+            response = self.error(
+                request,
+                413,
+                "The form is too large",
+                f"A library file may have at most {prefs.MAX_UPLOAD // 1_000_000} MB: export "
+                "fewer papers (the ones closest to what you want to read). Nothing was changed.",
+                link=(request.root_path + request.path, "Back to the form"),
+            )
         elif code == 413:
             response = self.error(request, 413, "Request too large", "Nothing was changed.")
         else:
@@ -218,37 +261,24 @@ class WebApp:
             "Nothing was changed. Copy the whole link from the email and try again.",
         )
 
-    # ------------------------------------------------------------------ sign-up
+    # ------------------------------------------------------------------ forms
 
-    def subscribe_form(
-        self,
-        request: Request,
-        *,
-        status: int = 200,
-        problem: str = "",
-        email: str = "",
-        name: str = "",
+    def form_page(
+        self, request: Request, template: str, *, cookie_path: str, **ctx: Any
     ) -> Response:
+        """A page with a CSRF-protected form: the signed field, and the cookie it matches
+        (set when the browser has none)."""
         cookie = request.cookies.get(CSRF_COOKIE, "")
         fresh = not _COOKIE_VALUE.fullmatch(cookie)
         if fresh:
             cookie = secrets.token_urlsafe(18)
         token = sign(self.secret, CSRF, cookie, expires=int(self.clock()) + CSRF_SECONDS)
-        response = self.page(
-            request,
-            "subscribe.html.j2",
-            title="Subscribe",
-            status=status,
-            csrf=token,
-            problem=problem,
-            email=email,
-            name=name,
-        )
+        response = self.page(request, template, csrf=token, **ctx)
         if fresh:
             response.set_cookie(
                 CSRF_COOKIE,
                 cookie,
-                path=f"{request.root_path}/subscribe",
+                path=cookie_path,
                 httponly=True,
                 secure=self.secure_cookie,
                 samesite="Strict",
@@ -269,42 +299,77 @@ class WebApp:
             return False
         return hmac.compare_digest(subject.encode(), cookie.encode())
 
+    def too_many(self, request: Request, heading: str, what: str) -> Response:
+        response = self.error(
+            request,
+            429,
+            heading,
+            f"This network sent many {what} in a short time. Wait a minute and try again.",
+        )
+        response.headers["Retry-After"] = str(math.ceil(self.client_rate.every))
+        return response
+
+    # ------------------------------------------------------------------ sign-up
+
+    def subscribe_form(
+        self,
+        request: Request,
+        *,
+        status: int = 200,
+        problem: str = "",
+        email: str = "",
+        name: str = "",
+        typed: prefs.Typed | None = None,
+    ) -> Response:
+        return self.form_page(
+            request,
+            "subscribe.html.j2",
+            cookie_path=f"{request.root_path}/subscribe",
+            title="Subscribe",
+            status=status,
+            problem=problem,
+            email=email,
+            name=name,
+            **_interests_context(typed or prefs.Typed()),
+        )
+
     def on_subscribe(self, request: Request) -> Response:
         if request.method != "POST":
             return self.subscribe_form(request)
         if not self.by_client.allow(request.remote_addr or ""):
-            response = self.error(
-                request,
-                429,
-                "Too many sign-ups",
-                "This network sent many sign-ups in a short time. Wait a minute and try again.",
-            )
-            response.headers["Retry-After"] = str(math.ceil(self.client_rate.every))
-            return response
+            return self.too_many(request, "Too many sign-ups", "sign-ups")
         raw_email = request.form.get("email", "")[:320]
         name = clean_name(request.form.get("name", ""))[:100]
-        if not self.csrf_ok(request):
+        typed = prefs.Typed.of_form(request.form)
+
+        def again(problem: str, status: int = 400) -> Response:
             return self.subscribe_form(
-                request,
-                status=400,
-                problem="The form had expired or did not come from this page (it needs a "
-                "cookie). Please send it again.",
-                email=raw_email,
-                name=name,
+                request, status=status, problem=problem, email=raw_email, name=name, typed=typed
+            )
+
+        if not self.csrf_ok(request):
+            return again(
+                "The form had expired or did not come from this page (it needs a cookie). "
+                "Please send it again."
             )
         try:
             addr = normalise_email(raw_email)
         except BadAddress as e:
-            return self.subscribe_form(
-                request,
-                status=400,
-                problem=f"Please check the address: {e}",
-                email=raw_email,
-                name=name,
-            )
+            return again(f"Please check the address: {e}")
+        # The interests are read and their papers looked up before the address is looked
+        # at: the same work, and so the same time, for every address.
+        interests = None
+        try:
+            upload = prefs.read_upload(request.files)
+            if upload is not None or not typed.is_blank:
+                interests = prefs.prepare(
+                    typed, upload, stored=None, store=self.store, lookups=self.lookups
+                )
+        except prefs.FormProblem as e:
+            return again(str(e), e.status)
         # The same answer for every address, known or not: the page never tells.
         if self.by_address.allow(addr):
-            if not self.mail_confirmation(addr, name):
+            if not self.mail_confirmation(addr, name, interests):
                 return self.error(
                     request,
                     503,
@@ -321,10 +386,13 @@ class WebApp:
             confirm_days=CONFIRM_DAYS,
         )
 
-    def mail_confirmation(self, addr: str, name: str) -> bool:
-        """Record the sign-up (PENDING if new, with ``name``) and mail the link; False if it
-        could not go."""
+    def mail_confirmation(self, addr: str, name: str, interests: prefs.Prepared | None) -> bool:
+        """Record the sign-up (PENDING if new, with ``name`` and ``interests``) and mail the
+        link; False if it could not go.  Like the name, the interests of a sign-up not yet
+        confirmed are the ones typed last; anybody else's are never changed by this form."""
         sub = self.store.add_pending(addr, name, now=self.now())
+        if interests is not None and sub.status is SubscriberStatus.PENDING:
+            prefs.save(self.store, sub.id, interests, now=self.now())
         token = confirm_token(self.secret, sub, now=self.clock())
         url = public_url(self.settings, f"/confirm/{token}")
         msg = confirmation_message(self.settings, self.pages, addr, url, now=self.now())
@@ -365,7 +433,14 @@ class WebApp:
                 link=(self.links(request)["subscribe_url"], "Sign up again"),
             )
         log.info("sign-up confirmed: subscriber %d", sub.id)
-        return self.page(request, "confirmed.html.j2", title="Subscribed", email=sub.email)
+        tune = preferences_token(self.secret, sub.id, self.now().date())
+        return self.page(
+            request,
+            "confirmed.html.j2",
+            title="Subscribed",
+            email=sub.email,
+            preferences_url=f"{request.root_path}/preferences/{tune}",
+        )
 
     # ------------------------------------------------------------------ unsubscribe
 
@@ -409,6 +484,99 @@ class WebApp:
             log.info("unsubscribed: subscriber %d", sid)
         return self.page(request, "unsubscribed.html.j2", title="Unsubscribed")
 
+    # ------------------------------------------------------------------ preferences
+
+    def on_preferences_help(self, request: Request) -> Response:
+        return self.page(request, "preferences_help.html.j2", title="Tune your digest")
+
+    def on_preferences(self, request: Request, token: str) -> Response:
+        try:
+            sid = read_preferences_token(self.secret, token, now=self.clock())
+        except ExpiredToken:
+            return self.error(
+                request,
+                410,
+                "This link has expired",
+                f"A link to your preferences works for {PREFERENCES_DAYS} days after the issue "
+                "that brought it. Use the Tune your digest link of a recent issue.",
+            )
+        except BadToken:
+            return self.bad_link(request)
+        sub = self.store.subscriber(sid)
+        if sub is None or sub.status is not SubscriberStatus.ACTIVE:
+            return self.error(
+                request,
+                410,
+                "Not subscribed",
+                "This address gets no issues now, so there is nothing to tune. Subscribe "
+                "again to get them.",
+                link=(self.links(request)["subscribe_url"], "Subscribe"),
+            )
+        stored = prefs.stored_interests(self.store, sid)
+        if request.method != "POST":
+            return self.preferences_form(request, token, sub, stored, prefs.Typed.of_stored(stored))
+        if not self.prefs_by_client.allow(request.remote_addr or ""):
+            return self.too_many(request, "Too many changes", "changes")
+        typed = prefs.Typed.of_form(request.form)
+
+        def again(problem: str, status: int = 400) -> Response:
+            return self.preferences_form(
+                request, token, sub, stored, typed, status=status, problem=problem
+            )
+
+        if not self.csrf_ok(request):
+            return again(
+                "The form had expired or did not come from this page (it needs a cookie). "
+                "Please send it again."
+            )
+        try:
+            upload = prefs.read_upload(request.files)
+            prepared = prefs.prepare(
+                typed, upload, stored=stored, store=self.store, lookups=self.lookups
+            )
+        except prefs.FormProblem as e:
+            return again(str(e), e.status)
+        saved = prefs.save(self.store, sid, prepared, now=self.now())
+        if saved is None:  # removed meanwhile
+            return self.bad_link(request)
+        log.info("preferences changed: subscriber %d", sid)
+        return self.preferences_form(
+            request,
+            token,
+            sub,
+            saved,
+            prefs.Typed.of_stored(saved),
+            saved=True,
+            notes=[*prepared.notes, *prefs.waiting_notes(saved, prepared.lookup)],
+        )
+
+    def preferences_form(
+        self,
+        request: Request,
+        token: str,
+        sub: Subscriber,
+        stored: SubscriberInterests,
+        typed: prefs.Typed,
+        *,
+        status: int = 200,
+        problem: str = "",
+        saved: bool = False,
+        notes: list[str] | None = None,
+    ) -> Response:
+        return self.form_page(
+            request,
+            "preferences.html.j2",
+            cookie_path=f"{request.root_path}/preferences/",
+            title="Tune your digest",
+            status=status,
+            action=f"{request.root_path}/preferences/{token}",
+            email=sub.email,
+            problem=problem,
+            saved=saved,
+            notes=notes or [],
+            **_interests_context(typed, prefs.library_rows(stored)),
+        )
+
     # ------------------------------------------------------------------ archive
 
     def on_archive_index(self, request: Request) -> Response:
@@ -441,6 +609,35 @@ class WebApp:
         response = Response(html, mimetype="text/html")
         response.headers["Content-Security-Policy"] = self.archive_csp
         return _cacheable(response)
+
+
+def read_preferences_token(secret: str, token: str, *, now: float) -> int:
+    """The subscriber id of a "Tune your digest" link; :class:`ExpiredToken` or
+    :class:`BadToken` otherwise (an unsubscribe token included)."""
+    if len(token) > MAX_TOKEN:
+        raise BadToken("the link is not valid")
+    try:
+        subject = verify(secret, PREFERENCES, token, now=now)
+    except BadToken:
+        verify(secret, PREFERENCES, token, now=0)  # genuine, so it has expired
+        raise ExpiredToken("the link has expired") from None
+    if not _ID.fullmatch(subject):
+        raise BadToken("the link is not valid")
+    return int(subject)
+
+
+def _interests_context(
+    typed: prefs.Typed, rows: list[prefs.LibraryRow] | None = None
+) -> dict[str, Any]:
+    """What the interests fields (templates/web/_interests.html.j2) show."""
+    return {
+        "typed": typed,
+        "library_rows": rows or [],
+        "max_upload_mb": prefs.MAX_UPLOAD // 1_000_000,
+        "max_keywords": MAX_KEYWORDS,
+        "max_authors": MAX_AUTHORS,
+        "max_categories": MAX_CATEGORIES,
+    }
 
 
 def _cacheable(response: Response) -> Response:

@@ -17,6 +17,7 @@ application with a 500: those pages carry the same safety headers as the app's.
 
 from __future__ import annotations
 
+import copy
 import errno
 import ipaddress
 import signal
@@ -27,14 +28,24 @@ from types import FrameType
 from typing import Any
 
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
+from waitress.utilities import RequestEntityTooLarge
 
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.web.app import MAX_BODY, SAFETY_HEADERS
+from newsletter.web.preferences import MAX_UPLOAD, MAX_UPLOAD_BODY
 
 #: Largest request line and headers together: a browser sends 1-2 KB; past it, 431.
 MAX_HEADER = 32 * 1024
+#: The posts that may carry a library file (newsletter.web.app.UPLOAD_ENDPOINTS): their
+#: bodies are taken up to MAX_UPLOAD_RECEIVED, every other request's up to MAX_BODY.
+UPLOAD_PATHS = ("/subscribe", "/preferences/")
+#: Twice what the app takes: a file somewhat too large is received whole and refused by
+#: the app with its form's page naming the cap (a browser shows a server's answer only
+#: once it has sent the body); a larger one is refused at once, before its body is read.
+MAX_UPLOAD_RECEIVED = 2 * MAX_UPLOAD_BODY
 #: waitress's own error pages are plain text with nothing to load.
 _ERROR_HEADERS = (
     *SAFETY_HEADERS,
@@ -84,7 +95,7 @@ def make_server(
         "sockets": _bind(host, port),
         "threads": threads,
         "ident": "newsletter",
-        "max_request_body_size": MAX_BODY,
+        "max_request_body_size": MAX_UPLOAD_RECEIVED,
         "max_request_header_size": MAX_HEADER,
         "connection_limit": limits.connections,
         "channel_timeout": limits.idle_seconds,
@@ -104,11 +115,41 @@ def make_server(
         for sock in options["sockets"]:
             sock.close()
         raise
-    channel = type("Channel", (_Channel,), {"request_seconds": limits.request_seconds})
     for dispatcher in listeners.values():
         if isinstance(dispatcher, BaseWSGIServer):
-            dispatcher.channel_class = channel
+            small = copy.copy(dispatcher.adj)
+            small.max_request_body_size = MAX_BODY
+            parser = type("Parser", (_Parser,), {"small": small})
+            dispatcher.channel_class = type(
+                "Channel",
+                (_Channel,),
+                {"request_seconds": limits.request_seconds, "parser_class": parser},
+            )
     return server
+
+
+class _Parser(HTTPRequestParser):
+    """Bodies of at most MAX_BODY, except for the posts of UPLOAD_PATHS."""
+
+    small: Any  # waitress's Adjustments with max_request_body_size = MAX_BODY
+
+    def parse_header(self, header_plus: bytes) -> None:
+        super().parse_header(header_plus)
+        # The body limit is checked after this, against self.adj.
+        if not (self.command == "POST" and str(self.path).startswith(UPLOAD_PATHS)):
+            self.adj = self.small
+
+    def received(self, data: bytes) -> int:
+        consumed: int = super().received(data)
+        if isinstance(getattr(self, "error", None), RequestEntityTooLarge):
+            # waitress says "exceeds max_body of N": say it as the pages do.
+            upload = self.adj is not self.small
+            self.error = RequestEntityTooLarge(
+                f"This server takes requests of at most {self.adj.max_request_body_size:,} bytes"
+                + (f" (a library file: {MAX_UPLOAD // 1_000_000} MB)" if upload else "")
+                + "; nothing was changed."
+            )
+        return consumed
 
 
 class _ErrorTask(ErrorTask):
