@@ -5,6 +5,7 @@ seconds); test_web.py speaks real HTTP for the same routes."""
 
 from __future__ import annotations
 
+import io
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from werkzeug.test import Client, TestResponse
 
 from newsletter.config import load_settings
-from newsletter.delivery.message import unsubscribe_token
+from newsletter.delivery.message import preferences_token, unsubscribe_token
 from newsletter.models import SubscriberStatus
 from newsletter.store import Store
 from newsletter.web import Rate, make_app
@@ -55,7 +56,9 @@ def app(tmp_path: Path) -> Iterator[tuple[Client, Store, int]]:
     config.write_text(
         f'database_url = "sqlite:///{tmp_path}/fuzz.db"\n'
         '[list]\nbase_url = "http://127.0.0.1"\n'
-        f'[delivery]\ntransport = "outbox"\noutbox_dir = "{tmp_path}/outbox"\n',
+        f'[delivery]\ntransport = "outbox"\noutbox_dir = "{tmp_path}/outbox"\n'
+        # library ids typed into a form are looked up here: nothing listens on port 9
+        '[fetch]\narxiv_api_url = "http://127.0.0.1:9/api/query"\nmin_interval = 0\n',
         encoding="utf-8",
     )
     settings_ = load_settings(config, env={"NEWSLETTER_SECRET_KEY": SECRET})
@@ -113,6 +116,8 @@ def test_any_token_is_a_bad_link_page(app, token):
         ("GET", "/unsubscribe/"),
         ("POST", "/unsubscribe/"),
         ("GET", "/confirm/"),
+        ("GET", "/preferences/"),
+        ("POST", "/preferences/"),
     ):
         r = check(
             client.open(
@@ -191,9 +196,49 @@ def test_any_body_and_headers_are_answered_with_a_page(app, body, content_type, 
         "Sec-Fetch-Site": header,
         "Accept-Language": header,
     }
-    for path in (f"/unsubscribe/{token}", "/subscribe"):
+    prefs = f"/preferences/{preferences_token(SECRET, sid, _now().date())}"
+    for path in (f"/unsubscribe/{token}", "/subscribe", prefs):
         check(client.post(path, data=body, headers=headers))
+    check(client.get(prefs, headers=headers))
     check(client.get("/subscribe", headers=headers))
     # Only a body that says One-Click unsubscribes; anything else changes nothing.
     if b"One-Click" not in body:
         assert store.subscriber(sid).status is SubscriberStatus.ACTIVE
+
+
+@FUZZ
+@given(
+    keywords=any_text,
+    authors=any_text,
+    categories=any_text,
+    library=any_text,
+    only=st.sampled_from(["on", "", "yes", "\x00"]),
+    remove=st.lists(any_text, max_size=3),
+    upload=st.one_of(st.none(), st.tuples(st.binary(max_size=300), any_text)),
+)
+def test_any_preferences_form_is_answered_with_a_page(
+    app, keywords, authors, categories, library, only, remove, upload
+):
+    client, store, sid = app
+    path = f"/preferences/{preferences_token(SECRET, sid, _now().date())}"
+    form = client.get(path)
+    m = re.search(r'name="csrf" value="([^"]+)"', form.get_data(as_text=True))
+    assert m
+    data: dict = {
+        "csrf": m.group(1),
+        "keywords": keywords,
+        "authors": authors,
+        "categories": categories,
+        "library": library,
+        "only_for_you": only,
+        "remove": remove,
+    }
+    if upload is not None:
+        data["library_file"] = (io.BytesIO(upload[0]), upload[1] or "f")
+    before = store.interests(sid)
+    r = check(client.post(path, data=data, follow_redirects=True))
+    r.close()
+    assert r.status_code in (200, 400), r.status_code
+    if r.status_code == 400:  # refused, and said why: nothing stored
+        assert '<p class="problem" role="alert"' in r.get_data(as_text=True)
+        assert store.interests(sid) == before
