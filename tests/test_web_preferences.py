@@ -626,3 +626,18 @@ def test_archive_pages_carry_no_personal_link(site):
     page = text(site.client.get("/archive/2025-03-14"))
     assert 'href="http://127.0.0.1/preferences/"' in page
     assert re.search(r"/preferences/[A-Za-z0-9_-]+\.", page) is None
+
+
+def test_a_pending_sign_up_takes_the_interests_typed_last(site):
+    sign_up(site.client, "new@example.org", keywords="first")
+    sid = site.store.subscriber("new@example.org").id
+    sign_up(site.make(), "new@example.org")  # nothing typed: what was given stays
+    assert stored(site, sid).interests.keywords == ("first",)
+    sign_up(site.make(), "new@example.org", keywords="second", authors="Ada Lovelace")
+    got = stored(site, sid).interests
+    assert got.keywords == ("second",) and got.authors == ("Ada Lovelace",)
+
+
+def test_the_sample_subscriber_of_previews_opens_nobodys_page(site):
+    r = site.client.get(site.path(0))  # `preview` and `send --to` sign for id 0
+    assert r.status_code == 410 and h1(r) == "Not subscribed"
