@@ -16,6 +16,7 @@ from lxml import html as lxml_html
 
 import newsletter.render as render
 from newsletter.config import Settings
+from newsletter.placeholders import personalize
 from newsletter.render.sample import sample_digest
 
 WEB = "https://papers.example.org/issues/2025-03-14"
@@ -66,11 +67,11 @@ def main() -> None:
         finally:
             render.inline_css = real
         premailer_s = min(passes)
-        html, text = render.personalize(
+        html, text = personalize(
             issue, unsubscribe_url=UNSUB, preferences_url=PREFS, name="Ada", email="a@b.org"
         )
         per = _best(
-            lambda: render.personalize(
+            lambda: personalize(
                 issue,  # noqa: B023
                 unsubscribe_url=UNSUB,
                 preferences_url=PREFS,

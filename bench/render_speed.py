@@ -33,6 +33,7 @@ import newsletter.render as render
 from newsletter.config import Settings
 from newsletter.delivery import IssueMailer
 from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.placeholders import personalize
 from newsletter.render.sample import sample_digest
 from newsletter.store import IssueRecord
 
@@ -120,7 +121,7 @@ def main() -> None:
             render.inline_css = real
         mailer = _mailer(settings, issue, n)
         per_personal = _best(
-            lambda issue=issue: render.personalize(  # type: ignore[misc]
+            lambda issue=issue: personalize(  # type: ignore[misc]
                 issue,
                 unsubscribe_url="https://papers.example.org/unsubscribe/x" * 2,
                 preferences_url="https://papers.example.org/preferences/x" * 2,

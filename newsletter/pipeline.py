@@ -245,11 +245,11 @@ def render_for_date(
     store: Store, settings: Settings, issue_date: dt.date
 ) -> tuple[Digest, RenderedIssue]:
     """Build and render the digest for ``issue_date`` from what the store holds."""
-    from newsletter.delivery.message import web_url
+    from newsletter.links import issue_url
     from newsletter.render import render_issue
 
     digest = build_issue_digest(store, settings, issue_date)
-    return digest, render_issue(digest, settings, web_url=web_url(settings, issue_date))
+    return digest, render_issue(digest, settings, web_url=issue_url(settings, issue_date))
 
 
 def fetch_or_fail(

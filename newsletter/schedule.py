@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.config import ScheduleSettings
 from newsletter.errors import ConfigError
+from newsletter.text import weekday
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -138,7 +139,7 @@ def catch_up(
     if issue_finished:
         return CatchUp(False, today, f"the issue of {today} is already sent")
     if not runs_on(today, schedule):
-        return CatchUp(False, today, f"{today:%A} is not a sending day ({schedule.days})")
+        return CatchUp(False, today, f"{weekday(today)} is not a sending day ({schedule.days})")
     send_at = dt.datetime.combine(today, parse_time(schedule.send_at), tz)
     # A wall-clock time inside a DST gap does not exist; fold it onto the real timeline.
     send_at = send_at.astimezone(dt.UTC).astimezone(tz)

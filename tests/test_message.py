@@ -1,5 +1,5 @@
 """The per-issue message template: what it puts on the wire decodes to exactly what
-`render.personalize` gives, for any text, names and addresses."""
+`placeholders.personalize` gives, for any text, names and addresses."""
 
 from __future__ import annotations
 
@@ -13,15 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import load_settings
-from newsletter.delivery.message import (
-    PREFERENCES_DAYS,
-    MessageTemplate,
-    message_id,
-    preferences_token,
-    preferences_url,
-)
+from newsletter.delivery.message import MessageTemplate, message_id
+from newsletter.links import PREFERENCES_DAYS, preferences_token, preferences_url
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.render import PLACEHOLDERS, RenderedIssue, personalize
+from newsletter.placeholders import PLACEHOLDERS, personalize
+from newsletter.render import RenderedIssue
 from newsletter.tokens import BadToken, verify
 
 NOW = dt.datetime(2026, 4, 27, 5, 30, tzinfo=dt.UTC)

@@ -14,21 +14,21 @@ from hypothesis import strategies as st
 from lxml import html as lxml_html
 
 import newsletter.render as render
+import newsletter.templating as templating
 from newsletter.config import ListSettings, RenderSettings, Settings
 from newsletter.errors import TemplateError
 from newsletter.models import Digest, Paper, Pick, Topic
+from newsletter.placeholders import PLACEHOLDERS, personalize
 from newsletter.render import (
     HTML_BUDGET_BYTES,
-    PLACEHOLDERS,
     RenderedIssue,
-    bundled_templates_dir,
-    personalize,
     render_issue,
     render_web,
-    snippet,
     subject_for,
 )
 from newsletter.render.sample import sample_digest
+from newsletter.templating import bundled_templates_dir
+from newsletter.text import snippet
 
 DAY = dt.date(2025, 3, 14)
 WEB = "https://papers.example.org/issues/2025-03-14"
@@ -485,7 +485,7 @@ def test_undefined_variable_names_file_and_line(tmp_path: pytest.TempPathFactory
 def test_missing_template_is_a_template_error(
     tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(render, "bundled_templates_dir", lambda: tmp_path)
+    monkeypatch.setattr(templating, "bundled_templates_dir", lambda: tmp_path)
     with pytest.raises(TemplateError, match=r"digest\.html\.j2.*not found"):
         render_issue(digest(topic("t", [paper(1)])), settings())
 
@@ -558,3 +558,16 @@ def test_a_template_not_in_utf8_is_a_template_error(tmp_path, name: str) -> None
     (tmp_path / name).write_bytes("<p>Caf\xe9 {{ list_name }}</p>\n".encode("latin-1"))
     with pytest.raises(TemplateError, match=rf"{name}.*UTF-8"):
         render_issue(digest(topic("t", [paper(1)])), settings(templates_dir=str(tmp_path)))
+
+
+@pytest.mark.parametrize("name", ["style.css.j2", "archive.html.j2"])
+def test_a_web_template_not_in_utf8_is_a_template_error_too(tmp_path, name: str) -> None:
+    """The web pages share the emails' Jinja setup (newsletter.templating), so an
+    operator's broken web template is the same one line."""
+    from newsletter.web.pages import Pages
+
+    (tmp_path / "web").mkdir()
+    (tmp_path / "web" / name).write_bytes("<p>Caf\xe9 {{ list_name }}</p>\n".encode("latin-1"))
+    with pytest.raises(TemplateError, match=rf"web/{name}.*UTF-8"):
+        pages = Pages(settings(templates_dir=str(tmp_path)))
+        pages.page("archive.html.j2", title="t", subscribe_url="/s", archive_url="/a", entries=[])

@@ -18,7 +18,8 @@ from lxml import html as lxml_html
 
 from newsletter.config import ListSettings, Settings
 from newsletter.models import Digest, Paper, Pick, Topic
-from newsletter.render import personalize, render_issue
+from newsletter.placeholders import personalize
+from newsletter.render import render_issue
 from newsletter.render.sample import sample_digest
 
 pytestmark = needs_chromium

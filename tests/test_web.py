@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from newsletter import links
 from newsletter.cli import cli
 from newsletter.config import Settings, load_settings
-from newsletter.delivery.message import unsubscribe_token
+from newsletter.links import unsubscribe_token
 from newsletter.models import IssueStatus, SubscriberStatus
 from newsletter.store import Store
 from newsletter.tokens import sign
@@ -912,6 +913,32 @@ def test_archive_pages(serve, demo_db):
     html = msg.get_body(("html",)).get_content()
     web_link = re.search(r'href="(https?://[^"]+/archive/[0-9-]+)"', html).group(1)
     assert web.client.get(urllib.parse.urlsplit(web_link).path).status == 200
+
+
+def test_every_link_we_make_is_a_page_of_serve(serve, demo_db):
+    """Each URL links.py makes for an email, a page or a confirmation mail is answered by
+    the app (which routes the same paths), with the page it promises."""
+    db_url, issue_date, _ = demo_db
+    web = serve(database_url=db_url)
+    s = web.settings
+    sid = add_active(web, "lin@example.org")
+    pending = web.store.add_pending("new@example.org", "New", now=now())
+    pages = {
+        links.public_url(s, links.SUBSCRIBE): "Subscribe",
+        links.public_url(s, links.ARCHIVE): "Past issues",
+        links.public_url(s, links.UNSUBSCRIBE): "Unsubscribe",
+        links.unsubscribe_url(s, links.unsubscribe_token(SECRET, sid)): "Unsubscribe",
+        links.confirm_url(s, confirm_token(SECRET, pending, now=time.time())): "confirmed",
+        links.public_url(s, links.PREFERENCES): "Tune your digest",
+        links.preferences_url(s, links.preferences_token(SECRET, sid, issue_date)): "Tune",
+        links.issue_url(s, issue_date): web.store.issue(issue_date).subject[:20],
+    }
+    for url, promise in pages.items():
+        r = web.client.get(web.path(url))
+        assert r.status == 200, url
+        assert promise.replace("&", "&amp;") in r.body, (url, r.body[:300])
+    assert status(web, sid) is SubscriberStatus.ACTIVE  # a GET changes nobody
+    assert status(web, pending.id) is SubscriberStatus.ACTIVE  # ... but a confirmation
 
 
 def test_archive_is_newest_first_and_skips_empty_days(serve):

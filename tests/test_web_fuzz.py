@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from werkzeug.test import Client, TestResponse
 
 from newsletter.config import load_settings
-from newsletter.delivery.message import preferences_token, unsubscribe_token
+from newsletter.links import preferences_token, unsubscribe_token
 from newsletter.models import SubscriberStatus
 from newsletter.store import Store
 from newsletter.web import Rate, make_app

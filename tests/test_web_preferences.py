@@ -20,7 +20,7 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from newsletter.config import Settings, load_settings
-from newsletter.delivery.message import PREFERENCES_DAYS, preferences_token, unsubscribe_token
+from newsletter.links import PREFERENCES_DAYS, preferences_token, unsubscribe_token
 from newsletter.models import IssueStatus, SubscriberStatus
 from newsletter.personal.stated import MAX_KEYWORDS
 from newsletter.store import Store

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from newsletter.config import Settings
+from newsletter.links import Purpose
 from newsletter.tokens import sign
 
-PURPOSE = "bounce-return-path"
 #: The tag's length: 80 bits, 16 base32 characters.
 _TAG_BYTES = 10
 _MESSAGE_ID = re.compile(r"<(\d{8})\.(\d{1,10})\.([0-9a-f]{16})@([^>\s]+)>")
@@ -39,7 +39,7 @@ class Target:
 
 
 def _tag(secret: str, subscriber_id: int, issue_date: dt.date) -> str:
-    token = sign(secret, PURPOSE, f"{subscriber_id}:{issue_date.isoformat()}")
+    token = sign(secret, Purpose.RETURN_PATH, f"{subscriber_id}:{issue_date.isoformat()}")
     mac = token.partition(".")[2]
     raw = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))[:_TAG_BYTES]
     return base64.b32encode(raw).decode("ascii").lower()

@@ -23,7 +23,6 @@ import email.utils
 import hashlib
 import hmac
 import re
-import urllib.parse
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -31,20 +30,19 @@ from typing import TYPE_CHECKING
 
 from newsletter.bounces.verp import envelope_sender
 from newsletter.config import Settings
+from newsletter.links import (
+    preferences_token,
+    preferences_url,
+    unsubscribe_mailto,
+    unsubscribe_token,
+    unsubscribe_url,
+)
 from newsletter.models import Subscriber
-from newsletter.tokens import sign
+from newsletter.placeholders import PLACEHOLDER_RE, personalize, values
 
 if TYPE_CHECKING:
     from newsletter.store import IssueRecord
 
-UNSUBSCRIBE = "unsubscribe"
-#: The "Tune your digest" link's token purpose: never an unsubscribe token, nor one of it.
-PREFERENCES = "preferences"
-#: How long a "Tune your digest" link works after the date of the issue that carries it:
-#: whoever holds the email can read and change the reader's interests, so an old email
-#: forwarded or lying in a shared folder stops being a key; every new issue brings a new
-#: link.  Counted from the issue date, so a resend carries the same link (and bytes).
-PREFERENCES_DAYS = 90
 #: Header folding for the wire: CRLF, RFC 2047 for non-ASCII text.  Folded only past 998
 #: octets: folding at 78 turns a long unbreakable List-Unsubscribe URI into an RFC 2047
 #: encoded word, which mail clients do not decode there (RFC 2369 wants the bare URIs).
@@ -69,28 +67,6 @@ def message_id(settings: Settings, secret: str, issue_date: dt.date, subscriber_
         secret.encode(), f"{issue_date.isoformat()}:{subscriber_id}".encode(), hashlib.sha256
     ).hexdigest()[:16]
     return f"<{issue_date:%Y%m%d}.{subscriber_id}.{tag}@{_domain(settings)}>"
-
-
-def unsubscribe_token(secret: str, subscriber_id: int) -> str:
-    return sign(secret, UNSUBSCRIBE, str(subscriber_id))
-
-
-def unsubscribe_url(settings: Settings, token: str) -> str:
-    return f"{settings.list.base_url.rstrip('/')}/unsubscribe/{token}"
-
-
-def preferences_token(secret: str, subscriber_id: int, issue_date: dt.date) -> str:
-    """The token of the "Tune your digest" link in the issue of ``issue_date``."""
-    last = dt.datetime.combine(issue_date, dt.time(), dt.UTC) + dt.timedelta(days=PREFERENCES_DAYS)
-    return sign(secret, PREFERENCES, str(subscriber_id), expires=int(last.timestamp()))
-
-
-def preferences_url(settings: Settings, token: str) -> str:
-    return f"{settings.list.base_url.rstrip('/')}/preferences/{token}"
-
-
-def web_url(settings: Settings, issue_date: dt.date) -> str:
-    return f"{settings.list.base_url.rstrip('/')}/archive/{issue_date.isoformat()}"
 
 
 def _one_line(s: str) -> str:
@@ -176,8 +152,6 @@ class MessageTemplate:
         secret: str,
         issue_date: dt.date,
     ):
-        from newsletter.render import PLACEHOLDER_RE
-
         self.settings = settings
         self.secret = secret
         self.issue_date = issue_date
@@ -197,23 +171,20 @@ class MessageTemplate:
         # "==" never occurs in quoted-printable output, so the boundary cannot either.
         digest = hashlib.sha256(f"{issue_date}{subject}{html}".encode()).hexdigest()[:24]
         self.boundary = f"==nl-{digest}=="
-        self.mailto = lst.from_address
 
     def render(self, subscriber: Subscriber) -> tuple[str, bytes]:
         """(Message-ID, the message as it goes on the wire) for one subscriber."""
-        from newsletter.render import placeholder_values
-
         token = unsubscribe_token(self.secret, subscriber.id)
         url = unsubscribe_url(self.settings, token)
         prefs = preferences_url(
             self.settings, preferences_token(self.secret, subscriber.id, self.issue_date)
         )
-        html_values, text_values = placeholder_values(
+        html_values, text_values = values(
             unsubscribe_url=url, preferences_url=prefs, name=subscriber.name, email=subscriber.email
         )
         mid = message_id(self.settings, self.secret, self.issue_date, subscriber.id)
         to, utf8 = wire_address(subscriber.email)
-        mailto = f"mailto:{self.mailto}?subject=" + urllib.parse.quote(f"unsubscribe {token}")
+        mailto = unsubscribe_mailto(self.settings, token)
         b = self.boundary
         parts = [
             self.headers,
@@ -268,14 +239,9 @@ class IssueMailer:
 
     def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
         """(html, text, unsubscribe token) for one subscriber, as the message carries them."""
-        from newsletter.render import RenderedIssue, personalize
-
         token = unsubscribe_token(self.secret, subscriber.id)
-        rendered = RenderedIssue(
-            self.issue.subject, self.issue.preheader, self.issue.html, self.issue.text
-        )
         html, text = personalize(
-            rendered,
+            self.issue,
             unsubscribe_url=unsubscribe_url(self.settings, token),
             preferences_url=preferences_url(
                 self.settings,

@@ -2,27 +2,26 @@
 
 Pure: no clock, no network, no global state that changes output; the same Digest and
 Settings always give byte-identical results.  Per-subscriber parts (unsubscribe link,
-greeting) are left as placeholder tokens and filled in by :func:`personalize`, a cheap
-string substitution, so the expensive CSS inlining runs once per issue.
+greeting) are left as placeholder tokens (:mod:`newsletter.placeholders`) and filled in
+per subscriber by a cheap string substitution, so the expensive CSS inlining runs once
+per issue.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import html as html_lib
 import logging
-import pathlib
 import re
 import string
 import textwrap
-import traceback
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import TemplateError
+from newsletter.links import contact_url
 from newsletter.models import Digest, Paper, Topic
+from newsletter.placeholders import PLACEHOLDERS
+from newsletter.templating import environment, render, template_dirs
+from newsletter.text import clean, long_date, snippet
 
 if TYPE_CHECKING:
     import jinja2
@@ -41,36 +40,18 @@ HTML_BUDGET_BYTES = 90_000
 TEXT_WIDTH = 76
 #: Longest ``{topics}`` part of a subject line, in characters.
 SUBJECT_TOPICS_CHARS = 60
-#: Longest shown paper title, author name, category tag, topic label and subscriber name:
-#: feed and sign-up text is cut where it is shown (a 10,000-character title happens).
+#: Longest shown paper title, author name, category tag and topic label: feed text is cut
+#: where it is shown (a 10,000-character title happens).
 TITLE_CHARS = 300
 AUTHOR_CHARS = 100
 TAG_CHARS = 40
 LABEL_CHARS = 120
-NAME_CHARS = 60
-
-# Per-subscriber placeholders.  "%%" never survives in feed text (see _clean), so a paper
-# title cannot forge one; the tokens pass through premailer/lxml untouched.
-PLACEHOLDERS = {
-    "unsubscribe_url": "%%NL_UNSUBSCRIBE_URL%%",
-    "preferences_url": "%%NL_PREFERENCES_URL%%",
-    "greeting": "%%NL_GREETING%%",
-    "recipient": "%%NL_RECIPIENT%%",
-    "name": "%%NL_NAME%%",
-    "email": "%%NL_EMAIL%%",
-}
-PLACEHOLDER_RE = re.compile(r"%%NL_[A-Z_]+%%")
-
-_MONTHS = [
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-]  # fmt: skip
-_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """One issue, rendered once; :func:`personalize` fills in the per-subscriber parts."""
+    """One issue, rendered once; :func:`newsletter.placeholders.personalize` fills in the
+    per-subscriber parts."""
 
     subject: str
     preheader: str
@@ -79,16 +60,6 @@ class RenderedIssue:
 
 
 # --------------------------------------------------------------------------- public API
-
-
-def bundled_templates_dir() -> pathlib.Path:
-    """The templates shipped with the program: inside the installed package, else the repo's."""
-    from importlib import resources
-
-    packaged = resources.files("newsletter") / "templates"
-    if packaged.is_dir() and isinstance(packaged, pathlib.Path):
-        return packaged
-    return pathlib.Path(__file__).resolve().parents[2] / "templates"
 
 
 def render_issue(
@@ -100,7 +71,7 @@ def render_issue(
     first whose inlined HTML fits :data:`HTML_BUDGET_BYTES` wins.  The Jinja pass is cheap
     and its size predicts the inlined size, so premailer normally runs exactly once.
     """
-    env = _environment(_template_dirs(settings))
+    env = _environment(settings)
     subject = subject_for(digest, settings)
     preheader = _preheader(digest)
     plans = _plans(settings)
@@ -112,7 +83,7 @@ def render_issue(
         if not last and _shown(digest, plan) * _MIN_ITEM_BYTES > HTML_BUDGET_BYTES:
             continue  # hopeless: do not even build it (a 2,000-paper day at "everything")
         context = _context(digest, settings, plan, subject, preheader, web_url, web=False)
-        raw = _render(env, HTML_TEMPLATE, context)
+        raw = render(env, HTML_TEMPLATE, context)
         raw_size = len(raw.encode())
         if not last and raw_size * inflation > HTML_BUDGET_BYTES:
             continue
@@ -133,13 +104,13 @@ def render_issue(
             HTML_BUDGET_BYTES,
         )
     context = _context(digest, settings, chosen, subject, preheader, web_url, web=False)
-    text = _tidy_text(_render(env, TEXT_TEMPLATE, context))
+    text = _tidy_text(render(env, TEXT_TEMPLATE, context))
     return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
 
 
 def render_web(digest: Digest, settings: Settings) -> str:
     """The complete issue as one web page: every paper, no size budget, no placeholders."""
-    env = _environment(_template_dirs(settings))
+    env = _environment(settings)
     subject = subject_for(digest, settings)
     context = _context(
         digest,
@@ -150,46 +121,7 @@ def render_web(digest: Digest, settings: Settings) -> str:
         None,
         web=True,
     )
-    return _render(env, HTML_TEMPLATE, context)
-
-
-def placeholder_values(
-    *, unsubscribe_url: str, preferences_url: str, name: str = "", email: str = ""
-) -> tuple[dict[str, str], dict[str, str]]:
-    """What each placeholder token becomes for one subscriber: ``(for html, for text)``."""
-    name = snippet(_clean(name, neutralise=False), NAME_CHARS)
-    email = _clean(email, neutralise=False)
-    values = {
-        PLACEHOLDERS["unsubscribe_url"]: _clean(unsubscribe_url, neutralise=False).replace(
-            " ", "%20"
-        ),
-        PLACEHOLDERS["preferences_url"]: _clean(preferences_url, neutralise=False).replace(
-            " ", "%20"
-        ),
-        PLACEHOLDERS["greeting"]: f"Hello {name}," if name else "Hello,",
-        PLACEHOLDERS["recipient"]: email or "you",
-        PLACEHOLDERS["name"]: name,
-        PLACEHOLDERS["email"]: email,
-    }
-    return {k: html_lib.escape(v, quote=True) for k, v in values.items()}, values
-
-
-def personalize(
-    issue: RenderedIssue,
-    *,
-    unsubscribe_url: str,
-    preferences_url: str,
-    name: str = "",
-    email: str = "",
-) -> tuple[str, str]:
-    """Fill the per-subscriber placeholders: ``(html, text)``.  One regex pass per part."""
-    escaped, values = placeholder_values(
-        unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, name=name, email=email
-    )
-    # A single pass: a value that itself looks like a token is not expanded again.
-    html = PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
-    text = PLACEHOLDER_RE.sub(lambda m: values.get(m.group(0), m.group(0)), issue.text)
-    return html, text
+    return render(env, HTML_TEMPLATE, context)
 
 
 #: The names ``render.subject`` may use, each as a plain ``{name}``.
@@ -237,13 +169,13 @@ def subject_for(digest: Digest, settings: Settings) -> str:
     if digest.is_empty:
         topics = "nothing new today"
     else:
-        topics = _join_labels([_clean(t.label, neutralise=True) for t in digest.topics])
+        topics = _join_labels([clean(t.label, neutralise=True) for t in digest.topics])
         if not topics:
             topics = f"{digest.paper_count} new paper{'s' if digest.paper_count != 1 else ''}"
     values = {
-        "list_name": _clean(settings.list.name, neutralise=True),
+        "list_name": clean(settings.list.name, neutralise=True),
         "date": digest.issue_date.isoformat(),
-        "long_date": _long_date(digest.issue_date),
+        "long_date": long_date(digest.issue_date),
         "topics": topics,
         "count": str(digest.paper_count),
     }
@@ -255,7 +187,7 @@ def subject_for(digest: Digest, settings: Settings) -> str:
         for literal, name, _, _ in string.Formatter().parse(settings.render.subject)
     )
     # Neutralised too: the subject is also the HTML <title>, which personalize() scans.
-    return _clean(subject, neutralise=True)
+    return clean(subject, neutralise=True)
 
 
 def inline_css(html: str) -> str:
@@ -373,29 +305,25 @@ def _context(
         if digest.watched and (digest.watched.picks or digest.watched.rest)
         else None
     )
-    contact = _clean(settings.list.contact or settings.list.from_address, neutralise=True)
-    if contact.startswith(("http://", "https://", "mailto:")):
-        contact_url = contact
-    else:
-        contact_url = "mailto:" + contact if "@" in contact else ""
+    contact = clean(settings.list.contact or settings.list.from_address, neutralise=True)
     n = digest.paper_count
     return {
         "subject": subject,
         "preheader": preheader,
-        "list_name": _clean(settings.list.name, neutralise=True),
+        "list_name": clean(settings.list.name, neutralise=True),
         "date_iso": digest.issue_date.isoformat(),
-        "date_long": _long_date(digest.issue_date),
+        "date_long": long_date(digest.issue_date),
         "paper_count": n,
         "papers_word": "paper" if n == 1 else "papers",
         "topic_count": len(topics),
         "topics": topics,
         "watched": watched,
         "empty": digest.is_empty,
-        "sources": [_clean(s, neutralise=True) for s in digest.sources],
-        "web_url": _clean(web_url or "", neutralise=False) or None,
+        "sources": [clean(s, neutralise=True) for s in digest.sources],
+        "web_url": clean(web_url or "", neutralise=False) or None,
         "web": web,
         "contact": contact,
-        "contact_url": contact_url,
+        "contact_url": contact_url(contact),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
         "preferences_url": PLACEHOLDERS["preferences_url"],
         "greeting": PLACEHOLDERS["greeting"],
@@ -413,7 +341,7 @@ def _topic_view(topic: Topic, anchor: str, plan: _Plan, max_authors: int) -> Top
     rest_shown = rest[: plan.max_rest] if plan.max_rest is not None else rest
     return TopicView(
         anchor=anchor,
-        label=snippet(_clean(topic.label, neutralise=True), LABEL_CHARS),
+        label=snippet(clean(topic.label, neutralise=True), LABEL_CHARS),
         size=topic.size,
         picks=tuple(
             _paper_view(p.paper, plan.snippet_chars, max_authors, trending=p.trending >= 0.5)
@@ -428,22 +356,22 @@ def _paper_view(
     paper: Paper, snippet_chars: int, max_authors: int, *, trending: bool = False
 ) -> PaperView:
     authors = [
-        snippet(a, AUTHOR_CHARS) for a in (_clean(a, neutralise=True) for a in paper.authors) if a
+        snippet(a, AUTHOR_CHARS) for a in (clean(a, neutralise=True) for a in paper.authors) if a
     ]
     keep = max(1, max_authors)
     author_text = ", ".join(authors[:keep]) + (" et al." if len(authors) > keep else "")
     tags = [
         snippet(t, TAG_CHARS)
-        for t in (_clean(c, neutralise=True) for c in paper.categories[:3])
+        for t in (clean(c, neutralise=True) for c in paper.categories[:3])
         if t
     ]
-    abstract = _clean(paper.abstract, neutralise=True)
+    abstract = clean(paper.abstract, neutralise=True)
     return PaperView(
-        title=snippet(_clean(paper.title, neutralise=True), TITLE_CHARS) or "(untitled)",
+        title=snippet(clean(paper.title, neutralise=True), TITLE_CHARS) or "(untitled)",
         url=_safe_url(paper.url),
         pdf_url=_safe_url(paper.pdf_url or ""),
         authors=author_text,
-        tags=", ".join(tags) or _clean(paper.source, neutralise=True),
+        tags=", ".join(tags) or clean(paper.source, neutralise=True),
         upvotes=paper.upvotes if paper.upvotes else None,
         trending=trending and bool(paper.upvotes),
         snippet=snippet(abstract, snippet_chars) if snippet_chars > 0 else "",
@@ -453,7 +381,7 @@ def _paper_view(
 def _preheader(digest: Digest) -> str:
     if digest.is_empty:
         return "Nothing new today."
-    labels = _join_labels([_clean(t.label, neutralise=True) for t in digest.topics], limit=90)
+    labels = _join_labels([clean(t.label, neutralise=True) for t in digest.topics], limit=90)
     n = digest.paper_count
     head = f"{n} new paper{'s' if n != 1 else ''}"
     return f"{head}: {labels}" if labels else head
@@ -461,46 +389,14 @@ def _preheader(digest: Digest) -> str:
 
 # --------------------------------------------------------------------------- text helpers
 
-# C0/C1 controls (CR, LF, NUL, ESC, ...), line/paragraph separators, bidi overrides.
-_UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def _clean(value: str, *, neutralise: bool) -> str:
-    """One line of plain text: control, line-break and bidi-override characters become
-    spaces, runs of whitespace collapse.  ``neutralise`` breaks up "%%" so feed text can
-    never contain a placeholder token."""
-    if not value:
-        return ""
-    value = " ".join(_UNSAFE_CHARS.sub(" ", value).split())
-    if neutralise and "%%" in value:
-        while "%%" in value:
-            value = value.replace("%%", "%\u200b%")
-    return value
-
 
 def _safe_url(url: str) -> str:
     """Only http(s) links from feeds; anything else (javascript:, data:) is dropped."""
-    url = _clean(url, neutralise=True).replace(" ", "%20")
+    url = clean(url, neutralise=True).replace(" ", "%20")
     return url if re.match(r"^https?://", url, re.IGNORECASE) else ""
 
 
-_SENTENCE_END = re.compile(r"[.!?](?=\s)")
 _URL_START = re.compile(r"^(https?|mailto):", re.IGNORECASE)
-
-
-def snippet(text: str, limit: int) -> str:
-    """Cut ``text`` to at most ``limit`` characters, at a sentence end if one falls in the
-    second half, else at a word boundary with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    if limit <= 1:
-        return "…"[:limit]
-    window = text[: limit + 1]
-    ends = [m.end() for m in _SENTENCE_END.finditer(window)]
-    if ends and ends[-1] >= limit // 2:
-        return text[: ends[-1]]
-    cut = window[:limit].rsplit(" ", 1)[0] if " " in window[:limit] else window[: limit - 1]
-    return cut.rstrip(" ,;:-\u2014\u2013") + "…"  # no dangling punctuation or dashes
 
 
 def _join_labels(labels: list[str], limit: int = SUBJECT_TOPICS_CHARS) -> str:
@@ -516,10 +412,6 @@ def _join_labels(labels: list[str], limit: int = SUBJECT_TOPICS_CHARS) -> str:
     if not out and labels:
         return snippet(labels[0], limit)
     return ", ".join(out)
-
-
-def _long_date(d: dt.date) -> str:
-    return f"{_WEEKDAYS[d.weekday()]}, {d.day} {_MONTHS[d.month - 1]} {d.year}"
 
 
 def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:
@@ -558,92 +450,21 @@ def _tidy_text(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-# --------------------------------------------------------------------------- jinja
-
-
-def _template_dirs(settings: Settings) -> tuple[str, ...]:
-    dirs = [settings.render.templates_dir] if settings.render.templates_dir else []
-    return (*dirs, str(bundled_templates_dir()))
-
-
-@functools.lru_cache(maxsize=8)
-def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
-    import jinja2
-
-    def autoescape(name: str | None) -> bool:
-        return bool(name) and name.endswith((".html.j2", ".html"))  # type: ignore[union-attr]
-
-    class Loader(jinja2.FileSystemLoader):
-        def get_source(
-            self, environment: jinja2.Environment, template: str
-        ) -> tuple[str, str, Callable[[], bool]]:
-            try:
-                return super().get_source(environment, template)
-            except UnicodeDecodeError as e:
-                where = next(
-                    (str(p) for d in dirs if (p := pathlib.Path(d) / template).is_file()),
-                    template,
-                )
-                raise TemplateError(
-                    f"{where}: not UTF-8 (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                    "save the template as UTF-8"
-                ) from None
-
-    env = jinja2.Environment(
-        loader=Loader(list(dirs)),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["wrap"] = _wrap
-    env.filters["plural"] = _plural
-    return env
+def _environment(settings: Settings) -> jinja2.Environment:
+    """The emails' environment: the shared one (:mod:`newsletter.templating`) with the
+    text template's filters."""
+    return environment(template_dirs(settings), (("wrap", _wrap), ("plural", _plural)))
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
-def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
-    import jinja2
-
-    dirs = env.loader.searchpath if isinstance(env.loader, jinja2.FileSystemLoader) else []
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateNotFound as e:
-        raise TemplateError(
-            f"template {e.name!r} not found in {', '.join(map(str, dirs))}"
-        ) from None
-    except jinja2.TemplateSyntaxError as e:
-        where = e.filename or e.name or name
-        raise TemplateError(f"{where}:{e.lineno}: template syntax error: {e.message}") from e
-    except jinja2.TemplateError as e:  # UndefinedError and friends, raised while rendering
-        where = _template_frame(e, name)
-        raise TemplateError(f"{where}: {type(e).__name__}: {e}") from e
-
-
-def _template_frame(e: BaseException, default: str) -> str:
-    """The innermost ``file:line`` inside a template from a rendering traceback."""
-    frames = [
-        f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith((".j2", ".css"))
-    ]
-    if not frames:
-        return default
-    return f"{frames[-1].filename}:{frames[-1].lineno}"
-
-
-# Re-exported for the preview command and tests.
 __all__ = [
     "HTML_BUDGET_BYTES",
-    "PLACEHOLDERS",
     "RenderedIssue",
-    "bundled_templates_dir",
     "inline_css",
-    "personalize",
     "render_issue",
     "render_web",
-    "snippet",
     "subject_for",
 ]

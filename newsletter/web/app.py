@@ -22,13 +22,9 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from newsletter.delivery.message import (
-    PREFERENCES,
-    PREFERENCES_DAYS,
-    UNSUBSCRIBE,
-    preferences_token,
-)
+from newsletter import links
 from newsletter.errors import NewsletterError, SendError
+from newsletter.links import PREFERENCES_DAYS, Purpose, preferences_token
 from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
 from newsletter.personal.interests import SubscriberInterests
 from newsletter.personal.library import MAX_PAPERS
@@ -37,7 +33,7 @@ from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.subscribers import BadAddress, clean_name, normalise_email
 from newsletter.tokens import BadToken, sign, verify
 from newsletter.web import preferences as prefs
-from newsletter.web.archive import index_page, issue_page, public_url
+from newsletter.web.archive import index_page, issue_page
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import Rate, TokenBuckets
 from newsletter.web.signup import (
@@ -61,7 +57,8 @@ log = logging.getLogger(__name__)
 MAX_BODY = 16 * 1024
 #: Longer path tokens are refused before any work (real ones are under 100 characters).
 MAX_TOKEN = 512
-CSRF = "csrf"
+#: The CSRF-protected forms' field with the signed copy of the cookie.
+CSRF_FIELD = "csrf"
 CSRF_COOKIE = "nl_csrf"
 #: How long a sign-up form stays valid after it was served.
 CSRF_SECONDS = 2 * 3600
@@ -137,14 +134,18 @@ class WebApp:
         self.url_map = Map(
             [
                 Rule("/", endpoint="subscribe", methods=["GET"]),
-                Rule("/subscribe", endpoint="subscribe", methods=["GET", "POST"]),
-                Rule("/confirm/<token>", endpoint="confirm", methods=["GET"]),
-                Rule("/unsubscribe/", endpoint="unsubscribe_help", methods=["GET"]),
-                Rule("/unsubscribe/<token>", endpoint="unsubscribe", methods=["GET", "POST"]),
-                Rule("/preferences/", endpoint="preferences_help", methods=["GET"]),
-                Rule("/preferences/<token>", endpoint="preferences", methods=["GET", "POST"]),
-                Rule("/archive/", endpoint="archive_index", methods=["GET"]),
-                Rule("/archive/<issue_date>", endpoint="archive_issue", methods=["GET"]),
+                Rule(links.SUBSCRIBE, endpoint="subscribe", methods=["GET", "POST"]),
+                Rule(f"{links.CONFIRM}<token>", endpoint="confirm", methods=["GET"]),
+                Rule(links.UNSUBSCRIBE, endpoint="unsubscribe_help", methods=["GET"]),
+                Rule(
+                    f"{links.UNSUBSCRIBE}<token>", endpoint="unsubscribe", methods=["GET", "POST"]
+                ),
+                Rule(links.PREFERENCES, endpoint="preferences_help", methods=["GET"]),
+                Rule(
+                    f"{links.PREFERENCES}<token>", endpoint="preferences", methods=["GET", "POST"]
+                ),
+                Rule(links.ARCHIVE, endpoint="archive_index", methods=["GET"]),
+                Rule(f"{links.ARCHIVE}<issue_date>", endpoint="archive_issue", methods=["GET"]),
             ],
             strict_slashes=False,
             merge_slashes=False,
@@ -193,7 +194,7 @@ class WebApp:
 
     def links(self, request: Request) -> dict[str, str]:
         root = request.root_path
-        return {"subscribe_url": f"{root}/subscribe", "archive_url": f"{root}/archive/"}
+        return {"subscribe_url": root + links.SUBSCRIBE, "archive_url": root + links.ARCHIVE}
 
     def page(
         self, request: Request, template: str, *, title: str, status: int = 200, **ctx: Any
@@ -272,7 +273,7 @@ class WebApp:
         fresh = not _COOKIE_VALUE.fullmatch(cookie)
         if fresh:
             cookie = secrets.token_urlsafe(18)
-        token = sign(self.secret, CSRF, cookie, expires=int(self.clock()) + CSRF_SECONDS)
+        token = sign(self.secret, Purpose.CSRF, cookie, expires=int(self.clock()) + CSRF_SECONDS)
         response = self.page(request, template, csrf=token, **ctx)
         if fresh:
             response.set_cookie(
@@ -290,11 +291,11 @@ class WebApp:
         if request.headers.get("Sec-Fetch-Site", "") == "cross-site":
             return False
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        field = request.form.get(CSRF, "")
+        field = request.form.get(CSRF_FIELD, "")
         if not _COOKIE_VALUE.fullmatch(cookie) or not field or len(field) > MAX_TOKEN:
             return False
         try:
-            subject = verify(self.secret, CSRF, field, now=self.clock())
+            subject = verify(self.secret, Purpose.CSRF, field, now=self.clock())
         except BadToken:
             return False
         return hmac.compare_digest(subject.encode(), cookie.encode())
@@ -324,7 +325,7 @@ class WebApp:
         return self.form_page(
             request,
             "subscribe.html.j2",
-            cookie_path=f"{request.root_path}/subscribe",
+            cookie_path=request.root_path + links.SUBSCRIBE,
             title="Subscribe",
             status=status,
             problem=problem,
@@ -394,7 +395,7 @@ class WebApp:
         if interests is not None and sub.status is SubscriberStatus.PENDING:
             prefs.save(self.store, sub.id, interests, now=self.now())
         token = confirm_token(self.secret, sub, now=self.clock())
-        url = public_url(self.settings, f"/confirm/{token}")
+        url = links.confirm_url(self.settings, token)
         msg = confirmation_message(self.settings, self.pages, addr, url, now=self.now())
         try:
             send_confirmation(self.settings, self.transport_factory, msg)
@@ -439,7 +440,7 @@ class WebApp:
             "confirmed.html.j2",
             title="Subscribed",
             email=sub.email,
-            preferences_url=f"{request.root_path}/preferences/{tune}",
+            preferences_url=request.root_path + links.PREFERENCES + tune,
         )
 
     # ------------------------------------------------------------------ unsubscribe
@@ -448,7 +449,7 @@ class WebApp:
         if len(token) > MAX_TOKEN:
             return None
         try:
-            subject = verify(self.secret, UNSUBSCRIBE, token, now=self.clock())
+            subject = verify(self.secret, Purpose.UNSUBSCRIBE, token, now=self.clock())
         except BadToken:
             return None
         return int(subject) if _ID.fullmatch(subject) else None
@@ -468,7 +469,7 @@ class WebApp:
                 "unsubscribe.html.j2",
                 title="Unsubscribe",
                 email=sub.email if sub else "This address",
-                action=f"{request.root_path}/unsubscribe/{token}",
+                action=request.root_path + links.UNSUBSCRIBE + token,
             )
         # RFC 8058: the body says List-Unsubscribe=One-Click, urlencoded or multipart; no
         # cookie, no CSRF token, no redirect; the same answer every time.
@@ -566,10 +567,10 @@ class WebApp:
         return self.form_page(
             request,
             "preferences.html.j2",
-            cookie_path=f"{request.root_path}/preferences/",
+            cookie_path=request.root_path + links.PREFERENCES,
             title="Tune your digest",
             status=status,
-            action=f"{request.root_path}/preferences/{token}",
+            action=request.root_path + links.PREFERENCES + token,
             email=sub.email,
             problem=problem,
             saved=saved,
@@ -584,7 +585,7 @@ class WebApp:
         html = index_page(
             self.pages,
             self.store.archive_entries(),
-            issue_href=lambda d: f"{root}/archive/{d.isoformat()}",
+            issue_href=lambda d: root + links.archive_path(d),
             **self.links(request),
         )
         return _cacheable(Response(html, mimetype="text/html"))
@@ -617,9 +618,9 @@ def read_preferences_token(secret: str, token: str, *, now: float) -> int:
     if len(token) > MAX_TOKEN:
         raise BadToken("the link is not valid")
     try:
-        subject = verify(secret, PREFERENCES, token, now=now)
+        subject = verify(secret, Purpose.PREFERENCES, token, now=now)
     except BadToken:
-        verify(secret, PREFERENCES, token, now=0)  # genuine, so it has expired
+        verify(secret, Purpose.PREFERENCES, token, now=0)  # genuine, so it has expired
         raise ExpiredToken("the link has expired") from None
     if not _ID.fullmatch(subject):
         raise BadToken("the link is not valid")

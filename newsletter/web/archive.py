@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from newsletter import links
 from newsletter.errors import NewsletterError
+from newsletter.placeholders import personalize
+from newsletter.text import long_date
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
@@ -31,26 +34,14 @@ _NAV_STYLE = (
 )
 
 
-def public_url(settings: Settings, path: str) -> str:
-    """``path`` under ``list.base_url``: where `newsletter serve` is reachable."""
-    return f"{settings.list.base_url.rstrip('/')}{path}"
-
-
-def long_date(d: dt.date) -> str:
-    return f"{d:%A}, {d.day} {d:%B} {d.year}"
-
-
 def issue_page(
     issue: IssueRecord, settings: Settings, *, index_href: str, subscribe_href: str
 ) -> str:
     """The issue as a web page: the stored email with neutral values in the placeholders."""
-    from newsletter.render import RenderedIssue, personalize
-
-    rendered = RenderedIssue(issue.subject, issue.preheader, issue.html, issue.text)
     page, _ = personalize(
-        rendered,
-        unsubscribe_url=public_url(settings, "/unsubscribe/"),
-        preferences_url=public_url(settings, "/preferences/"),
+        issue,
+        unsubscribe_url=links.public_url(settings, links.UNSUBSCRIBE),
+        preferences_url=links.public_url(settings, links.PREFERENCES),
         name="",
         email="",
     )
@@ -102,7 +93,7 @@ def build_archive(store: Store, settings: Settings, out: Path) -> list[Path]:
     from newsletter.web.pages import Pages
 
     pages = Pages(settings)
-    subscribe = public_url(settings, "/subscribe")
+    subscribe = links.public_url(settings, links.SUBSCRIBE)
     entries = store.archive_entries()
     written: list[Path] = []
     try:

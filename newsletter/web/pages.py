@@ -3,43 +3,14 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import pathlib
 from typing import TYPE_CHECKING, Any
 
-from newsletter.errors import TemplateError
+from newsletter.links import contact_url
+from newsletter.templating import environment, render, template_dirs
 
 if TYPE_CHECKING:
-    import jinja2
-
     from newsletter.config import Settings
-
-
-def template_dirs(settings: Settings) -> tuple[str, ...]:
-    """An operator's ``render.templates_dir``/web first, then the bundled templates/web."""
-    from newsletter.render import bundled_templates_dir
-
-    dirs = []
-    if settings.render.templates_dir:
-        dirs.append(str(pathlib.Path(settings.render.templates_dir) / "web"))
-    return (*dirs, str(bundled_templates_dir() / "web"))
-
-
-@functools.lru_cache(maxsize=8)
-def _environment(dirs: tuple[str, ...]) -> jinja2.Environment:
-    import jinja2
-
-    def autoescape(name: str | None) -> bool:
-        return bool(name) and name.endswith((".html.j2", ".html"))  # type: ignore[union-attr]
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(list(dirs)),
-        autoescape=autoescape,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 class Pages:
@@ -51,29 +22,19 @@ class Pages:
         from newsletter.subscribers import clean_name
 
         self.settings = settings
-        self.env = _environment(template_dirs(settings))
+        # An operator's render.templates_dir/web first, then the bundled templates/web.
+        self.env = environment(template_dirs(settings, "web"))
         lst = settings.list
         self.list_name = clean_name(lst.name)
-        contact = clean_name(lst.contact or lst.from_address)
-        if contact.startswith(("http://", "https://", "mailto:")):
-            contact_url = contact
-        else:
-            contact_url = "mailto:" + contact if "@" in contact else ""
-        self.contact, self.contact_url = contact, contact_url
+        self.contact = clean_name(lst.contact or lst.from_address)
+        self.contact_url = contact_url(self.contact)
         css = self.render("style.css.j2")
         self.css = Markup(css)  # our own file, not user input
         #: For the Content-Security-Policy: the one inline <style> the pages have.
         self.css_hash = "sha256-" + base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
 
     def render(self, template: str, **context: Any) -> str:
-        import jinja2
-
-        try:
-            return self.env.get_template(template).render(context)
-        except jinja2.TemplateNotFound as e:
-            raise TemplateError(f"web template {e.name!r} not found") from None
-        except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(f"{e.filename or template}:{e.lineno}: {e.message}") from e
+        return render(self.env, template, context)
 
     def page(
         self, template: str, *, title: str, subscribe_url: str, archive_url: str, **context: Any

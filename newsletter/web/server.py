@@ -33,6 +33,7 @@ from waitress.server import BaseWSGIServer, create_server
 from waitress.task import ErrorTask
 from waitress.utilities import RequestEntityTooLarge
 
+from newsletter import links
 from newsletter.errors import ConfigError, NewsletterError
 from newsletter.web.app import MAX_BODY, SAFETY_HEADERS
 from newsletter.web.preferences import MAX_UPLOAD, MAX_UPLOAD_BODY
@@ -41,7 +42,7 @@ from newsletter.web.preferences import MAX_UPLOAD, MAX_UPLOAD_BODY
 MAX_HEADER = 32 * 1024
 #: The posts that may carry a library file (newsletter.web.app.UPLOAD_ENDPOINTS): their
 #: bodies are taken up to MAX_UPLOAD_RECEIVED, every other request's up to MAX_BODY.
-UPLOAD_PATHS = ("/subscribe", "/preferences/")
+UPLOAD_PATHS = (links.SUBSCRIBE, links.PREFERENCES)
 #: Twice what the app takes: a file somewhat too large is received whole and refused by
 #: the app with its form's page naming the cap (a browser shows a server's answer only
 #: once it has sent the body); a larger one is refused at once, before its body is read.

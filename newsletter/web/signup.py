@@ -18,6 +18,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
+from newsletter.links import Purpose
 from newsletter.store.signup import CONFIRM_DAYS, signup_stamp
 from newsletter.tokens import BadToken, sign, verify
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from newsletter.models import Subscriber
     from newsletter.web.pages import Pages
 
-CONFIRM = "confirm"
 #: id:stamp.  The older format, id:stamp:name (the name typed into the form), is still
 #: read: such links were mailed before the upgrade and expire within CONFIRM_DAYS anyway.
 _SUBJECT = re.compile(r"([0-9]{1,18}):([0-9]{1,20})(?::(.*))?", re.DOTALL)
@@ -47,17 +47,19 @@ class Confirmation:
 def confirm_token(secret: str, subscriber: Subscriber, *, now: float) -> str:
     """The link's token for ``subscriber`` as their row is now, valid for CONFIRM_DAYS."""
     expires = int(now) + CONFIRM_DAYS * 86_400
-    return sign(secret, CONFIRM, f"{subscriber.id}:{signup_stamp(subscriber)}", expires=expires)
+    return sign(
+        secret, Purpose.CONFIRM, f"{subscriber.id}:{signup_stamp(subscriber)}", expires=expires
+    )
 
 
 def read_confirm_token(secret: str, token: str, *, now: float) -> Confirmation:
     """What a confirmation link says; :class:`ExpiredToken` or :class:`BadToken` otherwise."""
     try:
-        subject = verify(secret, CONFIRM, token, now=now)
+        subject = verify(secret, Purpose.CONFIRM, token, now=now)
     except BadToken:
         # Genuine but too old, or not genuine at all?  Checked at the dawn of time, a
         # genuine token has not expired yet.
-        verify(secret, CONFIRM, token, now=0)
+        verify(secret, Purpose.CONFIRM, token, now=0)
         raise ExpiredToken("the link has expired") from None
     m = _SUBJECT.fullmatch(subject)
     if m is None:

@@ -1,0 +1,108 @@
+"""Every link a message or a page carries, and the token purpose each one uses.
+
+The web app (`newsletter serve`, :mod:`newsletter.web.app`) answers at these paths under
+``list.base_url``; the emails, the archive pages and the confirmation mail point at them.
+A token signed for one :class:`Purpose` never verifies for another
+(:mod:`newsletter.tokens`), so each link's token says what it may do.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from newsletter.tokens import sign
+
+if TYPE_CHECKING:
+    from newsletter.config import Settings
+
+
+class Purpose(StrEnum):
+    """What a signed token is for; the values are part of every token ever sent."""
+
+    #: ``/unsubscribe/<token>`` and the List-Unsubscribe mailto: the subscriber id, no
+    #: expiry (the link in an old issue keeps working).
+    UNSUBSCRIBE = "unsubscribe"
+    #: ``/preferences/<token>``, the "Tune your digest" link: the subscriber id, expiring
+    #: :data:`PREFERENCES_DAYS` after the issue that carries it.  Never an unsubscribe
+    #: token, nor one of it.
+    PREFERENCES = "preferences"
+    #: ``/confirm/<token>``: the subscriber id and a stamp of their row, expiring
+    #: (:mod:`newsletter.web.signup`).
+    CONFIRM = "confirm"
+    #: The sign-up form's hidden field: the browser's cookie, expiring.
+    CSRF = "csrf"
+    #: The tag of a VERP return path: the subscriber id and the issue date
+    #: (:mod:`newsletter.bounces.verp`).
+    RETURN_PATH = "bounce-return-path"
+
+
+#: The sign-up form (also the web root).
+SUBSCRIBE = "/subscribe"
+#: The list of past issues; an issue is :func:`archive_path`.
+ARCHIVE = "/archive/"
+#: A personal link is this plus a token; alone, the page that explains where the personal
+#: link is (what the archive's copies of an issue link to).
+UNSUBSCRIBE = "/unsubscribe/"
+#: Plus a confirmation token.
+CONFIRM = "/confirm/"
+#: Plus a preferences token; alone, the page that explains where the personal link is.
+PREFERENCES = "/preferences/"
+
+#: How long a "Tune your digest" link works after the date of the issue that carries it:
+#: whoever holds the email can read and change the reader's interests, so an old email
+#: forwarded or lying in a shared folder stops being a key; every new issue brings a new
+#: link.  Counted from the issue date, so a resend carries the same link (and bytes).
+PREFERENCES_DAYS = 90
+
+
+def archive_path(issue_date: dt.date) -> str:
+    return f"{ARCHIVE}{issue_date.isoformat()}"
+
+
+def public_url(settings: Settings, path: str) -> str:
+    """``path`` under ``list.base_url``: where `newsletter serve` is reachable."""
+    return f"{settings.list.base_url.rstrip('/')}{path}"
+
+
+def issue_url(settings: Settings, issue_date: dt.date) -> str:
+    """The issue in the archive: the "view in a browser" link of the email."""
+    return public_url(settings, archive_path(issue_date))
+
+
+def unsubscribe_token(secret: str, subscriber_id: int) -> str:
+    return sign(secret, Purpose.UNSUBSCRIBE, str(subscriber_id))
+
+
+def unsubscribe_url(settings: Settings, token: str) -> str:
+    return public_url(settings, UNSUBSCRIBE + token)
+
+
+def unsubscribe_mailto(settings: Settings, token: str) -> str:
+    """The List-Unsubscribe mailto: a mail to the list's address naming the token."""
+    subject = urllib.parse.quote(f"unsubscribe {token}")
+    return f"mailto:{settings.list.from_address}?subject={subject}"
+
+
+def preferences_token(secret: str, subscriber_id: int, issue_date: dt.date) -> str:
+    """The token of the "Tune your digest" link in the issue of ``issue_date``."""
+    last = dt.datetime.combine(issue_date, dt.time(), dt.UTC) + dt.timedelta(days=PREFERENCES_DAYS)
+    return sign(secret, Purpose.PREFERENCES, str(subscriber_id), expires=int(last.timestamp()))
+
+
+def preferences_url(settings: Settings, token: str) -> str:
+    return public_url(settings, PREFERENCES + token)
+
+
+def confirm_url(settings: Settings, token: str) -> str:
+    return public_url(settings, CONFIRM + token)
+
+
+def contact_url(contact: str) -> str:
+    """Where the "contact" of the emails and pages links to: ``list.contact`` when it is
+    a web or mailto link, a mailto when it is an address, else nowhere ("")."""
+    if contact.startswith(("http://", "https://", "mailto:")):
+        return contact
+    return "mailto:" + contact if "@" in contact else ""
