@@ -6,23 +6,35 @@ fetched); 2 bad configuration or usage.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import functools
 import json
 import logging
+import os
+import stat
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from newsletter import __version__
-from newsletter.errors import NewsletterError
-from newsletter.models import SubscriberStatus
+from newsletter.errors import ConfigError, NewsletterError
+from newsletter.models import DeliveryStatus, Paper, Subscriber, SubscriberStatus
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Types only: each command imports what it runs when it runs (`newsletter --help` stays
+# light: SQLAlchemy, scikit-learn and the others are not loaded for it).
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
+    from newsletter.config import Settings
+    from newsletter.personal.interests import SubscriberInterests
+    from newsletter.pipeline import FetchReport, SendReport
+    from newsletter.store import Store
 
 
 class Context:
@@ -33,7 +45,7 @@ class Context:
         self.database_url = database_url
         self.quiet = quiet
 
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         from newsletter.config import find_config, load_settings
 
         return load_settings(
@@ -41,7 +53,7 @@ class Context:
         )
 
     @contextmanager
-    def store(self, settings: Any) -> Iterator[Any]:
+    def store(self, settings: Settings) -> Iterator[Store]:
         from newsletter.store import Store
 
         store = Store.open(settings.database_url)
@@ -56,18 +68,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def reports_errors(fn: F) -> F:
-    """Turn the library's errors into one line on stderr and the error's exit code."""
+class _Program(click.Group):
+    """The top group: whatever command runs below it, a :class:`NewsletterError` (what a
+    user can cause or fix) becomes one line on stderr and the error's exit code; anything
+    else is a bug and keeps its traceback."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return fn(*args, **kwargs)
+            return super().invoke(ctx)
         except NewsletterError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(e.exit_code)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class _JsonFormatter(logging.Formatter):
@@ -151,7 +162,10 @@ def _table(
 # --------------------------------------------------------------------------- group
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=_Program,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="newsletter")
 @click.option(
     "-c",
@@ -205,7 +219,6 @@ def config() -> None:
 
 @config.command("check")
 @pass_app
-@reports_errors
 def config_check(app: Context) -> None:
     """Validate the configuration and print the effective settings (secrets masked).
 
@@ -235,7 +248,6 @@ def config_check(app: Context) -> None:
     "-s", "--source", "only", multiple=True, metavar="NAME", help="Only this source (repeatable)."
 )
 @pass_app
-@reports_errors
 def fetch(app: Context, only: tuple[str, ...]) -> None:
     """Pull every configured source into the database and print a table of results.
 
@@ -272,7 +284,7 @@ def fetch(app: Context, only: tuple[str, ...]) -> None:
     click.secho(summary, fg="green", err=True)
 
 
-def render_fetch_report(report: Any) -> str:
+def render_fetch_report(report: FetchReport) -> str:
     rows = []
     for run in report.runs:
         r = run.result
@@ -306,7 +318,6 @@ def render_fetch_report(report: Any) -> str:
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @pass_app
-@reports_errors
 def papers(app: Context, since: dt.date | None, limit: int | None, as_json: bool) -> None:
     """List stored papers, newest first."""
     settings = app.settings()
@@ -334,9 +345,7 @@ def _clip(s: str, n: int) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _paper_json(p: Any) -> dict[str, Any]:
-    import dataclasses
-
+def _paper_json(p: Paper) -> dict[str, Any]:
     d = dataclasses.asdict(p)
     for k, v in d.items():
         if isinstance(v, dt.datetime):
@@ -366,7 +375,6 @@ def _paper_json(p: Any) -> dict[str, Any]:
     "the topics, in the order of their interests.",
 )
 @pass_app
-@reports_errors
 def digest(app: Context, date: dt.date | None, width: int, as_email: str | None) -> None:
     """Print the day's digest as text: the topics, their labels and picks.
 
@@ -405,7 +413,6 @@ def digest(app: Context, date: dt.date | None, width: int, as_email: str | None)
     help="Where the demo's config, database and output go.",
 )
 @pass_app
-@reports_errors
 def demo(app: Context, directory: Path) -> None:
     """Run the whole job on the bundled sample feeds, offline.
 
@@ -466,7 +473,6 @@ _status_option = click.option(
 @click.argument("email")
 @click.option("--name", default="", help="The subscriber's name, used in the greeting.")
 @pass_app
-@reports_errors
 def subscribers_add(app: Context, email: str, name: str) -> None:
     """Add EMAIL (or bring back someone who unsubscribed: an explicit add does that)."""
     from newsletter.subscribers import clean_name, normalise_email
@@ -481,7 +487,6 @@ def subscribers_add(app: Context, email: str, name: str) -> None:
 @subscribers.command("remove")
 @click.argument("email")
 @pass_app
-@reports_errors
 def subscribers_remove(app: Context, email: str) -> None:
     """Unsubscribe EMAIL: never mailed again unless added again explicitly.  Their
     interests are kept, for when they come back."""
@@ -492,7 +497,7 @@ def subscribers_remove(app: Context, email: str) -> None:
     click.echo(f"unsubscribed: {found.email}")
 
 
-def _subscriber(store: Any, email: str) -> Any:
+def _subscriber(store: Store, email: str) -> Subscriber:
     """The subscriber with address ``email``; a usage error naming it if there is none."""
     from newsletter.subscribers import normalise_email
 
@@ -541,7 +546,6 @@ _SHOWN_TITLES = 5
 )
 @click.option("--clear", is_flag=True, help="Empty all their interests first.")
 @pass_app
-@reports_errors
 def subscribers_set(
     app: Context,
     email: str,
@@ -622,7 +626,7 @@ def subscribers_set(
     click.echo(f"set: {sub.email}: {_interests_summary(report.interests)}")
 
 
-def _announce_look_up(ids: int, settings: Any) -> None:
+def _announce_look_up(ids: int, settings: Settings) -> None:
     from newsletter.personal.fetch import BATCH_SIZE
 
     requests = -(-ids // BATCH_SIZE)
@@ -641,9 +645,6 @@ def _given(values: tuple[str, ...]) -> list[str] | None:
 
 def _read_library_bytes(path: str) -> bytes:
     """A library file's bytes (``-``: standard input), at most one byte over the cap."""
-    import os
-    import stat
-
     from newsletter.personal.library import BadLibrary
     from newsletter.personal.update import READ_LIMIT
 
@@ -663,7 +664,7 @@ def _count(n: int, word: str, words: str = "") -> str:
     return f"{n} {word if n == 1 else words or word + 's'}"
 
 
-def _interests_summary(mine: Any) -> str:
+def _interests_summary(mine: SubscriberInterests) -> str:
     i = mine.interests
     parts = [
         _count(len(i.keywords), "keyword"),
@@ -679,7 +680,6 @@ def _interests_summary(mine: Any) -> str:
 @subscribers.command("show")
 @click.argument("email")
 @pass_app
-@reports_errors
 def subscribers_show(app: Context, email: str) -> None:
     """Print EMAIL's status and interests (keywords, authors, categories, library)."""
     settings = app.settings()
@@ -725,7 +725,6 @@ def subscribers_show(app: Context, email: str) -> None:
 @subscribers.command("list")
 @_status_option
 @pass_app
-@reports_errors
 def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
     """List subscribers with their status."""
     settings = app.settings()
@@ -745,8 +744,7 @@ def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
     "Default: UTF-8, or UTF-16 when the file starts with its byte-order mark.",
 )
 @pass_app
-@reports_errors
-def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
+def subscribers_import(app: Context, file: BinaryIO, encoding: str | None) -> None:
     """Import subscribers from a CSV FILE with a header row (columns: email, name).
 
     Optional columns set interests: keywords, authors and categories (several values
@@ -788,7 +786,6 @@ def subscribers_import(app: Context, file: Any, encoding: str | None) -> None:
 @subscribers.command("export")
 @_status_option
 @pass_app
-@reports_errors
 def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
     """Write subscribers as CSV to standard output (importable again), with their stated
     interests (keywords, authors, categories, only_for_you; not their libraries).
@@ -846,7 +843,6 @@ def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
     "--no-fetch", is_flag=True, help="Do not fetch; build the issue from the papers already stored."
 )
 @pass_app
-@reports_errors
 def send(
     app: Context,
     date: dt.date | None,
@@ -866,9 +862,6 @@ def send(
     this run failed some messages, deferred ones are left (--retry-failed sends them), or
     the run stopped early (run it again to resume).
     """
-    import threading
-    from collections import Counter
-
     from newsletter import pipeline
     from newsletter.stopping import StopOnSignals
 
@@ -894,7 +887,7 @@ def send(
                     f"{r.dry_run_bytes:,} bytes; nothing sent"
                 )
             return
-        bar: Any = None
+        bar: ProgressBar[str] | None = None
         counts: Counter[str] = Counter()
 
         def start(n: int) -> None:
@@ -908,7 +901,7 @@ def send(
                 )
                 bar.__enter__()
 
-        def step(status: Any) -> None:
+        def step(status: DeliveryStatus) -> None:
             counts[status.value] += 1
             if bar is not None:
                 # The failures show as they happen, not only in the summary.
@@ -939,15 +932,15 @@ def send(
     sys.exit(_print_send_report(report))
 
 
-def _print_send_report(report: Any) -> int:
+def _print_send_report(report: SendReport) -> int:
     """The run's summary (this run's counts, then the issue's, both from the ledger); the
     exit code: 1 when this run failed or stopped, or deferred rows are left to retry."""
     if report.fetch is not None:
         click.echo(render_fetch_report(report.fetch), err=True)
-    if report.outcome == "empty":
+    d = report.delivery
+    if d is None:  # an empty day: run_send makes no other report without a delivery
         click.echo(f"{report.issue_date}: no new papers; nothing sent (schedule.on_empty = skip)")
         return 0
-    d = report.delivery
     t = d.totals
     day = report.issue_date
     click.echo(
@@ -986,7 +979,6 @@ def _print_send_report(report: Any) -> int:
     "-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Issues shown."
 )
 @pass_app
-@reports_errors
 def status(app: Context, date: dt.date | None, limit: int) -> None:
     """Show the subscribers and recent issues: recipients, sent, failed (with reasons),
     pending, and the bounces and complaints that came back later (`bounces check`)."""
@@ -1058,7 +1050,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
 STATUS_PROBLEMS = 200
 
 
-def _daemon_summary(settings: Any) -> str | None:
+def _daemon_summary(settings: Settings) -> str | None:
     from newsletter.daemon import read_status
 
     doc = read_status(settings)
@@ -1104,7 +1096,6 @@ def _daemon_summary(settings: Any) -> str | None:
 
 @cli.command()
 @pass_app
-@reports_errors
 def daemon(app: Context) -> None:
     """Send each day's issue at schedule.send_at (schedule.timezone) on schedule.days.
 
@@ -1143,7 +1134,6 @@ def daemon(app: Context) -> None:
 )
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
 @pass_app
-@reports_errors
 def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
     """Write the issue as issue.html, issue.txt and issue.eml (as a sample subscriber gets it).
 
@@ -1151,7 +1141,6 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
     without saving anything.
     """
     from newsletter import pipeline
-    from newsletter.models import Subscriber
 
     settings = app.settings()
     now = _now()
@@ -1193,7 +1182,6 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
     help="The front web server's address: its X-Forwarded-For names the client.",
 )
 @pass_app
-@reports_errors
 def serve(app: Context, host: str, port: int, threads: int, trusted_proxy: str | None) -> None:
     """Serve the pages the emails link to: one-click unsubscribe (RFC 8058), sign-up with
     an emailed confirmation link, and the archive of past issues.
@@ -1228,7 +1216,6 @@ def archive() -> None:
 @archive.command("build")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @pass_app
-@reports_errors
 def archive_build(app: Context, directory: Path) -> None:
     """Write the archive as static files: DIRECTORY/index.html and one
     DIRECTORY/YYYY-MM-DD/index.html per issue, the pages `newsletter serve` shows under
@@ -1253,7 +1240,6 @@ def bounces() -> None:
 @bounces.command("check")
 @click.option("--dry-run", is_flag=True, help="Read and classify; record, change and move nothing.")
 @pass_app
-@reports_errors
 def bounces_check(app: Context, dry_run: bool) -> None:
     """Read the bounce mailbox ([bounces] in the config) once and print a summary.
 
@@ -1265,7 +1251,6 @@ def bounces_check(app: Context, dry_run: bool) -> None:
     could not be (what was read is kept).
     """
     from newsletter.bounces import run_bounce_check
-    from newsletter.errors import ConfigError
 
     settings = app.settings()
     if settings.bounces.kind == "none":
