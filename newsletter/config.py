@@ -187,12 +187,6 @@ class Settings:
     secrets: Secrets = Secrets()
     config_path: str = ""  # the file the settings came from; empty: defaults only
 
-    def source(self, name: str) -> SourceSettings:
-        for s in self.sources:
-            if s.name == name:
-                return s
-        raise ConfigError(f"no source named {name!r}", file=self.config_path or None)
-
 
 # --------------------------------------------------------------------------- loading
 

@@ -20,7 +20,7 @@ import re
 import socket
 import zlib
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -51,11 +51,6 @@ def lock_path(database_url: str, name: str = "send") -> Path | None:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database + (".lock" if name == "send" else f".{name}.lock"))
-
-
-def send_lock(engine: sa.Engine) -> AbstractContextManager[None]:
-    """Hold the send lock for the block, or raise :class:`LockHeld` at once."""
-    return hold_lock(engine, "send")
 
 
 @contextmanager

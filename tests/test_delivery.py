@@ -18,7 +18,7 @@ from smtp_server import Faults, Handler
 
 from newsletter.cli import cli
 from newsletter.config import load_settings
-from newsletter.lock import LockHeld, send_lock
+from newsletter.lock import LockHeld, hold_lock
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.pipeline import run_send
 from newsletter.store import Store, schema
@@ -641,7 +641,7 @@ def test_crash_leftovers_are_resent_in_doubt_with_the_same_message_id(setup, smt
 def test_a_second_sender_is_told_who_holds_the_lock(setup, smtp_server):
     server = smtp_server()
     path, settings = setup(server.config(), subscribers=2)
-    with Store.open(settings.database_url) as store, send_lock(store.engine):
+    with Store.open(settings.database_url) as store, hold_lock(store.engine, "send"):
         r = send(path)
         assert r.exit_code == 1
         assert re.search(r"another newsletter process is sending: .*pid \d+", r.stderr)

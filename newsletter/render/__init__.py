@@ -82,7 +82,7 @@ def render_issue(
         last = i == len(plans) - 1
         if not last and _shown(digest, plan) * _MIN_ITEM_BYTES > HTML_BUDGET_BYTES:
             continue  # hopeless: do not even build it (a 2,000-paper day at "everything")
-        context = _context(digest, settings, plan, subject, preheader, web_url, web=False)
+        context = _context(digest, settings, plan, subject, preheader, web_url)
         raw = render(env, HTML_TEMPLATE, context)
         raw_size = len(raw.encode())
         if not last and raw_size * inflation > HTML_BUDGET_BYTES:
@@ -103,25 +103,9 @@ def render_issue(
             len(html.encode()),
             HTML_BUDGET_BYTES,
         )
-    context = _context(digest, settings, chosen, subject, preheader, web_url, web=False)
+    context = _context(digest, settings, chosen, subject, preheader, web_url)
     text = _tidy_text(render(env, TEXT_TEMPLATE, context))
     return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
-
-
-def render_web(digest: Digest, settings: Settings) -> str:
-    """The complete issue as one web page: every paper, no size budget, no placeholders."""
-    env = _environment(settings)
-    subject = subject_for(digest, settings)
-    context = _context(
-        digest,
-        settings,
-        _Plan(None, settings.render.snippet_chars, None),
-        subject,
-        _preheader(digest),
-        None,
-        web=True,
-    )
-    return render(env, HTML_TEMPLATE, context)
 
 
 #: The names ``render.subject`` may use, each as a plain ``{name}``.
@@ -293,8 +277,6 @@ def _context(
     subject: str,
     preheader: str,
     web_url: str | None,
-    *,
-    web: bool,
 ) -> dict[str, Any]:
     r = settings.render
     topics = [
@@ -321,7 +303,9 @@ def _context(
         "empty": digest.is_empty,
         "sources": [clean(s, neutralise=True) for s in digest.sources],
         "web_url": clean(web_url or "", neutralise=False) or None,
-        "web": web,
+        # Always false: an operator's template copied from an older bundled one may still
+        # test it (the issue was once also rendered as a web page from the same template).
+        "web": False,
         "contact": contact,
         "contact_url": contact_url(contact),
         "unsubscribe_url": PLACEHOLDERS["unsubscribe_url"],
@@ -465,6 +449,5 @@ __all__ = [
     "RenderedIssue",
     "inline_css",
     "render_issue",
-    "render_web",
     "subject_for",
 ]
