@@ -15,7 +15,7 @@ import stat
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -24,7 +24,14 @@ import click
 
 from newsletter import __version__
 from newsletter.errors import ConfigError, NewsletterError
-from newsletter.models import DeliveryStatus, Paper, Subscriber, SubscriberStatus
+from newsletter.models import (
+    DeliveryStatus,
+    Edition,
+    Paper,
+    Subscriber,
+    SubscriberStatus,
+    issue_name,
+)
 
 # Types only: each command imports what it runs when it runs (`newsletter --help` stays
 # light: SQLAlchemy, scikit-learn and the others are not loaded for it).
@@ -140,6 +147,17 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"expected a date as YYYY-MM-DD, got {value!r}") from None
+
+
+def _edition_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--edition",
+        type=click.Choice([e.value for e in Edition]),
+        default=Edition.DAILY.value,
+        show_default=True,
+        callback=lambda _ctx, _param, value: Edition(value),
+        help=what,
+    )
 
 
 def _table(
@@ -374,9 +392,12 @@ def _paper_json(p: Paper) -> dict[str, Any]:
     help='As this subscriber gets it: their "For you" (with why each paper is there) above '
     "the topics, in the order of their interests.",
 )
+@_edition_option("The daily issue, or the weekly one (the week up to DATE).")
 @pass_app
-def digest(app: Context, date: dt.date | None, width: int, as_email: str | None) -> None:
-    """Print the day's digest as text: the topics, their labels and picks.
+def digest(
+    app: Context, date: dt.date | None, width: int, as_email: str | None, edition: Edition
+) -> None:
+    """Print the day's (or the week's) digest as text: the topics, their labels and picks.
 
     The quickest way to see what the clustering did with the papers in the database, and
     (--as) what a subscriber's interests make of it; render.for_you sets how many papers
@@ -390,7 +411,7 @@ def digest(app: Context, date: dt.date | None, width: int, as_email: str | None)
     with app.store(settings) as store:
         sub = _subscriber(store, as_email) if as_email is not None else None
         mine = store.interests(sub.id) if sub is not None else None
-        d = build_issue_digest(store, settings, issue_date)
+        d = build_issue_digest(store, settings, issue_date, edition)
     if sub is None or mine is None:
         click.echo(format_digest(d, width=width))
         return
@@ -545,6 +566,14 @@ _SHOWN_TITLES = 5
     help='Their email holds "For you" alone, or "For you" above every topic (the default).',
 )
 @click.option("--clear", is_flag=True, help="Empty all their interests first.")
+@click.option(
+    "--cadence",
+    type=click.Choice([e.value for e in Edition]),
+    callback=lambda _ctx, _param, value: Edition(value) if value else None,
+    help="daily: the issue of every sending day; weekly: one issue on schedule.weekly_day. "
+    "Switching loses and repeats nothing: the next issue they get covers everything since "
+    "the last one they got.",
+)
 @pass_app
 def subscribers_set(
     app: Context,
@@ -555,9 +584,10 @@ def subscribers_set(
     library: str | None,
     only_for_you: bool | None,
     clear: bool,
+    cadence: Edition | None,
 ) -> None:
     """Set EMAIL's interests: what their "For you" section is picked by, and the order of
-    their topics.
+    their topics; and (--cadence) whether they get the daily or the weekly issue.
 
     \b
     Each option given replaces that part of their interests; the parts not given are
@@ -594,6 +624,11 @@ def subscribers_set(
     settings = app.settings()
     with app.store(settings) as store:
         sub = _subscriber(store, email)
+        if cadence is not None:
+            sub = store.set_cadence(sub.id, cadence, now=_now()) or sub
+            if change.is_empty and parsed is None:  # the cadence alone
+                click.echo(f"set: {sub.email}: {sub.cadence.value}")
+                return
         report = update.set_interests(
             settings,
             store,
@@ -623,7 +658,8 @@ def subscribers_set(
         )
     if sub.status is not SubscriberStatus.ACTIVE:
         click.echo(f"note: {sub.email} is {sub.status.value}: nothing is sent to them", err=True)
-    click.echo(f"set: {sub.email}: {_interests_summary(report.interests)}")
+    cadence_note = f"; {sub.cadence.value}" if cadence is not None else ""
+    click.echo(f"set: {sub.email}: {_interests_summary(report.interests)}{cadence_note}")
 
 
 def _announce_look_up(ids: int, settings: Settings) -> None:
@@ -688,7 +724,10 @@ def subscribers_show(app: Context, email: str) -> None:
         mine = store.interests(sub.id)
     i = mine.interests
     name = f" ({sub.name})" if sub.name else ""
-    lines = [f"{sub.email}{name}: {sub.status.value}, since {sub.created_at.date().isoformat()}"]
+    lines = [
+        f"{sub.email}{name}: {sub.status.value}, {sub.cadence.value}, "
+        f"since {sub.created_at.date().isoformat()}"
+    ]
     if mine.is_empty:
         lines.append(
             'no interests stated: their email has no "For you" section '
@@ -730,8 +769,11 @@ def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
     settings = app.settings()
     with app.store(settings) as store:
         subs = store.subscribers(status)
-    rows = [[s.email, s.name, s.status.value, s.created_at.date().isoformat()] for s in subs]
-    click.echo(_table(["EMAIL", "NAME", "STATUS", "SINCE"], rows))
+    rows = [
+        [s.email, s.name, s.status.value, s.cadence.value, s.created_at.date().isoformat()]
+        for s in subs
+    ]
+    click.echo(_table(["EMAIL", "NAME", "STATUS", "CADENCE", "SINCE"], rows))
     click.echo(f"{len(subs)} subscriber(s)", err=True)
 
 
@@ -745,7 +787,8 @@ def subscribers_list(app: Context, status: SubscriberStatus | None) -> None:
 )
 @pass_app
 def subscribers_import(app: Context, file: BinaryIO, encoding: str | None) -> None:
-    """Import subscribers from a CSV FILE with a header row (columns: email, name).
+    """Import subscribers from a CSV FILE with a header row (columns: email, name, and
+    cadence: daily or weekly).
 
     Optional columns set interests: keywords, authors and categories (several values
     separated by ;) and only_for_you (yes or no).  A cell with a value replaces that part
@@ -769,6 +812,7 @@ def subscribers_import(app: Context, file: BinaryIO, encoding: str | None) -> No
             [(r.email, r.name) for r in rows],
             now=_now(),
             interests={r.email: r.interests for r in rows if r.interests is not None},
+            cadences={r.email: r.cadence for r in rows if r.cadence is not None},
         )
     for p in problems:
         click.secho(f"line {p.line}: {p.reason}", fg="red", err=True)
@@ -842,6 +886,10 @@ def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
 @click.option(
     "--no-fetch", is_flag=True, help="Do not fetch; build the issue from the papers already stored."
 )
+@_edition_option(
+    "Which issue: the daily one for the daily subscribers, or the weekly one (the week up "
+    "to DATE) for the weekly ones."
+)
 @pass_app
 def send(
     app: Context,
@@ -852,8 +900,10 @@ def send(
     retry_failed: bool,
     no_fetch: bool,
     worker: bool,
+    edition: Edition,
 ) -> None:
-    """Fetch, group, render and deliver the day's issue to every subscriber, or resume it.
+    """Fetch, group, render and deliver the day's issue to every subscriber of its cadence
+    (--edition weekly: the week's), or resume it.
 
     Safe to run again: the ledger makes sure nobody gets the same issue twice, and a run
     that was interrupted picks up where it stopped.  SIGTERM or Ctrl-C stops it once the
@@ -868,22 +918,34 @@ def send(
     settings = app.settings()
     now = _now()
     issue_date = date or pipeline.issue_date_for(now, settings)
+    name = issue_name(issue_date, edition)
     with app.store(settings) as store:
         if to:
             reply = pipeline.send_test_copy(
-                settings, store, to, issue_date=issue_date, now=now, fetch=not no_fetch
+                settings,
+                store,
+                to,
+                issue_date=issue_date,
+                now=now,
+                fetch=not no_fetch,
+                edition=edition,
             )
-            click.echo(f"test copy of {issue_date} sent to {to}: {reply}")
+            click.echo(f"test copy of {name} sent to {to}: {reply}")
             return
         if dry_run:
             r = pipeline.dry_run(
-                settings, store, issue_date=issue_date, now=now, fetch=not no_fetch
+                settings,
+                store,
+                issue_date=issue_date,
+                now=now,
+                fetch=not no_fetch,
+                edition=edition,
             )
             if r.outcome == "empty":
-                click.echo(f"{issue_date}: no new papers; nothing would be sent")
+                click.echo(f"{name}: no new papers; nothing would be sent")
             else:
                 click.echo(
-                    f"dry run for {issue_date}: {r.dry_run_messages} message(s) built, "
+                    f"dry run for {name}: {r.dry_run_messages} message(s) built, "
                     f"{r.dry_run_bytes:,} bytes; nothing sent"
                 )
             return
@@ -895,7 +957,7 @@ def send(
             if n and sys.stderr.isatty():
                 bar = click.progressbar(
                     length=n,
-                    label=f"sending {issue_date}",
+                    label=f"sending {name}",
                     file=sys.stderr,
                     item_show_func=lambda line: line,
                 )
@@ -925,6 +987,7 @@ def send(
                     stop=stop,
                     on_start=start,
                     progress=step,
+                    edition=edition,
                 )
         finally:
             if bar is not None:
@@ -939,10 +1002,13 @@ def _print_send_report(report: SendReport) -> int:
         click.echo(render_fetch_report(report.fetch), err=True)
     d = report.delivery
     if d is None:  # an empty day: run_send makes no other report without a delivery
-        click.echo(f"{report.issue_date}: no new papers; nothing sent (schedule.on_empty = skip)")
+        click.echo(f"{report.name}: no new papers; nothing sent (schedule.on_empty = skip)")
         return 0
     t = d.totals
-    day = report.issue_date
+    day = report.name
+    again = f"--date {report.issue_date}" + (
+        "" if report.edition is Edition.DAILY else f" --edition {report.edition.value}"
+    )
     click.echo(
         f"{day}: sent {d.sent}, failed {d.failed}, deferred {d.deferred}, "
         f"skipped {d.skipped}, in doubt {d.in_doubt} in {d.elapsed:.1f}s ({d.rate:.1f}/s); "
@@ -954,7 +1020,7 @@ def _print_send_report(report: SendReport) -> int:
     if d.problems_total > len(d.problems):
         click.secho(
             f"  ... and {d.problems_total - len(d.problems)} more "
-            f"(`newsletter status --date {day}` lists them)",
+            f"(`newsletter status {again}` lists them)",
             fg="red",
             err=True,
         )
@@ -965,7 +1031,7 @@ def _print_send_report(report: SendReport) -> int:
     elif t["deferred"]:
         click.echo(
             f"{day}: {t['deferred']} deferred (transient failures that outlasted the "
-            f"retries) left to send: `newsletter send --date {day} --retry-failed` "
+            f"retries) left to send: `newsletter send {again} --retry-failed` "
             "tries them again"
         )
     elif report.outcome == "already-sent":
@@ -978,15 +1044,25 @@ def _print_send_report(report: SendReport) -> int:
 @click.option(
     "-n", "--limit", type=click.IntRange(min=1), default=10, show_default=True, help="Issues shown."
 )
+@click.option(
+    "--edition",
+    type=click.Choice([e.value for e in Edition]),
+    callback=lambda _ctx, _param, value: Edition(value) if value else None,
+    help="Only this edition's issues (with --date: which one; default daily).",
+)
 @pass_app
-def status(app: Context, date: dt.date | None, limit: int) -> None:
-    """Show the subscribers and recent issues: recipients, sent, failed (with reasons),
-    pending, and the bounces and complaints that came back later (`bounces check`)."""
+def status(app: Context, date: dt.date | None, limit: int, edition: Edition | None) -> None:
+    """Show the subscribers and recent issues, daily and weekly: recipients, sent, failed
+    (with reasons), pending, and the bounces and complaints that came back later
+    (`bounces check`)."""
     from newsletter.lock import lock_holder
 
     settings = app.settings()
     with app.store(settings) as store:
-        issues = [i for i in [store.issue(date)] if i] if date else store.issues(limit)
+        if date:
+            issues = [i for i in [store.issue(date, edition or Edition.DAILY)] if i]
+        else:
+            issues = store.issues(limit, edition=edition)
         reports = store.bounce_counts(i.id for i in issues)
         people = store.count_subscribers()
         rows, problems, unlisted = [], [], 0
@@ -996,6 +1072,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
             rows.append(
                 [
                     i.issue_date.isoformat(),
+                    i.edition.value,
                     i.status.value,
                     str(i.paper_count),
                     str(c["recipients"]),
@@ -1025,6 +1102,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
         _table(
             [
                 "ISSUE",
+                "EDITION",
                 "STATUS",
                 "PAPERS",
                 "RECIPIENTS",
@@ -1037,7 +1115,7 @@ def status(app: Context, date: dt.date | None, limit: int) -> None:
                 "COMPLAINTS",
             ],
             rows,
-            right=frozenset(range(2, 11)),
+            right=frozenset(range(3, 12)),
         )
     )
     for email, st, reply in problems:
@@ -1133,8 +1211,9 @@ def daemon(app: Context) -> None:
     help="Folder to write into.",
 )
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
+@_edition_option("The daily issue, or the weekly one (the week up to DATE).")
 @pass_app
-def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
+def preview(app: Context, date: dt.date | None, out: Path, open_: bool, edition: Edition) -> None:
     """Write the issue as issue.html, issue.txt and issue.eml (as a sample subscriber gets it).
 
     Uses the stored issue if it was already sent, else renders it from the stored papers
@@ -1155,6 +1234,7 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool) -> None:
             subscriber=Subscriber(
                 0, "reader@example.org", "Sample Reader", SubscriberStatus.ACTIVE, now, now
             ),
+            edition=edition,
         )
     for p in paths:
         click.echo(str(p))

@@ -145,6 +145,7 @@ class ScheduleSettings:
     fetch_at: str = ""  # an earlier fetch; empty: fetch when sending
     timezone: str = ""  # IANA name; empty: the machine's zone
     days: str = "mon-fri"
+    weekly_day: str = "mon"  # the weekly edition's day, at send_at
     misfire_grace_time: int = _in(3600, 0, 86400)  # seconds
     on_empty: Literal["skip", "send"] = "skip"
 
@@ -547,6 +548,11 @@ def _validate(s: Settings, where: str) -> Settings:
         fail(
             "schedule.days",
             f"expected day names such as mon-fri or mon,wed,fri, got {s.schedule.days!r}",
+        )
+    if not re.fullmatch(_DAY, s.schedule.weekly_day.strip().lower()):
+        fail(
+            "schedule.weekly_day",
+            f"expected one day name (mon, tue, ... sun), got {s.schedule.weekly_day!r}",
         )
     if s.schedule.timezone:
         try:

@@ -13,6 +13,7 @@ import urllib.parse
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from newsletter.models import Edition
 from newsletter.tokens import sign
 
 if TYPE_CHECKING:
@@ -58,8 +59,13 @@ PREFERENCES = "/preferences/"
 PREFERENCES_DAYS = 90
 
 
-def archive_path(issue_date: dt.date) -> str:
-    return f"{ARCHIVE}{issue_date.isoformat()}"
+def issue_path(issue_date: dt.date, edition: Edition = Edition.DAILY) -> str:
+    """An issue's place under the archive: ``DATE``, or ``weekly/DATE``."""
+    return issue_date.isoformat() if edition is Edition.DAILY else f"{edition.value}/{issue_date}"
+
+
+def archive_path(issue_date: dt.date, edition: Edition = Edition.DAILY) -> str:
+    return f"{ARCHIVE}{issue_path(issue_date, edition)}"
 
 
 def public_url(settings: Settings, path: str) -> str:
@@ -67,9 +73,9 @@ def public_url(settings: Settings, path: str) -> str:
     return f"{settings.list.base_url.rstrip('/')}{path}"
 
 
-def issue_url(settings: Settings, issue_date: dt.date) -> str:
+def issue_url(settings: Settings, issue_date: dt.date, edition: Edition = Edition.DAILY) -> str:
     """The issue in the archive: the "view in a browser" link of the email."""
-    return public_url(settings, archive_path(issue_date))
+    return public_url(settings, archive_path(issue_date, edition))
 
 
 def unsubscribe_token(secret: str, subscriber_id: int) -> str:

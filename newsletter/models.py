@@ -52,6 +52,18 @@ class Paper:
     doi: str | None = None
 
 
+class Edition(StrEnum):
+    """Which issue a subscriber gets: one every sending day, or one a week."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+def issue_name(issue_date: dt.date, edition: Edition) -> str:
+    """How logs and messages name an issue: ``2026-04-27``, ``2026-04-27 weekly``."""
+    return str(issue_date) if edition is Edition.DAILY else f"{issue_date} {edition.value}"
+
+
 @dataclass(frozen=True, slots=True)
 class Pick:
     """A paper chosen to stand for its topic, with why it was chosen."""
@@ -84,6 +96,8 @@ class Digest:
     sources: tuple[str, ...] = ()  # names of the sources that contributed papers
     watched: Topic | None = None  # papers matching pinned keywords/authors, shown first
     notes: tuple[str, ...] = ()  # how the digest was built, e.g. how k was chosen
+    edition: Edition = Edition.DAILY
+    since: dt.date | None = None  # the first day a weekly issue covers ("Week of ...")
 
     @property
     def is_empty(self) -> bool:
@@ -134,6 +148,7 @@ class Subscriber:
     updated_at: dt.datetime
     unsubscribed_at: dt.datetime | None = None
     bounced_at: dt.datetime | None = None
+    cadence: Edition = Edition.DAILY
 
 
 class IssueStatus(StrEnum):

@@ -21,12 +21,14 @@ from newsletter.errors import ConfigError, NewsletterError
 from newsletter.models import (
     DeliveryStatus,
     Digest,
+    Edition,
     FetchStatus,
     IssueStatus,
     Paper,
     SourceState,
     Subscriber,
     SubscriberStatus,
+    issue_name,
 )
 from newsletter.schedule import zone
 from newsletter.sources import SourceResult, failed_result, fetch_source, unexpected
@@ -180,6 +182,16 @@ def _next_state(prev: SourceState | None, run: SourceRun, now: dt.datetime) -> S
 # --------------------------------------------------------------------------- digest
 
 
+#: How far back a weekly issue after downtime, or the first issue after a switch of
+#: cadence, reaches: beyond this, papers are old news.
+MAX_CATCH_UP_DAYS = 28
+
+
+def _midnight(day: dt.date, settings: Settings) -> dt.datetime:
+    """The start of ``day`` in the operator's time zone, in UTC."""
+    return dt.datetime.combine(day, dt.time(), zone(settings.schedule)).astimezone(dt.UTC)
+
+
 def day_window(issue_date: dt.date, settings: Settings) -> tuple[dt.datetime, dt.datetime]:
     """[start, end) in UTC of first-seen times that count for the issue of ``issue_date``.
 
@@ -192,18 +204,77 @@ def day_window(issue_date: dt.date, settings: Settings) -> tuple[dt.datetime, dt
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-def papers_for_issue(store: Store, settings: Settings, issue_date: dt.date) -> list[Paper]:
-    since, until = day_window(issue_date, settings)
-    return store.papers(since=since, until=until, not_issued_before=issue_date)
+def week_first_day(store: Store, issue_date: dt.date) -> dt.date:
+    """The first day the weekly issue of ``issue_date`` covers: the same weekday a week
+    before, or the date of the last weekly issue when that is older (a missed week is
+    caught up), at most :data:`MAX_CATCH_UP_DAYS` back."""
+    first = issue_date - dt.timedelta(days=7)
+    last = store.last_issue_date(Edition.WEEKLY, before=issue_date)
+    if last is not None and last < first:
+        first = max(last, issue_date - dt.timedelta(days=MAX_CATCH_UP_DAYS))
+    return first
 
 
-def build_issue_digest(store: Store, settings: Settings, issue_date: dt.date) -> Digest:
-    """The digest for ``issue_date`` from what the store holds (no fetching)."""
+def issue_window(
+    store: Store, settings: Settings, issue_date: dt.date, edition: Edition
+) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) in UTC of first-seen times that count for the issue (edition, date);
+    papers an earlier issue of the same edition carried are left out of it."""
+    if edition is Edition.DAILY:
+        return day_window(issue_date, settings)
+    first = week_first_day(store, issue_date)
+    return _midnight(first, settings), _midnight(issue_date + dt.timedelta(days=1), settings)
+
+
+def switch_floor(settings: Settings, issue_date: dt.date) -> dt.datetime:
+    """The earliest start of a switcher's window for the issue of ``issue_date``."""
+    return _midnight(issue_date - dt.timedelta(days=MAX_CATCH_UP_DAYS), settings)
+
+
+def papers_for_issue(
+    store: Store, settings: Settings, issue_date: dt.date, edition: Edition = Edition.DAILY
+) -> list[Paper]:
+    since, until = issue_window(store, settings, issue_date, edition)
+    return store.papers(since=since, until=until, not_issued_before=issue_date, edition=edition)
+
+
+def build_issue_digest(
+    store: Store, settings: Settings, issue_date: dt.date, edition: Edition = Edition.DAILY
+) -> Digest:
+    """The digest for (``edition``, ``issue_date``) from what the store holds (no fetching)."""
+    papers = papers_for_issue(store, settings, issue_date, edition)
+    since = week_first_day(store, issue_date) if edition is Edition.WEEKLY else None
+    return _digest(papers, settings, issue_date, edition, since)
+
+
+def _digest(
+    papers: list[Paper],
+    settings: Settings,
+    issue_date: dt.date,
+    edition: Edition,
+    since: dt.date | None,
+) -> Digest:
     from newsletter.topics import build_digest
 
-    papers = papers_for_issue(store, settings, issue_date)
     sources = tuple(sorted({p.source for p in papers if p.source}))
-    return build_digest(papers, issue_date=issue_date, settings=settings.topics, sources=sources)
+    digest = build_digest(
+        papers, issue_date=issue_date, settings=settings.topics, sources=sources, edition=edition
+    )
+    return dataclasses.replace(digest, since=since)
+
+
+def variant_digest(
+    store: Store, settings: Settings, issue: IssueRecord, since: dt.datetime
+) -> Digest:
+    """The issue as a subscriber who switched cadence gets it: every paper first seen
+    after ``since`` (the cut of the last issue they got) up to the issue's own cut, where
+    the next issue of its edition starts (however late the variant is made)."""
+    # Cuts are inclusive: an issue carries the papers its own run fetched at that instant.
+    tick = dt.timedelta(microseconds=1)
+    papers = store.papers(since=since + tick, until=issue.created_at + tick)
+    first = since.astimezone(zone(settings.schedule)).date()
+    weekly = issue.edition is Edition.WEEKLY
+    return _digest(papers, settings, issue.issue_date, issue.edition, first if weekly else None)
 
 
 # --------------------------------------------------------------------------- send
@@ -226,6 +297,11 @@ class SendReport:
     queued: int = 0  # rows added to the ledger by this run
     dry_run_messages: int = 0
     dry_run_bytes: int = 0
+    edition: Edition = Edition.DAILY
+
+    @property
+    def name(self) -> str:
+        return issue_name(self.issue_date, self.edition)
 
 
 def digest_papers(digest: Digest) -> list[tuple[str, str]]:
@@ -242,14 +318,19 @@ def digest_papers(digest: Digest) -> list[tuple[str, str]]:
 
 
 def render_for_date(
-    store: Store, settings: Settings, issue_date: dt.date
+    store: Store, settings: Settings, issue_date: dt.date, edition: Edition = Edition.DAILY
 ) -> tuple[Digest, RenderedIssue]:
-    """Build and render the digest for ``issue_date`` from what the store holds."""
+    """Build and render the digest for (``edition``, ``issue_date``) from the store."""
+    digest = build_issue_digest(store, settings, issue_date, edition)
+    return digest, _render(digest, settings)
+
+
+def _render(digest: Digest, settings: Settings) -> RenderedIssue:
     from newsletter.links import issue_url
     from newsletter.render import render_issue
 
-    digest = build_issue_digest(store, settings, issue_date)
-    return digest, render_issue(digest, settings, web_url=issue_url(settings, issue_date))
+    url = issue_url(settings, digest.issue_date, digest.edition)
+    return render_issue(digest, settings, web_url=url)
 
 
 def fetch_or_fail(
@@ -279,21 +360,24 @@ def prepare_issue(
     now: dt.datetime,
     fetch: bool = True,
     on_source: Callable[[SourceRun], None] | None = None,
+    edition: Edition = Edition.DAILY,
 ) -> tuple[IssueRecord | None, FetchReport | None]:
-    """The stored issue for ``issue_date``, fetching, clustering and rendering it if new.
+    """The stored issue (``edition``, ``issue_date``), fetching, clustering and rendering it
+    if new.
 
     An issue that exists already is returned as it is (a resume sends the same bytes).
     ``None`` means there is nothing to send (no new papers and ``on_empty = "skip"``).
     """
-    existing = store.issue(issue_date)
+    name = issue_name(issue_date, edition)
+    existing = store.issue(issue_date, edition)
     if existing is not None:
         return existing, None
     report = None
     if fetch:
         report = fetch_or_fail(settings, store, now=now, on_source=on_source)
-    digest, rendered = render_for_date(store, settings, issue_date)
+    digest, rendered = render_for_date(store, settings, issue_date, edition)
     if digest.is_empty and settings.schedule.on_empty == "skip":
-        log.info("issue %s: no new papers; skipped (schedule.on_empty = skip)", issue_date)
+        log.info("issue %s: no new papers; skipped (schedule.on_empty = skip)", name)
         return None, report
     issue = store.save_issue(
         issue_date,
@@ -304,14 +388,60 @@ def prepare_issue(
         text=rendered.text,
         papers=digest_papers(digest),
         now=now,
+        edition=edition,
     )
     log.info(
         "issue %s: %d papers in %d topics, rendered",
-        issue_date,
+        name,
         digest.paper_count,
         len(digest.topics),
     )
     return issue, report
+
+
+#: Rounds of rendering variants and queuing their subscribers before the rest is left to
+#: the next run (only someone switching cadence back and forth meanwhile needs a second).
+QUEUE_ROUNDS = 3
+
+
+def queue_issue(settings: Settings, store: Store, issue: IssueRecord, *, now: dt.datetime) -> int:
+    """Queue the issue for every active subscriber of its cadence not queued yet; the rows
+    added.  Subscribers who switched cadence get the variant of their window, rendered and
+    stored here first (once per distinct window); see docs/architecture.md."""
+    floor = switch_floor(settings, issue.issue_date)
+    skip_empty = settings.schedule.on_empty == "skip"
+    queued = 0
+    for _ in range(QUEUE_ROUNDS):
+        for since in store.switcher_windows(issue.id, floor=floor):
+            if store.variant(issue.id, since) is None:
+                digest = variant_digest(store, settings, issue, since)
+                rendered = _render(digest, settings)
+                store.save_variant(
+                    issue.id,
+                    since,
+                    subject=rendered.subject,
+                    preheader=rendered.preheader,
+                    html=rendered.html,
+                    text=rendered.text,
+                    papers=digest_papers(digest),
+                    now=now,
+                )
+                log.info(
+                    "issue %s: a variant from %s for who switched cadence: %d papers",
+                    issue.name,
+                    since.isoformat(timespec="seconds"),
+                    digest.paper_count,
+                )
+        queued += store.queue_deliveries(issue.id, now=now, floor=floor, skip_empty=skip_empty)
+        if not store.switcher_windows(issue.id, floor=floor):
+            break
+    else:
+        log.warning(
+            "issue %s: some subscribers changed cadence while it was queued; the next run "
+            "queues them",
+            issue.name,
+        )
+    return queued
 
 
 def run_send(
@@ -329,8 +459,10 @@ def run_send(
     progress: Callable[[DeliveryStatus], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     transport_factory: Callable[[], Transport] | None = None,
+    edition: Edition = Edition.DAILY,
 ) -> SendReport:
-    """Fetch → topics → render → deliver the issue of ``issue_date``, or resume it.
+    """Fetch → topics → render → deliver the issue (``edition``, ``issue_date``), or resume
+    it.  Only the subscribers of that cadence are queued.
 
     Alone, it holds the send lock exclusively throughout: another sender gets
     :class:`LockHeld` at once, and rows a dead sender left are taken back immediately.
@@ -345,20 +477,26 @@ def run_send(
 
     signing_secret(settings)  # fail before any work when the key is missing
     if transport_factory is None:  # also fails before any work: a login without password
-        outbox = str(Path(settings.delivery.outbox_dir) / issue_date.isoformat())
+        outbox = str(Path(settings.delivery.outbox_dir) / outbox_folder(issue_date, edition))
         transport_factory = make_transport_factory(settings, outbox)
     with hold_lock(store.engine, "send", shared=worker):
         with hold_lock(store.engine, "prepare", wait=True):
             issue, fetched = prepare_issue(
-                settings, store, issue_date, now=now(), fetch=fetch, on_source=on_source
+                settings,
+                store,
+                issue_date,
+                now=now(),
+                fetch=fetch,
+                on_source=on_source,
+                edition=edition,
             )
             if issue is None:
-                return SendReport(issue_date, "empty", fetch=fetched)
+                return SendReport(issue_date, "empty", fetch=fetched, edition=edition)
             recovered = Recovered() if worker else store.recover(issue.id, now=now())
             if recovered.in_doubt or recovered.requeued:
                 log.warning(
                     "issue %s: resuming after an interrupted send: %d in doubt, %d requeued",
-                    issue_date,
+                    issue.name,
                     recovered.in_doubt,
                     recovered.requeued,
                 )
@@ -367,7 +505,7 @@ def run_send(
             purged = store.purge_pending(now=now())
             if purged:
                 log.info("deleted %d web sign-up(s) never confirmed", purged)
-            queued = store.queue_deliveries(issue.id, now=now())
+            queued = queue_issue(settings, store, issue, now=now())
             if issue.status is not IssueStatus.READY and store.unfinished(issue.id):
                 # Rows to send again (new subscribers, --retry-failed): not settled now.
                 store.set_issue_status(issue.id, IssueStatus.READY, now=now())
@@ -399,7 +537,7 @@ def run_send(
             outcome = "stopped" if delivery.stopped else "partial"
         log.info(
             "issue %s: sent %d, failed %d, deferred %d, in doubt %d",
-            issue_date,
+            issue.name,
             delivery.sent,
             delivery.failed,
             delivery.deferred,
@@ -413,20 +551,32 @@ def run_send(
             delivery=delivery,
             recovered=recovered,
             queued=queued,
+            edition=edition,
         )
 
 
+def outbox_folder(issue_date: dt.date, edition: Edition) -> str:
+    """The outbox's folder for an issue: ``DATE`` (daily), ``DATE-weekly``."""
+    return issue_date.isoformat() + ("" if edition is Edition.DAILY else f"-{edition.value}")
+
+
 def stored_or_draft(
-    store: Store, settings: Settings, issue_date: dt.date, *, now: dt.datetime, fetch: bool = False
+    store: Store,
+    settings: Settings,
+    issue_date: dt.date,
+    *,
+    now: dt.datetime,
+    fetch: bool = False,
+    edition: Edition = Edition.DAILY,
 ) -> IssueRecord:
     """The stored issue, else one rendered now (after fetching, with ``fetch``) and not
     stored (id 0): for looking and test copies, not for sending."""
-    issue = store.issue(issue_date)
+    issue = store.issue(issue_date, edition)
     if issue is not None:
         return issue
     if fetch:
         fetch_or_fail(settings, store, now=now)
-    digest, rendered = render_for_date(store, settings, issue_date)
+    digest, rendered = render_for_date(store, settings, issue_date, edition)
     return IssueRecord(
         id=0,
         issue_date=issue_date,
@@ -438,24 +588,41 @@ def stored_or_draft(
         paper_count=digest.paper_count,
         created_at=now,
         updated_at=now,
+        edition=edition,
     )
 
 
 def dry_run(
-    settings: Settings, store: Store, *, issue_date: dt.date, now: dt.datetime, fetch: bool = False
+    settings: Settings,
+    store: Store,
+    *,
+    issue_date: dt.date,
+    now: dt.datetime,
+    fetch: bool = False,
+    edition: Edition = Edition.DAILY,
 ) -> SendReport:
-    """Build every subscriber's message for ``issue_date`` and send none; nothing is stored."""
+    """Build the message of every subscriber of the edition's cadence and send none;
+    nothing is stored (switchers are counted with the issue itself)."""
     from newsletter.delivery import IssueMailer, signing_secret
 
-    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
+    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch, edition=edition)
     if issue.paper_count == 0 and issue.id == 0 and settings.schedule.on_empty == "skip":
-        return SendReport(issue_date, "empty")
+        return SendReport(issue_date, "empty", edition=edition)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     n = size = 0
     for sub in store.iter_subscribers(SubscriberStatus.ACTIVE):
+        if sub.cadence is not edition:
+            continue
         n += 1
         size += len(mailer.message(sub).data)
-    return SendReport(issue_date, "dry-run", issue=issue, dry_run_messages=n, dry_run_bytes=size)
+    return SendReport(
+        issue_date,
+        "dry-run",
+        issue=issue,
+        dry_run_messages=n,
+        dry_run_bytes=size,
+        edition=edition,
+    )
 
 
 def send_test_copy(
@@ -467,6 +634,7 @@ def send_test_copy(
     now: dt.datetime,
     fetch: bool = False,
     transport_factory: Callable[[], Transport] | None = None,
+    edition: Edition = Edition.DAILY,
 ) -> str:
     """Mail the issue to one address outside the ledger; returns the server's reply."""
     from newsletter.delivery import IssueMailer, signing_secret
@@ -474,7 +642,7 @@ def send_test_copy(
     from newsletter.subscribers import ascii_email, normalise_email
 
     email = normalise_email(address)
-    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch)
+    issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch, edition=edition)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     test_subscriber = Subscriber(0, email, "", SubscriberStatus.ACTIVE, now, now)
     out = mailer.message(test_subscriber)
@@ -497,11 +665,12 @@ def write_preview(
     issue_date: dt.date,
     now: dt.datetime,
     subscriber: Subscriber,
+    edition: Edition = Edition.DAILY,
 ) -> list[Path]:
     """issue.html, issue.txt and issue.eml for ``subscriber``; nothing is stored."""
     from newsletter.delivery import IssueMailer, signing_secret
 
-    issue = stored_or_draft(store, settings, issue_date, now=now)
+    issue = stored_or_draft(store, settings, issue_date, now=now, edition=edition)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     eml = mailer.message(subscriber).data
     html, text, _ = mailer.personal(subscriber)

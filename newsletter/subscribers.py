@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from newsletter.errors import NewsletterError
-from newsletter.models import Subscriber
+from newsletter.models import Edition, Subscriber
 from newsletter.personal.interests import SubscriberInterests
 from newsletter.personal.stated import BadInterest, InterestsChange, change, join, split
 
@@ -76,6 +76,7 @@ class ImportRow:
     name: str
     #: from the optional interest columns; None: the file has none (or its cells are empty)
     interests: InterestsChange | None = None
+    cadence: Edition | None = None  # from the optional cadence column; None: not given
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,8 @@ def _line_at(data: bytes, offset: int) -> int:
 
 
 def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
-    """Rows of a CSV with a header naming an ``email`` column (``name`` optional).
+    """Rows of a CSV with a header naming an ``email`` column (``name`` and ``cadence``,
+    daily or weekly, optional; an empty cadence leaves it as it is).
 
     Optional interest columns: ``keywords``, ``authors`` and ``categories`` (values
     separated by ``;``) and ``only_for_you`` (yes or no). A cell with a value replaces that
@@ -178,6 +180,7 @@ def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
     ei = cols.index("email")
     ni = cols.index("name") if "name" in cols else None
     interest_columns = {c: cols.index(c) for c in _INTEREST_COLUMNS if c in cols}
+    ci = cols.index("cadence") if "cadence" in cols else None
     seen: set[str] = set()
     for line, record in records:
         if not any(c.strip() for c in record):
@@ -193,6 +196,12 @@ def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
         if email in seen:
             problems.append(ImportProblem(line, f"{email}: repeats an earlier row"))
             continue
+        cell = record[ci].strip().lower() if ci is not None and len(record) > ci else ""
+        if cell and cell not in {e.value for e in Edition}:
+            problems.append(
+                ImportProblem(line, f"{email}: cadence is {cell!r}; expected daily or weekly")
+            )
+            continue
         seen.add(email)
         name = clean_name(_unguard(record[ni])) if ni is not None and len(record) > ni else ""
         cells = {c: _unguard(record[i]) for c, i in interest_columns.items() if len(record) > i}
@@ -201,7 +210,7 @@ def read_csv(text: str) -> tuple[list[ImportRow], list[ImportProblem]]:
         except BadInterest as e:
             problems.append(ImportProblem(line, f"{email}: {e}"))
             continue
-        rows.append(ImportRow(line, email, name, interests))
+        rows.append(ImportRow(line, email, name, interests, Edition(cell) if cell else None))
     return rows, problems
 
 
@@ -273,7 +282,9 @@ def write_csv(
     guarded."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["email", "name", "status", "created_at", "unsubscribed_at", *_INTEREST_COLUMNS])
+    w.writerow(
+        ["email", "name", "status", "created_at", "unsubscribed_at", *_INTEREST_COLUMNS, "cadence"]
+    )
     for s in subscribers:
         mine = (interests or {}).get(s.id, SubscriberInterests())
         stated = mine.interests
@@ -288,6 +299,7 @@ def write_csv(
                 _guard(join(stated.authors)),
                 _guard(join(stated.categories)),
                 "yes" if mine.only_for_you else "",
+                s.cadence.value,
             ]
         )
     return out.getvalue()

@@ -50,6 +50,11 @@ def weekday(d: dt.date) -> str:
     return _WEEKDAYS[d.weekday()]
 
 
+def day_month_year(d: dt.date) -> str:
+    """``20 April 2026``, in English whatever the locale."""
+    return f"{d.day} {_MONTHS[d.month - 1]} {d.year}"
+
+
 def long_date(d: dt.date) -> str:
     """The date as an email, a page or a subject line shows it: "Friday, 14 March 2025"."""
-    return f"{weekday(d)}, {d.day} {_MONTHS[d.month - 1]} {d.year}"
+    return f"{weekday(d)}, {day_month_year(d)}"

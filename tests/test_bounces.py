@@ -844,7 +844,7 @@ def test_a_send_then_its_bounces_arrive_in_the_imap_mailbox(
     assert header[-3:] == ["DOUBT", "BOUNCES", "COMPLAINTS"]
     row = next(line.split() for line in lines if line.startswith(day.isoformat()))
     # sent 4 of 4; later: ada and cyd hard, dee soft (3 bounces), bob's complaint (1)
-    assert row[3:5] == ["4", "4"] and row[-2:] == ["3", "1"], shown.output
+    assert row[1] == "daily" and row[4:6] == ["4", "4"] and row[-2:] == ["3", "1"], shown.output
 
 
 # --------------------------------------------------------------------------- DKIM

@@ -258,9 +258,9 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
         running,
         re.M,
     ), running
-    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0\s+0\s+0$", running, re.M), (
-        running
-    )
+    assert re.search(
+        rf"^{today}\s+daily\s+sent\s+\d+\s+5\s+5\s+0\s+0\s+0\s+0\s+0\s+0$", running, re.M
+    ), running
 
     d.signal(signal.SIGTERM)
     t0 = time.monotonic()
@@ -272,7 +272,7 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
     assert issues(db) == [(today.isoformat(), "sent")]
     after = status(cfg)
     assert f"daemon: not running (last seen as pid {d.pid}, stopped)" in after
-    assert re.search(rf"^{today}\s+sent\s+\d+\s+5\s+5", after, re.M), after
+    assert re.search(rf"^{today}\s+daily\s+sent\s+\d+\s+5\s+5", after, re.M), after
     assert len(server.received) == 5  # nothing more on the way out
     doc = json.loads((tmp_path / "news.db.daemon.json").read_text())
     assert doc["state"] == "stopped" and doc["next_run"] is None

@@ -172,7 +172,7 @@ def test_rerun_sends_nobody_twice_and_status_shows_it(setup, smtp_server):
     assert "already sent to everyone" in again.stdout
     assert len(server.received) == 4
     row = status_table(path)[DAY.isoformat()]
-    assert row[1] == "sent" and row[3:6] == ["4", "4", "0"]
+    assert row[:3] == [DAY.isoformat(), "daily", "sent"] and row[4:7] == ["4", "4", "0"]
 
 
 def test_subscribers_added_later_get_the_issue_on_the_next_run(setup, smtp_server):
@@ -434,7 +434,7 @@ def test_a_resend_after_a_drop_in_data_is_in_doubt_in_the_ledger_too(setup, smtp
         )
     assert flagged == [victim]
     row = status_table(path)[DAY.isoformat()]
-    assert row[1] == "sent" and row[3:9] == ["3", "3", "0", "0", "0", "1"]
+    assert row[2] == "sent" and row[4:10] == ["3", "3", "0", "0", "0", "1"]
 
 
 def test_a_plain_send_after_deferrals_says_what_is_left_and_how_to_retry(setup, smtp_server):
@@ -450,7 +450,7 @@ def test_a_plain_send_after_deferrals_says_what_is_left_and_how_to_retry(setup, 
     assert first.exit_code == 1
     assert "sent 2, failed 1, deferred 1" in first.stdout
     # The issue is not "sent" while a deferred row can still be retried.
-    assert status_table(path)[DAY.isoformat()][1] == "deferred"
+    assert status_table(path)[DAY.isoformat()][2] == "deferred"
 
     again = send(path)
     assert again.exit_code == 1, again.output
@@ -462,7 +462,7 @@ def test_a_plain_send_after_deferrals_says_what_is_left_and_how_to_retry(setup, 
     retry = send(path, "--retry-failed")
     assert retry.exit_code == 0, retry.output
     row = status_table(path)[DAY.isoformat()]
-    assert row[1] == "sent" and row[4:7] == ["3", "1", "0"]
+    assert row[2] == "sent" and row[5:8] == ["3", "1", "0"]
 
 
 def test_the_problem_list_says_how_many_it_leaves_out(setup, smtp_server):

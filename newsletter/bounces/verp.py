@@ -8,8 +8,9 @@ purpose, cut to 80 bits and written in lower-case base32: some servers lower-cas
 address they bounce to, and the local part stays within RFC 5321's 64 octets (the
 config refuses a local part that would not).
 
-Reports without it are matched by our Message-ID (``<YYYYMMDD.id.hmac@domain>``, which
-bounces and complaints usually quote) before falling back to the recipient address.
+Reports without it are matched by our Message-ID (``<YYYYMMDD.id.hmac@domain>``, or
+``<YYYYMMDD-weekly.id.hmac@domain>``, which bounces and complaints usually quote) before
+falling back to the recipient address.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 
 from newsletter.config import Settings
 from newsletter.links import Purpose
+from newsletter.models import Edition
 from newsletter.tokens import sign
 
 #: The tag's length: 80 bits, 16 base32 characters.
 _TAG_BYTES = 10
-_MESSAGE_ID = re.compile(r"<(\d{8})\.(\d{1,10})\.([0-9a-f]{16})@([^>\s]+)>")
+_MESSAGE_ID = re.compile(r"<(\d{8})(?:-([a-z]+))?\.(\d{1,10})\.([0-9a-f]{16})@([^>\s]+)>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +95,11 @@ def parse_message_id(settings: Settings, secret: str, text: str) -> Target | Non
     for m in _MESSAGE_ID.finditer(text):
         try:
             day = dt.datetime.strptime(m.group(1), "%Y%m%d").date()
+            edition = Edition(m.group(2) or Edition.DAILY)
         except ValueError:
             continue
-        sid = int(m.group(2))
-        ours = message_id(settings, secret, day, sid)
+        sid = int(m.group(3))
+        ours = message_id(settings, secret, day, sid, edition)
         if hmac.compare_digest(m.group(0).encode(), ours.encode()):
             return Target(sid, day)
     return None

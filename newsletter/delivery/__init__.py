@@ -134,6 +134,7 @@ class _Progress:
         eta = round(c["pending"] / rate) if rate > 0 else None
         fields = {
             "issue": self.issue.issue_date.isoformat(),
+            "edition": self.issue.edition.value,
             "recipients": c["recipients"],
             "sent": c["sent"],
             "failed": c["failed"],
@@ -145,7 +146,7 @@ class _Progress:
         }
         log.info(
             "issue %s: %d of %d sent, %d failed, %d deferred, %d to go; %.1f msg/s, ETA %s",
-            self.issue.issue_date,
+            self.issue.name,
             c["sent"],
             c["recipients"],
             c["failed"],
@@ -193,7 +194,7 @@ def deliver(
         store,
         settings,
         issue,
-        IssueMailer(settings, issue, signing_secret(settings), now()),
+        IssueMailer(settings, issue, signing_secret(settings), now(), store.variant_by_id),
         now=now,
         stop=stop,
         limit=limit,

@@ -23,6 +23,8 @@ import email.utils
 import hashlib
 import hmac
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -37,11 +39,11 @@ from newsletter.links import (
     unsubscribe_token,
     unsubscribe_url,
 )
-from newsletter.models import Subscriber
+from newsletter.models import Edition, Subscriber
 from newsletter.placeholders import PLACEHOLDER_RE, personalize, values
 
 if TYPE_CHECKING:
-    from newsletter.store import IssueRecord
+    from newsletter.store import IssueRecord, VariantRecord
 
 #: Header folding for the wire: CRLF, RFC 2047 for non-ASCII text.  Folded only past 998
 #: octets: folding at 78 turns a long unbreakable List-Unsubscribe URI into an RFC 2047
@@ -58,15 +60,25 @@ def _domain(settings: Settings) -> str:
     return settings.list.from_address.rpartition("@")[2] or "localhost"
 
 
-def message_id(settings: Settings, secret: str, issue_date: dt.date, subscriber_id: int) -> str:
+def message_id(
+    settings: Settings,
+    secret: str,
+    issue_date: dt.date,
+    subscriber_id: int,
+    edition: Edition = Edition.DAILY,
+) -> str:
     """Stable for (issue, subscriber): a resend after a crash carries the same Message-ID.
 
     The keyed hash stops anyone from guessing other subscribers' ids from one message.
+    A weekly issue's says so (``<YYYYMMDD-weekly.…>``): the daily and the weekly of one
+    date are two messages.
     """
-    tag = hmac.new(
-        secret.encode(), f"{issue_date.isoformat()}:{subscriber_id}".encode(), hashlib.sha256
-    ).hexdigest()[:16]
-    return f"<{issue_date:%Y%m%d}.{subscriber_id}.{tag}@{_domain(settings)}>"
+    issue = issue_date.isoformat()
+    day = f"{issue_date:%Y%m%d}"
+    if edition is not Edition.DAILY:
+        issue, day = f"{edition.value}:{issue}", f"{day}-{edition.value}"
+    tag = hmac.new(secret.encode(), f"{issue}:{subscriber_id}".encode(), hashlib.sha256)
+    return f"<{day}.{subscriber_id}.{tag.hexdigest()[:16]}@{_domain(settings)}>"
 
 
 def _one_line(s: str) -> str:
@@ -151,10 +163,12 @@ class MessageTemplate:
         date: dt.datetime,
         secret: str,
         issue_date: dt.date,
+        edition: Edition = Edition.DAILY,
     ):
         self.settings = settings
         self.secret = secret
         self.issue_date = issue_date
+        self.edition = edition
         lst = settings.list
         fixed = EmailMessage(policy=WIRE)
         fixed["From"] = _address(lst.from_name, lst.from_address)
@@ -182,7 +196,7 @@ class MessageTemplate:
         html_values, text_values = values(
             unsubscribe_url=url, preferences_url=prefs, name=subscriber.name, email=subscriber.email
         )
-        mid = message_id(self.settings, self.secret, self.issue_date, subscriber.id)
+        mid = message_id(self.settings, self.secret, self.issue_date, subscriber.id, self.edition)
         to, utf8 = wire_address(subscriber.email)
         mailto = unsubscribe_mailto(self.settings, token)
         b = self.boundary
@@ -217,9 +231,20 @@ class Outgoing:
 
 
 class IssueMailer:
-    """Turns the stored issue into one subscriber's message; cheap per subscriber."""
+    """Turns the stored issue into one subscriber's message; cheap per subscriber.
 
-    def __init__(self, settings: Settings, issue: IssueRecord, secret: str, now: dt.datetime):
+    A subscriber who switched cadence gets a variant of the issue (their ledger row names
+    it): ``variants`` loads one by id, and its template is made once.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        issue: IssueRecord,
+        secret: str,
+        now: dt.datetime,
+        variants: Callable[[int], VariantRecord] | None = None,
+    ):
         from newsletter.delivery.dkim import signer_from_settings
 
         self.settings = settings
@@ -227,15 +252,31 @@ class IssueMailer:
         self.secret = secret
         self.now = now  # the Date header's time, and the DKIM signature's
         self.signer = signer_from_settings(settings)  # the key is read once, here
-        self.template = MessageTemplate(
-            settings,
-            subject=issue.subject,
-            html=issue.html,
-            text=issue.text,
-            date=now,
-            secret=secret,
-            issue_date=issue.issue_date,
+        self.variants = variants
+        self.template = self._template(issue.subject, issue.html, issue.text)
+        self._by_variant: dict[int, MessageTemplate] = {}
+        self._lock = threading.Lock()
+
+    def _template(self, subject: str, html: str, text: str) -> MessageTemplate:
+        return MessageTemplate(
+            self.settings,
+            subject=subject,
+            html=html,
+            text=text,
+            date=self.now,
+            secret=self.secret,
+            issue_date=self.issue.issue_date,
+            edition=self.issue.edition,
         )
+
+    def _variant(self, variant_id: int) -> MessageTemplate:
+        with self._lock:  # sender threads share the mailer
+            if variant_id not in self._by_variant:
+                if self.variants is None:
+                    raise ValueError(f"variant {variant_id} asked of a mailer without variants")
+                v = self.variants(variant_id)
+                self._by_variant[variant_id] = self._template(v.subject, v.html, v.text)
+            return self._by_variant[variant_id]
 
     def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
         """(html, text, unsubscribe token) for one subscriber, as the message carries them."""
@@ -252,12 +293,14 @@ class IssueMailer:
         )
         return html, text, token
 
-    def message(self, subscriber: Subscriber) -> Outgoing:
-        """The subscriber's copy: every message of an issue, sent, test copy, preview or
-        dry run, is made here, envelope sender and final bytes included: the return path
-        that names the subscriber and the issue (``delivery.return_path``, else the From
-        address) and, last, the DKIM signature when ``smtp.dkim_*`` asks for one."""
-        mid, data = self.template.render(subscriber)
+    def message(self, subscriber: Subscriber, variant_id: int | None = None) -> Outgoing:
+        """The subscriber's copy (of the issue, or of the variant their row names): every
+        message of an issue, sent, test copy, preview or dry run, is made here, envelope
+        sender and final bytes included: the return path that names the subscriber and the
+        issue (``delivery.return_path``, else the From address) and, last, the DKIM
+        signature when ``smtp.dkim_*`` asks for one."""
+        template = self.template if variant_id is None else self._variant(variant_id)
+        mid, data = template.render(subscriber)
         sender = envelope_sender(self.settings, self.secret, subscriber.id, self.issue.issue_date)
         if self.signer is not None:
             data = self.signer.sign(data, now=self.now)

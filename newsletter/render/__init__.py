@@ -9,6 +9,7 @@ per issue.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import string
@@ -18,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import TemplateError
 from newsletter.links import contact_url
-from newsletter.models import Digest, Paper, Topic
+from newsletter.models import Digest, Edition, Paper, Topic
 from newsletter.placeholders import PLACEHOLDERS
 from newsletter.templating import environment, render, template_dirs
-from newsletter.text import clean, long_date, snippet
+from newsletter.text import clean, day_month_year, long_date, snippet
 
 if TYPE_CHECKING:
     import jinja2
@@ -151,15 +152,15 @@ def subject_for(digest: Digest, settings: Settings) -> str:
     Keys: ``{list_name}``, ``{date}`` (ISO), ``{long_date}``, ``{topics}``, ``{count}``.
     """
     if digest.is_empty:
-        topics = "nothing new today"
+        topics = f"nothing new {_period(digest)}"
     else:
         topics = _join_labels([clean(t.label, neutralise=True) for t in digest.topics])
         if not topics:
             topics = f"{digest.paper_count} new paper{'s' if digest.paper_count != 1 else ''}"
     values = {
         "list_name": clean(settings.list.name, neutralise=True),
-        "date": digest.issue_date.isoformat(),
-        "long_date": long_date(digest.issue_date),
+        "date": _week_of(digest, digest_day(digest).isoformat()),
+        "long_date": _issue_title(digest),
         "topics": topics,
         "count": str(digest.paper_count),
     }
@@ -294,7 +295,8 @@ def _context(
         "preheader": preheader,
         "list_name": clean(settings.list.name, neutralise=True),
         "date_iso": digest.issue_date.isoformat(),
-        "date_long": long_date(digest.issue_date),
+        "date_long": _issue_title(digest),
+        "period": _period(digest),
         "paper_count": n,
         "papers_word": "paper" if n == 1 else "papers",
         "topic_count": len(topics),
@@ -364,7 +366,7 @@ def _paper_view(
 
 def _preheader(digest: Digest) -> str:
     if digest.is_empty:
-        return "Nothing new today."
+        return f"Nothing new {_period(digest)}."
     labels = _join_labels([clean(t.label, neutralise=True) for t in digest.topics], limit=90)
     n = digest.paper_count
     head = f"{n} new paper{'s' if n != 1 else ''}"
@@ -396,6 +398,30 @@ def _join_labels(labels: list[str], limit: int = SUBJECT_TOPICS_CHARS) -> str:
     if not out and labels:
         return snippet(labels[0], limit)
     return ", ".join(out)
+
+
+def digest_day(digest: Digest) -> dt.date:
+    """The date an issue is named by: its date, or for a weekly issue the first day it
+    covers (the issue of Monday 27 April is the week of 20 April)."""
+    if digest.edition is Edition.WEEKLY and digest.since is not None:
+        return digest.since
+    return digest.issue_date
+
+
+def _period(digest: Digest) -> str:
+    return "this week" if digest.edition is Edition.WEEKLY else "today"
+
+
+def _week_of(digest: Digest, day: str) -> str:
+    return f"Week of {day}" if digest.edition is Edition.WEEKLY else day
+
+
+def _issue_title(digest: Digest) -> str:
+    """ "Monday, 27 April 2026"; a weekly issue: "Week of 20 April 2026"."""
+    d = digest_day(digest)
+    if digest.edition is Edition.WEEKLY:
+        return _week_of(digest, day_month_year(d))
+    return long_date(d)
 
 
 def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | None = None) -> str:

@@ -22,16 +22,24 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from newsletter.errors import StoreError
-from newsletter.models import AnnounceType, FetchStatus, Paper, SourceState
+from newsletter.models import AnnounceType, Edition, FetchStatus, Paper, SourceState
 from newsletter.sources.merge import id_rank, identity_key, merge_paper
 from newsletter.store import migrations, schema
 from newsletter.store.bounces import BounceStore
 from newsletter.store.interests import InterestStore
-from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered
+from newsletter.store.ledger import Claim, IssueRecord, LedgerStore, Recovered, VariantRecord
 from newsletter.store.signup import SignupStore
 from newsletter.store.subscribers import ImportResult, SubscriberStore
 
-__all__ = ["Claim", "ImportResult", "IssueRecord", "Recovered", "Store", "UpsertResult"]
+__all__ = [
+    "Claim",
+    "ImportResult",
+    "IssueRecord",
+    "Recovered",
+    "Store",
+    "UpsertResult",
+    "VariantRecord",
+]
 
 #: How long a SQLite writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -132,7 +140,7 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStor
                 raise StoreError(f"cannot create the database: folder {parent} does not exist")
         store = cls(_make_engine(url))
         try:
-            with store.write() as conn:
+            with store.write(foreign_keys=False) as conn:
                 if store.engine.dialect.name == "postgresql":
                     # Serialise concurrent first starts; released at commit.
                     conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7263011)")
@@ -166,23 +174,46 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStor
         self.close()
 
     @contextmanager
-    def write(self) -> Iterator[sa.Connection]:
-        """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE)."""
+    def write(self, *, foreign_keys: bool = True) -> Iterator[sa.Connection]:
+        """A transaction that holds the write lock from its start (SQLite: BEGIN IMMEDIATE).
+
+        ``foreign_keys=False`` (migrations): on SQLite, foreign keys are off for it, so
+        that rebuilding a table (SQLite cannot drop a constraint) does not cascade the
+        DROP into the rows that refer to it; they are checked before the commit instead.
+        """
         with self._write_mutex, self.engine.connect().execution_options(immediate=True) as conn:
+            raw: Any = None
+            if not foreign_keys and self.dialect == "sqlite":
+                # Only outside a transaction does SQLite take this pragma.
+                raw = conn.connection.driver_connection
+                raw.execute("PRAGMA foreign_keys = OFF")
             try:
-                tx = conn.begin()
-            except sa.exc.OperationalError as e:
-                if self.dialect == "sqlite" and "locked" in str(e.orig):
-                    # Past the busy timeout: another process kept the one write lock (it
-                    # was stopped mid-write, or a shell sits in a transaction).
-                    raise StoreError(
-                        f"{self.safe_url}: the database stayed locked by another process "
-                        f"for {BUSY_TIMEOUT_S:g} s (a stopped or stuck process holding a "
-                        "write?); nothing was lost, run the command again once it is free"
-                    ) from e
-                raise
-            with tx:
-                yield conn
+                with self._transaction(conn):
+                    yield conn
+                    if raw is not None:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+                        if broken:
+                            raise StoreError(f"a migration broke foreign keys: {broken[:5]}")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys = ON")
+
+    @contextmanager
+    def _transaction(self, conn: sa.Connection) -> Iterator[None]:
+        try:
+            tx = conn.begin()
+        except sa.exc.OperationalError as e:
+            if self.dialect == "sqlite" and "locked" in str(e.orig):
+                # Past the busy timeout: another process kept the one write lock (it
+                # was stopped mid-write, or a shell sits in a transaction).
+                raise StoreError(
+                    f"{self.safe_url}: the database stayed locked by another process "
+                    f"for {BUSY_TIMEOUT_S:g} s (a stopped or stuck process holding a "
+                    "write?); nothing was lost, run the command again once it is free"
+                ) from e
+            raise
+        with tx:
+            yield
 
     @contextmanager
     def read(self) -> Iterator[sa.Connection]:
@@ -287,12 +318,14 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStor
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         not_issued_before: dt.date | None = None,
+        edition: Edition = Edition.DAILY,
         limit: int | None = None,
     ) -> list[Paper]:
         """Stored papers first seen in [since, until), newest first then by id.
 
-        ``not_issued_before``: leave out papers that an issue dated before it carried (the
-        issue of that date itself may hold them: rebuilding it gives the same papers).
+        ``not_issued_before``: leave out papers that an issue of ``edition`` dated before
+        it carried (the issue of that date itself may hold them: rebuilding it gives the
+        same papers).
         """
         t = schema.papers
         q = sa.select(t)
@@ -305,7 +338,7 @@ class Store(SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStor
             q = q.where(
                 ~sa.exists()
                 .where(ip.c.paper_id == t.c.id, ip.c.issue_id == iss.c.id)
-                .where(iss.c.issue_date < not_issued_before)
+                .where(iss.c.issue_date < not_issued_before, iss.c.edition == edition.value)
             )
         q = q.order_by(t.c.first_seen_at.desc(), t.c.id)
         if limit is not None:

@@ -76,8 +76,16 @@ class BounceStore:
                     row = None
                 issue_id = None
                 if event.issue_date is not None:
+                    # The daily and the weekly of one date: the one mailed to them.
+                    d = schema.deliveries
+                    mailed = sa.exists().where(
+                        d.c.issue_id == iss.c.id, d.c.subscriber_id == (row.id if row else None)
+                    )
                     issue_id = conn.execute(
-                        sa.select(iss.c.id).where(iss.c.issue_date == event.issue_date)
+                        sa.select(iss.c.id)
+                        .where(iss.c.issue_date == event.issue_date)
+                        .order_by(mailed.desc(), iss.c.id)
+                        .limit(1)
                     ).scalar()
                 values: dict[str, Any] = {
                     "message_key": event.message_key,

@@ -17,7 +17,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.models import DeliveryStatus, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import (
+    DeliveryStatus,
+    Edition,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    issue_name,
+)
 from newsletter.store import schema
 from newsletter.store.subscribers import subscriber_from_row
 
@@ -43,8 +50,35 @@ class IssueRecord:
     html: str
     text: str
     paper_count: int
-    created_at: dt.datetime
+    created_at: dt.datetime  # also its cut: it carries no paper first seen after it
     updated_at: dt.datetime
+    edition: Edition = Edition.DAILY
+
+    @property
+    def name(self) -> str:
+        """How logs and messages name it: ``2026-04-27``, ``2026-04-27 weekly``."""
+        return issue_name(self.issue_date, self.edition)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRecord:
+    """An issue as the subscribers who switched cadence after its ``since`` get it."""
+
+    id: int
+    issue_id: int
+    since: dt.datetime  # papers first seen after this (the cut of their last issue)
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    paper_count: int
+    created_at: dt.datetime
+
+
+#: Ledger rows that do not count as an issue the subscriber got.
+NOT_RECEIVED = (DeliveryStatus.FAILED.value, DeliveryStatus.SKIPPED.value)
+#: What the row of a switcher whose variant has no papers says (on_empty = "skip").
+NOTHING_NEW = "nothing new since their last issue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +90,7 @@ class Claim:
     attempts: int
     in_doubt: bool
     worker: str  # who holds it
+    variant_id: int | None = None  # the variant they get (they switched cadence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +111,21 @@ def _issue_from_row(row: Any) -> IssueRecord:
         paper_count=row.paper_count,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        edition=Edition(row.edition),
+    )
+
+
+def _variant_from_row(row: Any) -> VariantRecord:
+    return VariantRecord(
+        id=row.id,
+        issue_id=row.issue_id,
+        since=row.since,
+        subject=row.subject or "",
+        preheader=row.preheader or "",
+        html=row.html or "",
+        text=row.text or "",
+        paper_count=row.paper_count,
+        created_at=row.created_at,
     )
 
 
@@ -92,17 +142,34 @@ class LedgerStore:
 
     # ----------------------------------------------------------------------- issues
 
-    def issue(self, issue_date: dt.date) -> IssueRecord | None:
+    def issue(self, issue_date: dt.date, edition: Edition = Edition.DAILY) -> IssueRecord | None:
         t = schema.issues
         with self.read() as conn:
-            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).first()
+            row = conn.execute(
+                sa.select(t).where(t.c.issue_date == issue_date, t.c.edition == edition.value)
+            ).first()
         return _issue_from_row(row) if row else None
 
-    def issues(self, limit: int = 30) -> list[IssueRecord]:
+    def issues(self, limit: int = 30, *, edition: Edition | None = None) -> list[IssueRecord]:
+        """The latest issues, newest first (by date; on one date the weekly first)."""
+        t = schema.issues
+        q = sa.select(t).order_by(t.c.issue_date.desc(), t.c.edition.desc()).limit(limit)
+        if edition is not None:
+            q = q.where(t.c.edition == edition.value)
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+        return [_issue_from_row(r) for r in rows]
+
+    def last_issue_date(self, edition: Edition, *, before: dt.date) -> dt.date | None:
+        """The date of the last issue of ``edition`` dated before ``before``."""
         t = schema.issues
         with self.read() as conn:
-            rows = conn.execute(sa.select(t).order_by(t.c.issue_date.desc()).limit(limit)).all()
-        return [_issue_from_row(r) for r in rows]
+            day: dt.date | None = conn.execute(
+                sa.select(sa.func.max(t.c.issue_date)).where(
+                    t.c.edition == edition.value, t.c.issue_date < before
+                )
+            ).scalar()
+        return day
 
     def save_issue(
         self,
@@ -115,6 +182,7 @@ class LedgerStore:
         text: str,
         papers: Sequence[tuple[str, str]],
         now: dt.datetime,
+        edition: Edition = Edition.DAILY,
     ) -> IssueRecord:
         """Store a rendered issue and the papers it carries (paper id, topic label).
 
@@ -122,12 +190,14 @@ class LedgerStore:
         and returned: an issue is rendered once.
         """
         t = schema.issues
+        this = sa.and_(t.c.issue_date == issue_date, t.c.edition == edition.value)
         with self.write() as conn:
-            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).first()
+            row = conn.execute(sa.select(t).where(this)).first()
             if row is None:
                 inserted = conn.execute(
                     t.insert().values(
                         issue_date=issue_date,
+                        edition=edition.value,
                         status=status.value,
                         subject=subject,
                         preheader=preheader,
@@ -139,16 +209,67 @@ class LedgerStore:
                     )
                 )
                 issue_id = inserted.inserted_primary_key[0]  # type: ignore[index]
-                if papers:
-                    conn.execute(
-                        schema.issue_papers.insert(),
-                        [
-                            {"issue_id": issue_id, "paper_id": pid, "topic": topic, "position": i}
-                            for i, (pid, topic) in enumerate(papers)
-                        ],
-                    )
-            row = conn.execute(sa.select(t).where(t.c.issue_date == issue_date)).one()
+                _save_papers(conn, schema.issue_papers, "issue_id", issue_id, papers)
+            row = conn.execute(sa.select(t).where(this)).one()
         return _issue_from_row(row)
+
+    # ----------------------------------------------------------------------- variants
+
+    def variant(self, issue_id: int, since: dt.datetime) -> VariantRecord | None:
+        t = schema.issue_variants
+        with self.read() as conn:
+            row = conn.execute(
+                sa.select(t).where(t.c.issue_id == issue_id, t.c.since == since)
+            ).first()
+        return _variant_from_row(row) if row else None
+
+    def variant_by_id(self, variant_id: int) -> VariantRecord:
+        t = schema.issue_variants
+        with self.read() as conn:
+            return _variant_from_row(conn.execute(sa.select(t).where(t.c.id == variant_id)).one())
+
+    def save_variant(
+        self,
+        issue_id: int,
+        since: dt.datetime,
+        *,
+        subject: str,
+        preheader: str,
+        html: str,
+        text: str,
+        papers: Sequence[tuple[str, str]],
+        now: dt.datetime,
+    ) -> VariantRecord:
+        """Store a rendered variant; one that exists already is kept (rendered once)."""
+        t = schema.issue_variants
+        this = sa.and_(t.c.issue_id == issue_id, t.c.since == since)
+        with self.write() as conn:
+            if conn.execute(sa.select(t.c.id).where(this)).first() is None:
+                inserted = conn.execute(
+                    t.insert().values(
+                        issue_id=issue_id,
+                        since=since,
+                        subject=subject,
+                        preheader=preheader,
+                        html=html,
+                        text=text,
+                        paper_count=len(papers),
+                        created_at=now,
+                    )
+                )
+                variant_id = inserted.inserted_primary_key[0]  # type: ignore[index]
+                _save_papers(conn, schema.variant_papers, "variant_id", variant_id, papers)
+            row = conn.execute(sa.select(t).where(this)).one()
+        return _variant_from_row(row)
+
+    def switcher_windows(
+        self, issue_id: int, *, floor: dt.datetime | None = None
+    ) -> dict[dt.datetime, list[int]]:
+        """Subscribers not queued yet for the issue who switched cadence, by the start of
+        their window: the cut of the last issue they got (of the other edition), at the
+        earliest ``floor``."""
+        with self.read() as conn:
+            return _switchers(conn, issue_id, floor)
 
     def set_issue_status(self, issue_id: int, status: IssueStatus, *, now: dt.datetime) -> None:
         t = schema.issues
@@ -159,26 +280,70 @@ class LedgerStore:
 
     # ----------------------------------------------------------------------- ledger
 
-    def queue_deliveries(self, issue_id: int, *, now: dt.datetime) -> int:
-        """One QUEUED row per active subscriber who has none yet for this issue."""
+    def queue_deliveries(
+        self,
+        issue_id: int,
+        *,
+        now: dt.datetime,
+        floor: dt.datetime | None = None,
+        skip_empty: bool = True,
+    ) -> int:
+        """One QUEUED row per active subscriber of the issue's edition (their cadence) who
+        has none yet; the number of rows added.
+
+        A subscriber who switched cadence (their last issue is of the other edition) gets
+        the variant of their window (:meth:`switcher_windows`), named on the row; one
+        whose variant is not stored yet is left out (store it and queue again).  With
+        ``skip_empty``, a variant without papers is not sent: its rows are SKIPPED.
+        """
         d, s = schema.deliveries, schema.subscribers
-        missing = sa.select(
-            sa.literal(issue_id),
-            s.c.id,
-            sa.literal(DeliveryStatus.QUEUED.value),
-            sa.literal(now, schema.UTCDateTime),
-        ).where(
-            s.c.status == SubscriberStatus.ACTIVE.value,
-            ~sa.exists().where(d.c.issue_id == issue_id, d.c.subscriber_id == s.c.id),
-        )
         with self.write() as conn:
+            edition, previous = _previous(conn, issue_id)
+            switchers = _switcher_rows(issue_id, edition, previous).with_only_columns(s.c.id)
+            missing = sa.select(
+                sa.literal(issue_id),
+                s.c.id,
+                sa.literal(DeliveryStatus.QUEUED.value),
+                sa.literal(now, schema.UTCDateTime),
+            ).where(
+                *_waiting(issue_id, edition),
+                s.c.id.not_in(switchers),
+            )
             inserted = conn.execute(
                 d.insert().from_select(
                     ["issue_id", "subscriber_id", "status", "updated_at"], missing
                 ),
                 execution_options={"preserve_rowcount": True},  # else -1 on psycopg
             ).rowcount
-        return max(inserted or 0, 0)
+            added = max(inserted or 0, 0)
+            v = schema.issue_variants
+            variants = {
+                r.since: r
+                for r in conn.execute(
+                    sa.select(v.c.id, v.c.since, v.c.paper_count).where(v.c.issue_id == issue_id)
+                )
+            }
+            rows = []
+            for since, subscriber_ids in _switchers(conn, issue_id, floor).items():
+                variant = variants.get(since)
+                if variant is None:
+                    continue
+                empty = skip_empty and variant.paper_count == 0
+                status = DeliveryStatus.SKIPPED if empty else DeliveryStatus.QUEUED
+                rows += [
+                    {
+                        "issue_id": issue_id,
+                        "subscriber_id": sid,
+                        "status": status.value,
+                        "reply": NOTHING_NEW if empty else None,
+                        "variant_id": variant.id,
+                        "updated_at": now,
+                    }
+                    for sid in subscriber_ids
+                ]
+            if rows:
+                conn.execute(d.insert(), rows)
+        return added + len(rows)
 
     def recover(self, issue_id: int, *, now: dt.datetime, holder: str | None = None) -> Recovered:
         """Hand back rows left by a sender that died: all of them (call only while holding
@@ -266,8 +431,8 @@ class LedgerStore:
                 )
             )
             rows = conn.execute(
-                sa.select(s, d.c.attempts, d.c.in_doubt)
-                .join(d, d.c.subscriber_id == s.c.id)
+                sa.select(s, d.c.attempts, d.c.in_doubt, d.c.variant_id)
+                .select_from(s.join(d, d.c.subscriber_id == s.c.id))
                 .where(
                     d.c.issue_id == issue_id,
                     d.c.claimed_by == worker,
@@ -277,7 +442,14 @@ class LedgerStore:
                 .order_by(s.c.id)
             ).all()
         return [
-            Claim(issue_id, subscriber_from_row(r), r.attempts, bool(r.in_doubt), worker)
+            Claim(
+                issue_id,
+                subscriber_from_row(r),
+                r.attempts,
+                bool(r.in_doubt),
+                worker,
+                r.variant_id,
+            )
             for r in rows
         ]
 
@@ -517,3 +689,87 @@ class LedgerStore:
                     )
                 ).scalar_one()
             )
+
+
+def _save_papers(
+    conn: sa.Connection,
+    table: sa.Table,
+    key: str,
+    owner: int,
+    papers: Sequence[tuple[str, str]],
+) -> None:
+    if papers:
+        conn.execute(
+            table.insert(),
+            [
+                {key: owner, "paper_id": pid, "topic": topic, "position": i}
+                for i, (pid, topic) in enumerate(papers)
+            ],
+        )
+
+
+def _waiting(issue_id: int, edition: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """Active subscribers of the edition's cadence without a row for the issue."""
+    d, s = schema.deliveries, schema.subscribers
+    return (
+        s.c.status == SubscriberStatus.ACTIVE.value,
+        s.c.cadence == edition,
+        ~sa.exists().where(d.c.issue_id == issue_id, d.c.subscriber_id == s.c.id),
+    )
+
+
+def _last_issue(issue_id: int) -> sa.ScalarSelect[Any]:
+    """The id of the last issue before ``issue_id`` the subscriber got (ids grow with
+    creation): a row that is not failed or skipped (a queued or deferred one will be)."""
+    d, s = schema.deliveries, schema.subscribers
+    d2 = d.alias("got")
+    return (
+        sa.select(sa.func.max(d2.c.issue_id))
+        .where(
+            d2.c.subscriber_id == s.c.id,
+            d2.c.issue_id < issue_id,
+            d2.c.status.not_in(NOT_RECEIVED),
+        )
+        .scalar_subquery()
+    )
+
+
+def _previous(conn: sa.Connection, issue_id: int) -> tuple[str, int | None]:
+    """The issue's edition, and the id of the issue of that edition before it."""
+    i = schema.issues
+    edition = conn.execute(sa.select(i.c.edition).where(i.c.id == issue_id)).scalar_one()
+    previous = conn.execute(
+        sa.select(sa.func.max(i.c.id)).where(i.c.edition == edition, i.c.id < issue_id)
+    ).scalar()
+    return edition, previous
+
+
+def _switch_condition(last: sa.FromClause, previous: int | None) -> sa.ColumnElement[bool]:
+    """The subscriber changed cadence after the last issue they got (``last``), and that
+    was not the issue of this edition before this one (whose cut is where this one
+    starts): the issue itself would not start where they left off."""
+    s = schema.subscribers
+    cond = sa.and_(s.c.cadence_changed_at.is_not(None), last.c.created_at <= s.c.cadence_changed_at)
+    return cond if previous is None else sa.and_(cond, last.c.id != previous)
+
+
+def _switcher_rows(issue_id: int, edition: str, previous: int | None) -> sa.Select[Any]:
+    """(subscriber id, cut of their last issue) of the switchers waiting for the issue."""
+    s = schema.subscribers
+    last = schema.issues.alias("last")
+    return (
+        sa.select(s.c.id, last.c.created_at)
+        .select_from(s.join(last, last.c.id == _last_issue(issue_id)))
+        .where(*_waiting(issue_id, edition), _switch_condition(last, previous))
+    )
+
+
+def _switchers(
+    conn: sa.Connection, issue_id: int, floor: dt.datetime | None
+) -> dict[dt.datetime, list[int]]:
+    edition, previous = _previous(conn, issue_id)
+    rows = conn.execute(_switcher_rows(issue_id, edition, previous).order_by("id")).all()
+    out: dict[dt.datetime, list[int]] = {}
+    for sid, cut in rows:
+        out.setdefault(cut if floor is None else max(cut, floor), []).append(sid)
+    return out

@@ -24,15 +24,62 @@ log = logging.getLogger(__name__)
 
 
 def _v1(conn: sa.Connection) -> None:
-    tables = [
-        schema.papers,
-        schema.sources,
-        schema.issues,
-        schema.issue_papers,
-        schema.subscribers,
-        schema.deliveries,
+    # Tables a later migration altered, as version 1 made them; the others from schema.py.
+    md = sa.MetaData()
+    frozen = [
+        sa.Table(
+            "issues",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("issue_date", sa.Date, nullable=False, unique=True),
+            sa.Column("status", sa.Text, nullable=False),
+            sa.Column("subject", sa.Text),
+            sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+            sa.Column("html", sa.Text),
+            sa.Column("text", sa.Text),
+            sa.Column("preheader", sa.Text),
+            sa.Column("created_at", schema.UTCDateTime, nullable=False),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+        ),
+        sa.Table(
+            "subscribers",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("email", sa.Text, nullable=False, unique=True),
+            sa.Column("name", sa.Text, nullable=False, server_default=""),
+            sa.Column("status", sa.Text, nullable=False),
+            sa.Column("created_at", schema.UTCDateTime, nullable=False),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+            sa.Column("unsubscribed_at", schema.UTCDateTime),
+            sa.Column("bounced_at", schema.UTCDateTime),
+        ),
+        sa.Table(
+            "deliveries",
+            md,
+            sa.Column(
+                "issue_id",
+                sa.Integer,
+                sa.ForeignKey("issues.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column(
+                "subscriber_id", sa.Integer, sa.ForeignKey("subscribers.id"), primary_key=True
+            ),
+            sa.Column("status", sa.Text, nullable=False),
+            sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+            sa.Column("message_id", sa.Text),
+            sa.Column("claimed_by", sa.Text),
+            sa.Column("claimed_at", schema.UTCDateTime),
+            sa.Column("sent_at", schema.UTCDateTime),
+            sa.Column("reply", sa.Text),
+            sa.Column("in_doubt", sa.Boolean, nullable=False, server_default=sa.false()),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+            sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+        ),
     ]
-    schema.metadata.create_all(conn, tables=tables)
+    schema.metadata.create_all(conn, tables=[schema.papers, schema.sources])
+    md.create_all(conn, tables=frozen)
+    schema.metadata.create_all(conn, tables=[schema.issue_papers])
 
 
 def _v2(conn: sa.Connection) -> None:
@@ -182,12 +229,111 @@ def _v5(conn: sa.Connection) -> None:
         table.create(conn)
 
 
+def _v6(conn: sa.Connection) -> None:
+    """Editions and cadence: an issue is (edition, date); subscribers choose daily or
+    weekly; switchers' variants.  Existing issues and subscribers are daily.
+
+    SQLite cannot drop a constraint, so ``issues`` is rebuilt (the store runs migrations
+    with foreign keys off, so the rows referring to it stay, and checks them after).
+    """
+    md = sa.MetaData()
+    sa.Table("papers", md, sa.Column("id", sa.Text, primary_key=True))
+    sa.Table("subscribers", md, sa.Column("id", sa.Integer, primary_key=True))
+    kept = [
+        "id",
+        "issue_date",
+        "status",
+        "subject",
+        "paper_count",
+        "html",
+        "text",
+        "preheader",
+        "created_at",
+        "updated_at",
+    ]
+    if conn.dialect.name == "sqlite":
+        new = sa.Table(
+            "issues_v6",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("issue_date", sa.Date, nullable=False),
+            sa.Column("edition", sa.Text, nullable=False, server_default="daily"),
+            sa.Column("status", sa.Text, nullable=False),
+            sa.Column("subject", sa.Text),
+            sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+            sa.Column("html", sa.Text),
+            sa.Column("text", sa.Text),
+            sa.Column("preheader", sa.Text),
+            sa.Column("created_at", schema.UTCDateTime, nullable=False),
+            sa.Column("updated_at", schema.UTCDateTime, nullable=False),
+            sa.UniqueConstraint("edition", "issue_date", name="uq_issues_edition_date"),
+        )
+        new.create(conn)
+        cols = ", ".join(kept)
+        conn.exec_driver_sql(f"INSERT INTO issues_v6 ({cols}) SELECT {cols} FROM issues")
+        conn.exec_driver_sql("DROP TABLE issues")
+        conn.exec_driver_sql("ALTER TABLE issues_v6 RENAME TO issues")
+    else:
+        conn.exec_driver_sql("ALTER TABLE issues ADD COLUMN edition TEXT NOT NULL DEFAULT 'daily'")
+        for uc in sa.inspect(conn).get_unique_constraints("issues"):
+            if uc["column_names"] == ["issue_date"]:
+                conn.exec_driver_sql(f'ALTER TABLE issues DROP CONSTRAINT "{uc["name"]}"')
+        conn.exec_driver_sql(
+            "ALTER TABLE issues ADD CONSTRAINT uq_issues_edition_date UNIQUE (edition, issue_date)"
+        )
+    sa.Table("issues", md, sa.Column("id", sa.Integer, primary_key=True))
+    conn.exec_driver_sql("ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily'")
+    stamp = schema.UTCDateTime().compile(dialect=conn.dialect)
+    conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN cadence_changed_at {stamp}")
+    variants = sa.Table(
+        "issue_variants",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "issue_id",
+            sa.Integer,
+            sa.ForeignKey("issues.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("since", schema.UTCDateTime, nullable=False),
+        sa.Column("subject", sa.Text),
+        sa.Column("preheader", sa.Text),
+        sa.Column("html", sa.Text),
+        sa.Column("text", sa.Text),
+        sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", schema.UTCDateTime, nullable=False),
+        sa.UniqueConstraint("issue_id", "since", name="uq_issue_variants_issue_since"),
+    )
+    variant_papers = sa.Table(
+        "variant_papers",
+        md,
+        sa.Column(
+            "variant_id",
+            sa.Integer,
+            sa.ForeignKey("issue_variants.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("paper_id", sa.Text, sa.ForeignKey("papers.id"), primary_key=True),
+        sa.Column("topic", sa.Text),
+        sa.Column("position", sa.Integer),
+    )
+    variants.create(conn)
+    variant_papers.create(conn)
+    conn.exec_driver_sql(
+        "ALTER TABLE deliveries ADD COLUMN variant_id INTEGER REFERENCES issue_variants (id)"
+    )
+    conn.exec_driver_sql(
+        "CREATE INDEX ix_deliveries_subscriber ON deliveries (subscriber_id, issue_id)"
+    )
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
     (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
     (3, "bounces: later bounces and complaints", _v3),
     (4, "paper title keys: one row per paper across identities", _v4),
     (5, "subscribers' interests and their libraries' papers, stored once", _v5),
+    (6, "editions: daily and weekly issues, subscriber cadence, switchers' variants", _v6),
 ]
 
 LATEST = MIGRATIONS[-1][0]

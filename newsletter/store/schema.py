@@ -100,7 +100,8 @@ issues = sa.Table(
     "issues",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("issue_date", sa.Date, nullable=False, unique=True),
+    sa.Column("issue_date", sa.Date, nullable=False),
+    sa.Column("edition", sa.Text, nullable=False, server_default="daily"),  # an Edition
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("subject", sa.Text),
     sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
@@ -108,8 +109,10 @@ issues = sa.Table(
     sa.Column("html", sa.Text),
     sa.Column("text", sa.Text),
     sa.Column("preheader", sa.Text),
+    # Also the issue's cut: it carries no paper first seen after it (docs/architecture.md).
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("edition", "issue_date", name="uq_issues_edition_date"),
 )
 
 issue_papers = sa.Table(
@@ -135,6 +138,42 @@ subscribers = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("unsubscribed_at", UTCDateTime),
     sa.Column("bounced_at", UTCDateTime),
+    sa.Column("cadence", sa.Text, nullable=False, server_default="daily"),  # an Edition
+    sa.Column("cadence_changed_at", UTCDateTime),  # NULL: never changed
+)
+
+#: An issue as a subscriber who switched cadence gets it: the same edition and date, built
+#: from the papers first seen after ``since`` (the cut of the last issue they got).  One
+#: per distinct window, rendered once.
+issue_variants = sa.Table(
+    "issue_variants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("subject", sa.Text),
+    sa.Column("preheader", sa.Text),
+    sa.Column("html", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("paper_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("issue_id", "since", name="uq_issue_variants_issue_since"),
+)
+
+variant_papers = sa.Table(
+    "variant_papers",
+    metadata,
+    sa.Column(
+        "variant_id",
+        sa.Integer,
+        sa.ForeignKey("issue_variants.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("paper_id", sa.Text, sa.ForeignKey("papers.id"), primary_key=True),
+    sa.Column("topic", sa.Text),
+    sa.Column("position", sa.Integer),
 )
 
 deliveries = sa.Table(
@@ -155,7 +194,11 @@ deliveries = sa.Table(
     # copies (with the same Message-ID).
     sa.Column("in_doubt", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The variant this subscriber gets (they switched cadence); NULL: the issue itself.
+    sa.Column("variant_id", sa.Integer, sa.ForeignKey("issue_variants.id")),
     sa.Index("ix_deliveries_issue_status", "issue_id", "status"),
+    # A subscriber's last issue (the start of a switcher's window).
+    sa.Index("ix_deliveries_subscriber", "subscriber_id", "issue_id"),
 )
 
 bounces = sa.Table(

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import Edition, Subscriber, SubscriberStatus
 from newsletter.personal.stated import InterestsChange
 from newsletter.store import schema
 from newsletter.store.interests import write_interests
@@ -62,6 +62,7 @@ def subscriber_from_row(row: Any) -> Subscriber:
         updated_at=row.updated_at,
         unsubscribed_at=row.unsubscribed_at,
         bounced_at=row.bounced_at,
+        cadence=Edition(row.cadence),
     )
 
 
@@ -99,11 +100,13 @@ class SubscriberStore:
         *,
         now: dt.datetime,
         interests: Mapping[str, InterestsChange] | None = None,
+        cadences: Mapping[str, Edition] | None = None,
     ) -> ImportResult:
         """Add many (email, name) pairs in one transaction; people who left stay out.
 
         ``interests``: changes to the interests of some of them (by address), applied to
-        the ones added and the ones already active.
+        the ones added and the ones already active; ``cadences``: the cadence of some of
+        them, set likewise.
         """
         t = schema.subscribers
         added = unchanged = interests_set = 0
@@ -125,7 +128,24 @@ class SubscriberStore:
                         row = conn.execute(sa.select(t.c.id).where(t.c.email == email)).one()
                     write_interests(conn, row.id, change, now)
                     interests_set += 1
+                cadence = (cadences or {}).get(email)
+                if cadence is not None:
+                    _set_cadence(conn, t.c.email == email, cadence, now)
         return ImportResult(added, unchanged, tuple(kept_out), interests_set)
+
+    def set_cadence(
+        self, subscriber: int | str, cadence: Edition, *, now: dt.datetime
+    ) -> Subscriber | None:
+        """Daily or weekly, by id or address; ``None`` if there is no such subscriber.
+
+        The next issue they get starts where the last one they got ended, whichever
+        edition each is (docs/architecture.md, "Switching cadence")."""
+        t = schema.subscribers
+        where = t.c.id == subscriber if isinstance(subscriber, int) else t.c.email == subscriber
+        with self.write() as conn:
+            _set_cadence(conn, where, cadence, now)
+            row = conn.execute(sa.select(t).where(where)).first()
+        return subscriber_from_row(row) if row else None
 
     def set_subscriber_status(
         self, subscriber: int | str, status: SubscriberStatus, *, now: dt.datetime
@@ -174,3 +194,14 @@ class SubscriberStore:
         counts = dict.fromkeys(SubscriberStatus, 0)
         counts.update({SubscriberStatus(s): n for s, n in rows})
         return counts
+
+
+def _set_cadence(
+    conn: sa.Connection, where: sa.ColumnElement[bool], cadence: Edition, now: dt.datetime
+) -> None:
+    t = schema.subscribers
+    conn.execute(
+        t.update()
+        .where(where, t.c.cadence != cadence.value)
+        .values(cadence=cadence.value, cadence_changed_at=now, updated_at=now)
+    )

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from newsletter.config import TopicSettings
-from newsletter.models import Digest, Paper
+from newsletter.models import Digest, Edition, Paper
 from newsletter.topics.formatting import format_digest
 
 __all__ = ["build_digest", "format_digest"]
@@ -22,11 +22,13 @@ def build_digest(
     issue_date: dt.date,
     settings: TopicSettings,
     sources: tuple[str, ...] = (),
+    edition: Edition = Edition.DAILY,
 ) -> Digest:
     """Group ``papers`` into topics, label them, pick representatives: see docs/topics.md.
 
-    The same papers (in any order, duplicates by id merged) and settings give the same Digest.
+    The same papers (in any order, duplicates by id merged) and settings give the same
+    Digest.  A weekly edition's picks weigh what stayed trending over the week.
     """
     from newsletter.topics.build import build_digest as build  # heavy: numpy, scikit-learn
 
-    return build(papers, issue_date=issue_date, settings=settings, sources=sources)
+    return build(papers, issue_date=issue_date, settings=settings, sources=sources, edition=edition)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from newsletter.config import TopicSettings
-from newsletter.models import Digest, Paper, Topic
+from newsletter.models import Digest, Edition, Paper, Topic
 from newsletter.topics import cluster, label, pick
 from newsletter.topics.vectorize import Vectors, vectorize
 from newsletter.topics.watch import watched
@@ -100,21 +100,23 @@ def build_digest(
     issue_date: dt.date,
     settings: TopicSettings,
     sources: tuple[str, ...] = (),
+    edition: Edition = Edition.DAILY,
 ) -> Digest:
-    """Group the day's papers into labelled topics with picks. Same papers (in any order),
-    same settings: the same Digest."""
+    """Group the day's (or the week's) papers into labelled topics with picks. Same papers
+    (in any order), same settings: the same Digest."""
     unique = unique_papers(papers)
     notes: list[str] = []
     if len(unique) < len(papers):
         notes.append(f"{len(papers) - len(unique)} duplicate record(s) merged by id")
     if not unique:
-        return Digest(issue_date, (), 0, sources, None, tuple(notes))
+        return Digest(issue_date, (), 0, sources, None, tuple(notes), edition)
 
     flags, matched = watched(unique, settings.watch_keywords, settings.watch_authors)
     rest_idx = np.flatnonzero(~np.asarray(flags, dtype=bool))
     clustered = len(rest_idx) >= settings.min_papers
     vec = vectorize(unique)
-    trend = pick.trending(unique)
+    weekly = edition is Edition.WEEKLY
+    trend = pick.trending_over_week(unique) if weekly else pick.trending(unique)
     w = settings.trending_weight
 
     watched_idx = np.flatnonzero(flags)
@@ -182,4 +184,6 @@ def build_digest(
         for (lab, terms), g in zip(labels, groups, strict=True)
     ]
     topics.sort(key=lambda t: (-t.score, -t.size, t.label))
-    return Digest(issue_date, tuple(topics), len(unique), sources, watch_topic, tuple(notes))
+    return Digest(
+        issue_date, tuple(topics), len(unique), sources, watch_topic, tuple(notes), edition
+    )

@@ -26,6 +26,27 @@ def trending(papers: Sequence[Paper]) -> np.ndarray:
     return np.log1p(votes) / math.log1p(top)
 
 
+def trending_over_week(papers: Sequence[Paper]) -> np.ndarray:
+    """A weekly issue's trending: what stood out on its own day *and* against the week.
+
+    The geometric mean of :func:`trending` within the paper's day (announced, else
+    published; papers with neither form one group) and within the whole week.  Upvotes
+    keep growing after a paper's day, so the week's scale alone favours the oldest days;
+    its day's scale alone makes the best of a quiet day the equal of a week's best.  The
+    mean ranks first what was trending on its day and still is among the week's most
+    upvoted, and is 0 for a paper either scale puts at 0.
+    """
+    week = trending(papers)
+    day = np.zeros(len(papers))
+    days: dict[object, list[int]] = {}
+    for i, p in enumerate(papers):
+        when = p.announced or p.published
+        days.setdefault(when.date() if when else None, []).append(i)
+    for members in days.values():
+        day[members] = trending([papers[i] for i in members])
+    return np.sqrt(day * week)
+
+
 def centrality(vectors: sp.csr_matrix | np.ndarray) -> np.ndarray:
     """Cosine of each (L2-normalised) row to the group's mean, clipped to 0..1."""
     if vectors.shape[0] == 0 or vectors.shape[1] == 0:

@@ -1,0 +1,443 @@
+"""The daily and the weekly edition: who gets which issue, and no paper lost or repeated
+when someone switches cadence.
+
+A week (or two) of sample days: each day's arXiv announcement is a real feed document
+(items of the bundled sample feeds, a slice per day) served by a local HTTP server under
+``/arxiv/<date>``; the sends run through the pipeline with a clock set to each day's send
+time, into aiosmtpd.  Every check reads both what the SMTP server received (the papers
+linked in each message) and the ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from collections import defaultdict
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+from conftest import both_backends
+
+from newsletter.cli import cli
+from newsletter.config import load_settings
+from newsletter.models import DeliveryStatus, Edition, IssueStatus
+from newsletter.pipeline import SendReport, run_send
+from newsletter.samples import FEEDS
+from newsletter.store import Store, schema
+
+SECRET = "test-secret-key-0123456789abcdef"
+ENV = {"NEWSLETTER_SECRET_KEY": SECRET}
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+PER_DAY = 9  # announcement items per weekday
+
+_ITEM = re.compile(r"\s*<item>.*?</item>", re.S)
+
+
+def _items() -> list[str]:
+    return [
+        m.group(0)
+        for f in ("arxiv-cs.xml", "arxiv-science.xml")
+        for m in _ITEM.finditer((FEEDS / f).read_text(encoding="utf-8"))
+    ]
+
+
+def day_documents(first: dt.date, last: dt.date) -> dict[dt.date, bytes]:
+    """An arXiv RSS document per date: PER_DAY items of the sample feeds on a weekday (each
+    item on one day only), an empty channel at the weekend, as arXiv announces."""
+    cs = (FEEDS / "arxiv-cs.xml").read_text(encoding="utf-8")
+    head, tail = cs[: cs.index("    <item>")], cs[cs.rindex("</item>") + len("</item>") :]
+    items = _items()
+    docs: dict[dt.date, bytes] = {}
+    n = 0
+    day = first
+    while day <= last:
+        chosen = []
+        if day.weekday() < 5:
+            chosen, n = items[n : n + PER_DAY], n + PER_DAY
+            assert len(chosen) == PER_DAY, "not enough sample items for so many days"
+        docs[day] = (head.rstrip() + "".join(chosen) + "\n  " + tail.lstrip()).encode()
+        day += dt.timedelta(days=1)
+    return docs
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+    def at(self, day: dt.date, hhmm: str, tz: dt.tzinfo = BERLIN) -> dt.datetime:
+        h, m = map(int, hhmm.split(":"))
+        self.t = dt.datetime.combine(day, dt.time(h, m), tz).astimezone(dt.UTC)
+        return self.t
+
+
+class Weeks:
+    """A list with daily and weekly subscribers over sample days, sent through the pipeline."""
+
+    def __init__(self, write_config, feed_server, smtp_server, first: dt.date, last: dt.date):
+        for day, doc in day_documents(first - dt.timedelta(days=7), last).items():
+            feed_server.add(f"/arxiv/{day.isoformat()}", {"body": doc})
+        self.smtp = smtp_server()
+        path = write_config(
+            f"""
+[list]
+name = "Lab Papers"
+id = "lab-papers.example.org"
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "Europe/Berlin"
+send_at = "07:30"
+days = "mon-fri"
+weekly_day = "mon"
+on_empty = "skip"
+[fetch]
+window_days = 3
+min_interval = 0
+retries = 0
+[[sources]]
+name = "arxiv"
+kind = "arxiv-rss"
+url = "{feed_server.url("/arxiv/{date}")}"
+"""
+            + self.smtp.config()
+        )
+        self.path = path
+        self.settings = load_settings(path, env=ENV)
+        self.store = Store.open(self.settings.database_url)
+        self.clock = Clock()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def subscribe(self, day: dt.date, **cadences: Edition) -> None:
+        self.clock.at(day, "06:00")
+        emails = {f"{name}@example.org": c for name, c in cadences.items()}
+        self.store.import_subscribers([(e, "") for e in emails], now=self.clock(), cadences=emails)
+
+    def switch(self, name: str, cadence: Edition, day: dt.date, hhmm: str = "12:00") -> None:
+        self.clock.at(day, hhmm)
+        r = CliRunner().invoke(
+            cli,
+            [
+                "-c",
+                str(self.path),
+                "subscribers",
+                "set",
+                f"{name}@example.org",
+                "--cadence",
+                cadence.value,
+            ],
+            env=ENV,
+        )
+        assert r.exit_code == 0, r.output
+        # The CLI's own clock said when; the tests' clock is what the sends see.
+        with self.store.write() as conn:
+            t = schema.subscribers
+            conn.execute(
+                t.update()
+                .where(t.c.email == f"{name}@example.org")
+                .values(cadence_changed_at=self.clock())
+            )
+
+    def send(self, day: dt.date, edition: Edition, hhmm: str = "07:30") -> SendReport:
+        self.clock.at(day, hhmm)
+        report = run_send(
+            self.settings, self.store, issue_date=day, now=self.clock, edition=edition
+        )
+        assert report.outcome in ("sent", "empty", "already-sent"), report.outcome
+        return report
+
+    def day(self, day: dt.date) -> None:
+        """What the daemon does on ``day``: the daily on weekdays, then the weekly on Monday."""
+        if day.weekday() < 5:
+            self.send(day, Edition.DAILY)
+        if day.weekday() == 0:
+            self.send(day, Edition.WEEKLY, "07:31")
+
+    # ------------------------------------------------------------------ what arrived
+
+    def received(self) -> dict[str, list[tuple[str, set[str]]]]:
+        """Per address, (Message-ID, arXiv ids linked in the text part) of each message."""
+        got: dict[str, list[tuple[str, set[str]]]] = defaultdict(list)
+        for r in self.smtp.received:
+            msg = r.message
+            text = msg.get_body(("plain",)).get_content()
+            assert "more in this topic" not in text  # the whole issue is in the message
+            ids = {f"arxiv:{i}" for i in re.findall(r"https://arxiv\.org/abs/(\S+)", text)}
+            for rcpt in r.rcpt_tos:
+                got[rcpt].append((msg["Message-ID"], ids))
+        return got
+
+    def ledger(self) -> dict[str, list[tuple[str, str, str, set[str]]]]:
+        """Per address, (edition, Message-ID, status, paper ids) of each ledger row, oldest
+        first: the papers of the issue, or of the variant the row names."""
+        d, s, i = schema.deliveries, schema.subscribers, schema.issues
+        ip, vp = schema.issue_papers, schema.variant_papers
+        out: dict[str, list[tuple[str, str, str, set[str]]]] = defaultdict(list)
+        with self.store.read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    s.c.email, i.c.id, i.c.edition, d.c.message_id, d.c.status, d.c.variant_id
+                )
+                .select_from(d.join(s, s.c.id == d.c.subscriber_id).join(i, i.c.id == d.c.issue_id))
+                .order_by(i.c.id)
+            ).all()
+            for email, issue_id, edition, mid, status, variant_id in rows:
+                if variant_id is None:
+                    q = sa.select(ip.c.paper_id).where(ip.c.issue_id == issue_id)
+                else:
+                    q = sa.select(vp.c.paper_id).where(vp.c.variant_id == variant_id)
+                out[email].append((edition, mid, status, set(conn.execute(q).scalars())))
+        return out
+
+    def first_seen_until(self, until: dt.datetime) -> set[str]:
+        p = schema.papers
+        with self.store.read() as conn:
+            return set(conn.execute(sa.select(p.c.id).where(p.c.first_seen_at <= until)).scalars())
+
+    def check(self) -> dict[str, list[str]]:
+        """Every subscriber got each paper first seen up to their last issue exactly once,
+        the messages carry what the ledger says; per address, the editions received."""
+        received, ledger = self.received(), self.ledger()
+        i = schema.issues
+        editions: dict[str, list[str]] = {}
+        for email, rows in ledger.items():
+            sent = [r for r in rows if r[2] == DeliveryStatus.SENT.value]
+            assert {r[2] for r in rows} <= {"sent", "skipped"}, (email, rows)
+            mails = dict(received[email])
+            assert len(mails) == len(received[email]) == len(sent), email  # one copy each
+            papers: list[str] = []
+            for _edition, mid, _status, ids in sent:
+                assert mails[mid] == ids, (email, mid)  # the message is what the ledger says
+                papers += ids
+            assert len(papers) == len(set(papers)), f"{email}: a paper twice"
+            with self.store.read() as conn:
+                last_cut = conn.execute(
+                    sa.select(sa.func.max(i.c.created_at)).where(
+                        i.c.id.in_(
+                            sa.select(schema.deliveries.c.issue_id)
+                            .join(schema.subscribers)
+                            .where(
+                                schema.subscribers.c.email == email,
+                                schema.deliveries.c.status == "sent",
+                            )
+                        )
+                    )
+                ).scalar_one()
+            missed = self.first_seen_until(last_cut) - set(papers)
+            assert not missed, f"{email}: never got {sorted(missed)}"
+            editions[email.split("@")[0]] = [r[0] for r in sent]
+        return editions
+
+
+@pytest.fixture
+def weeks(write_config, feed_server, smtp_server):
+    made: list[Weeks] = []
+
+    def make(first: dt.date, last: dt.date) -> Weeks:
+        made.append(Weeks(write_config, feed_server, smtp_server, first, last))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.close()
+
+
+def days(first: dt.date, last: dt.date) -> list[dt.date]:
+    return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+MON = dt.date(2026, 4, 13)  # a Monday
+
+
+@both_backends
+def test_a_week_each_gets_their_cadence_and_a_switch_mid_week_loses_and_repeats_nothing(weeks):
+    w = weeks(MON, MON + dt.timedelta(days=14))
+    w.subscribe(
+        MON,
+        ada=Edition.DAILY,
+        bob=Edition.DAILY,
+        wes=Edition.WEEKLY,
+        wil=Edition.WEEKLY,
+        dee=Edition.DAILY,  # daily -> weekly on Wednesday of the second week
+        wen=Edition.WEEKLY,  # weekly -> daily on Wednesday of the second week
+        tom=Edition.DAILY,  # daily -> weekly on Tuesday, back to daily on Thursday
+    )
+    wed = MON + dt.timedelta(days=9)
+    for day in days(MON, MON + dt.timedelta(days=14)):
+        if day == wed:
+            w.day(day)
+            w.switch("dee", Edition.WEEKLY, day)
+            w.switch("wen", Edition.DAILY, day)
+        elif day == wed - dt.timedelta(days=1):
+            w.day(day)
+            w.switch("tom", Edition.WEEKLY, day)
+        elif day == wed + dt.timedelta(days=1):
+            w.switch("tom", Edition.DAILY, day, "06:00")
+            w.day(day)
+        else:
+            w.day(day)
+    got = w.check()
+    daily, weekly = Edition.DAILY.value, Edition.WEEKLY.value
+    assert got["ada"] == got["bob"] == [daily] * 11  # two weeks of weekdays, and a Monday
+    assert got["wes"] == got["wil"] == [weekly] * 3  # three Mondays
+    assert got["dee"] == [daily] * 8 + [weekly]  # Mon-Fri, Mon-Wed; then the Monday weekly
+    assert got["wen"] == [weekly] * 2 + [daily] * 3  # two Mondays; then Thu, Fri, Mon
+    assert got["tom"] == [daily] * 7 + [daily] * 3  # no Wednesday; Thursday covers it
+    ledger = w.ledger()
+    # Only the switchers' first issues after the switch were variants: one per window.
+    with w.store.read() as conn:
+        variants = conn.execute(sa.select(sa.func.count()).select_from(schema.issue_variants))
+        assert variants.scalar_one() == 3
+    wen_thu = ledger["wen@example.org"][2][3]
+    assert wen_thu > ledger["ada@example.org"][8][3]  # Mon-Thu, not only Thursday's papers
+    # Message-IDs say the edition: a daily and a weekly on one date never share one.
+    mids = [mid for rows in ledger.values() for _e, mid, _s, _p in rows]
+    assert len(mids) == len(set(mids))
+    assert all(
+        ("-weekly." in mid) == (e == weekly) for rows in ledger.values() for e, mid, _s, _p in rows
+    )
+
+
+# --------------------------------------------------------------------------- the store
+
+
+T0 = dt.datetime(2026, 4, 20, 5, 30, tzinfo=dt.UTC)
+
+
+def _version_4_database(url: str) -> None:
+    """A database as the release before editions left it, with an issue that was sent,
+    its papers, its ledger and a bounce: everything the rebuilt ``issues`` is referred to by."""
+    from newsletter.store import migrations
+
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+        # As the store connects: foreign keys on, so a careless rebuild would cascade.
+        sa.event.listen(engine, "connect", lambda c, _r: c.execute("PRAGMA foreign_keys = ON"))
+    naive = T0.replace(tzinfo=None)
+    with engine.begin() as conn:
+        schema.schema_migrations.create(conn)
+        for version, _description, step in migrations.MIGRATIONS[:4]:
+            step(conn)
+            conn.execute(
+                schema.schema_migrations.insert().values(
+                    version=version, description="", applied_at=T0
+                )
+            )
+        for sql, values in [
+            (
+                "INSERT INTO papers (id, title, abstract, authors, url, categories, sources, "
+                "keywords, first_seen_at, updated_at) VALUES ('arxiv:1', 'A paper', '', '[]', "
+                "'', '[]', '[]', '[]', :t, :t)",
+                {},
+            ),
+            (
+                "INSERT INTO issues (id, issue_date, status, subject, paper_count, html, text, "
+                "preheader, created_at, updated_at) VALUES (7, :d, 'sent', 'S', 1, '<p>h</p>', "
+                "'t', 'p', :t, :t)",
+                {"d": T0.date()},
+            ),
+            (
+                "INSERT INTO issue_papers (issue_id, paper_id, topic, position) VALUES "
+                "(7, 'arxiv:1', 'x', 0)",
+                {},
+            ),
+            (
+                "INSERT INTO subscribers (id, email, name, status, created_at, updated_at) "
+                "VALUES (3, 'ada@example.org', '', 'active', :t, :t)",
+                {},
+            ),
+            (
+                "INSERT INTO deliveries (issue_id, subscriber_id, status, attempts, message_id, "
+                "in_doubt, updated_at) VALUES (7, 3, 'sent', 1, '<m>', false, :t)",
+                {},
+            ),
+            (
+                "INSERT INTO bounces (message_key, recipient, kind, subscriber_id, issue_id, "
+                "received_at, recorded_at) VALUES ('k', 'ada@example.org', 'hard', 3, 7, :t, :t)",
+                {},
+            ),
+        ]:
+            conn.execute(sa.text(sql), {"t": naive, **values})
+    engine.dispose()
+
+
+@both_backends
+def test_migrating_keeps_every_issue_and_what_refers_to_it(database_url):
+    _version_4_database(database_url)
+    with Store.open(database_url, now=T0) as store:
+        issue = store.issue(T0.date())
+        assert issue is not None and issue.id == 7 and issue.edition is Edition.DAILY
+        assert store.issue(T0.date(), Edition.WEEKLY) is None
+        sub = store.subscriber("ada@example.org")
+        assert sub is not None and sub.cadence is Edition.DAILY
+        assert store.delivery_counts(7)["sent"] == 1
+        assert store.bounce_counts([7]) == {7: {"hard": 1}}
+        with store.read() as conn:
+            assert conn.execute(sa.select(schema.issue_papers.c.paper_id)).scalars().all() == [
+                "arxiv:1"
+            ]
+        # A weekly issue of the same date is a second issue now, not a clash.
+        weekly = store.save_issue(
+            T0.date(),
+            status=IssueStatus.READY,
+            subject="W",
+            preheader="",
+            html="",
+            text="",
+            papers=[("arxiv:1", "x")],
+            now=T0,
+            edition=Edition.WEEKLY,
+        )
+        assert weekly.id != 7 and weekly.edition is Edition.WEEKLY
+    if database_url.startswith("sqlite"):
+        with sa.create_engine(database_url).connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+
+
+def test_cadence_by_import_export_round_trip_and_set(tmp_path):
+    cfg = tmp_path / "newsletter.toml"
+    cfg.write_text(f'database_url = "sqlite:///{tmp_path}/n.db"\n', encoding="utf-8")
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "email,name,cadence\nada@example.org,Ada,weekly\nbob@example.org,,\n"
+        "cy@example.org,Cy,Weekly\ndee@example.org,,monthly\n",
+        encoding="utf-8",
+    )
+    run = CliRunner()
+    imported = run.invoke(cli, ["-c", str(cfg), "subscribers", "import", str(people)])
+    assert imported.exit_code == 1  # one bad row, the others imported
+    assert "line 5: dee@example.org: cadence is 'monthly'; expected daily or weekly" in (
+        imported.stderr
+    )
+    exported = run.invoke(cli, ["-c", str(cfg), "subscribers", "export"])
+    rows = {line.split(",")[0]: line.split(",")[-1] for line in exported.stdout.splitlines()}
+    assert rows == {
+        "email": "cadence",
+        "ada@example.org": "weekly",
+        "bob@example.org": "daily",
+        "cy@example.org": "weekly",
+    }
+    # What export wrote reads back to the same cadences, over a list that changed meanwhile.
+    switched = run.invoke(
+        cli, ["-c", str(cfg), "subscribers", "set", "ADA@example.org", "--cadence", "daily"]
+    )
+    assert switched.exit_code == 0 and switched.stdout == "set: ada@example.org: daily\n"
+    (tmp_path / "back.csv").write_text(exported.stdout, encoding="utf-8")
+    again = run.invoke(cli, ["-c", str(cfg), "subscribers", "import", str(tmp_path / "back.csv")])
+    assert again.exit_code == 0, again.output
+    listed = run.invoke(cli, ["-c", str(cfg), "subscribers", "list"]).stdout.splitlines()
+    assert [line.split()[-2] for line in listed[2:]] == ["weekly", "daily", "weekly"]
+    nobody = run.invoke(
+        cli, ["-c", str(cfg), "subscribers", "set", "zed@example.org", "--cadence", "weekly"]
+    )
+    assert nobody.exit_code == 1 and "no subscriber zed@example.org" in nobody.output
+    bad = run.invoke(
+        cli, ["-c", str(cfg), "subscribers", "set", "ada@example.org", "--cadence", "hourly"]
+    )
+    assert bad.exit_code == 2 and "'hourly' is not one of 'daily', 'weekly'" in bad.output
