@@ -441,3 +441,93 @@ def test_cadence_by_import_export_round_trip_and_set(tmp_path):
         cli, ["-c", str(cfg), "subscribers", "set", "ada@example.org", "--cadence", "hourly"]
     )
     assert bad.exit_code == 2 and "'hourly' is not one of 'daily', 'weekly'" in bad.output
+
+
+# --------------------------------------------------------------------------- downtime, DST
+
+
+def subjects(w: Weeks, email: str) -> list[str]:
+    return [str(r.message["Subject"]) for r in w.smtp.received if email in r.rcpt_tos]
+
+
+def test_a_missed_monday_is_caught_up_by_the_next_weekly(weeks):
+    """No weekly went out on the second Monday (the daily did): the third Monday's covers
+    both weeks, and weekly readers miss nothing."""
+    w = weeks(MON, MON + dt.timedelta(days=14))
+    w.subscribe(MON, ada=Edition.DAILY, wes=Edition.WEEKLY)
+    missed = MON + dt.timedelta(days=7)
+    for day in days(MON, MON + dt.timedelta(days=14)):
+        if day == missed:
+            w.send(day, Edition.DAILY)
+        else:
+            w.day(day)
+    got = w.check()
+    assert got["wes"] == [Edition.WEEKLY.value] * 2 and len(got["ada"]) == 11
+    ledger = w.ledger()
+    first, second = (ids for _e, _m, _s, ids in ledger["wes@example.org"])
+    dailies = [ids for _e, _m, _s, ids in ledger["ada@example.org"]]
+    assert first == dailies[0] and second == set().union(*dailies[1:])
+    assert subjects(w, "wes@example.org")[1].startswith("Lab Papers — Week of 2026-04-13: ")
+
+
+def test_a_week_across_the_spring_dst_change(weeks):
+    """Europe/Berlin goes from UTC+1 to UTC+2 on Sunday 29 March 2026: 07:30 stays 07:30
+    local, every day's papers land in one issue of each edition, and a switch between the
+    Monday daily and the Monday weekly waits (nothing new yet) for the next week."""
+    mon = dt.date(2026, 3, 23)
+    w = weeks(mon, mon + dt.timedelta(days=14))
+    w.subscribe(mon, ada=Edition.DAILY, wes=Edition.WEEKLY, dan=Edition.DAILY)
+    after_dst = mon + dt.timedelta(days=7)
+    for day in days(mon, mon + dt.timedelta(days=14)):
+        if day == after_dst:
+            w.send(day, Edition.DAILY)
+            w.switch("dan", Edition.WEEKLY, day, "07:30")
+            w.clock.t += dt.timedelta(seconds=30)  # changed after the daily was built
+            w.send(day, Edition.WEEKLY, "07:31")
+        else:
+            w.day(day)
+    got = w.check()
+    assert got["wes"] == [Edition.WEEKLY.value] * 3
+    assert got["dan"] == [Edition.DAILY.value] * 6 + [Edition.WEEKLY.value]
+    with w.store.read() as conn:
+        i = schema.issues
+        cuts = conn.execute(
+            sa.select(i.c.issue_date, i.c.created_at).where(i.c.edition == "daily")
+        ).all()
+    assert {d.isoformat(): c.hour for d, c in cuts if d.day in (27, 30)} == {
+        "2026-03-27": 6,  # 07:30 CET
+        "2026-03-30": 5,  # 07:30 CEST
+    }
+    dan = w.ledger()["dan@example.org"]
+    # The Monday weekly had nothing for dan yet (the daily of an hour before had it all).
+    assert [(e, s, len(p)) for e, _m, s, p in dan[-2:-1]] == [("weekly", "skipped", 0)]
+    week = [ids for _e, _m, _s, ids in w.ledger()["ada@example.org"]][-5:]
+    assert dan[-1][2:] == ("sent", set().union(*week))  # Tuesday to Monday
+    assert subjects(w, "wes@example.org")[1].startswith("Lab Papers — Week of 2026-03-23: ")
+
+
+# --------------------------------------------------------------------------- the week's picks
+
+
+def test_the_weeks_trending_weighs_a_papers_own_day_and_the_whole_week():
+    from newsletter.models import Paper
+    from newsletter.topics.pick import trending, trending_over_week
+
+    def paper(n: int, day: int, votes: int | None) -> Paper:
+        return Paper(
+            id=f"arxiv:{n}",
+            title=f"P{n}",
+            announced=dt.datetime(2026, 4, 20 + day, 4, tzinfo=dt.UTC),
+            upvotes=votes,
+        )
+
+    # A busy Monday and a quiet Friday; upvotes as the week ended (Monday's had longer).
+    papers = [paper(1, 0, 100), paper(2, 0, 20), paper(3, 4, 15), paper(4, 4, 1), paper(5, 4, None)]
+    alone = trending(papers)
+    assert alone[1] > alone[2]  # the week's scale alone: Monday's second above Friday's best
+    week = trending_over_week(papers)
+    order = sorted(range(len(papers)), key=lambda i: -week[i])
+    # Friday's best topped its day and holds up in the week: above Monday's second.
+    assert order == [0, 2, 1, 3, 4] and week[4] == 0.0
+    assert week[0] == 1.0 and all(0.0 <= x <= 1.0 for x in week)
+    assert list(trending_over_week(papers[::-1])) == list(week[::-1])  # order-free
