@@ -1144,7 +1144,8 @@ def _daemon_summary(settings: Settings) -> str | None:
     last = doc.get("last")
     if last:
         issue, run = last.get("issue") or {}, last.get("run") or {}
-        line += f"; last: {last.get('issue_date')} {last.get('outcome')}"
+        weekly = " weekly" if last.get("edition") == Edition.WEEKLY.value else ""
+        line += f"; last: {last.get('issue_date')}{weekly} {last.get('outcome')}"
         if issue:
             line += f", sent {issue.get('sent')}/{issue.get('recipients')}"
             if run.get("sent") != issue.get("sent"):

@@ -23,7 +23,7 @@ from newsletter import schedule as sched
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.lock import LockHeld, hold_lock, lock_path
-from newsletter.models import IssueStatus
+from newsletter.models import Edition, IssueStatus, issue_name
 from newsletter.stopping import StopOnSignals
 from newsletter.store import IssueRecord, Store
 
@@ -78,6 +78,7 @@ class Daemon:
             "timezone": sched.zone_name(self.tz),
             "send_at": settings.schedule.send_at,
             "days": settings.schedule.days,
+            "weekly_day": settings.schedule.weekly_day,
             "state": "starting",
             "next_run": None,
             "last": None,
@@ -106,20 +107,44 @@ class Daemon:
 
     # ------------------------------------------------------------------ jobs
 
-    def send_job(self, when: str = "scheduled", issue_date: dt.date | None = None) -> None:
-        """Send (or resume) the issue of ``issue_date``, by default today's."""
+    def scheduled_job(self) -> None:
+        """At send time: the daily issue if today is in ``days``, then the weekly one if
+        it is ``weekly_day``."""
+        from newsletter.pipeline import issue_date_for
+
+        today = issue_date_for(self.now(), self.settings)
+        for edition in sched.editions_on(today, self.settings.schedule):
+            self.send_job("scheduled", today, edition)
+
+    def send_job(
+        self,
+        when: str = "scheduled",
+        issue_date: dt.date | None = None,
+        edition: Edition = Edition.DAILY,
+    ) -> None:
+        """Send (or resume) the issue (``edition``, ``issue_date``), by default today's."""
         from newsletter.pipeline import AllSourcesFailed, issue_date_for, run_send
 
         if self.stop.is_set():
             return
         if issue_date is None:
             issue_date = issue_date_for(self.now(), self.settings)
-        self._write_status(state="sending", current=issue_date.isoformat())
-        log.info("issue %s: %s run started", issue_date, when)
-        last: dict[str, Any] = {"issue_date": issue_date.isoformat(), "at": None}
+        name = issue_name(issue_date, edition)
+        self._write_status(state="sending", current=name)
+        log.info("issue %s: %s run started", name, when)
+        last: dict[str, Any] = {
+            "issue_date": issue_date.isoformat(),
+            "edition": edition.value,
+            "at": None,
+        }
         try:
             report = run_send(
-                self.settings, self.store, issue_date=issue_date, now=self.now, stop=self.stop
+                self.settings,
+                self.store,
+                issue_date=issue_date,
+                now=self.now,
+                stop=self.stop,
+                edition=edition,
             )
             last["outcome"] = report.outcome
             if report.delivery is not None:
@@ -141,7 +166,7 @@ class Daemon:
                     level,
                     "issue %s: %s: sent %d/%d, failed %d, deferred %d, in doubt %d, pending %d "
                     "(this run: sent %d, failed %d, deferred %d, in doubt %d, in %.1f s)%s",
-                    issue_date,
+                    name,
                     report.outcome,
                     t.get("sent", 0),
                     t.get("recipients", 0),
@@ -159,24 +184,24 @@ class Daemon:
             else:
                 log.info(
                     "issue %s: no new papers; skipped (schedule.on_empty = %s)",
-                    issue_date,
+                    name,
                     self.settings.schedule.on_empty,
                 )
         except LockHeld as e:
             last["outcome"] = "locked"
-            log.warning("issue %s: not sent by this daemon: %s", issue_date, e)
+            log.warning("issue %s: not sent by this daemon: %s", name, e)
         except AllSourcesFailed as e:
             last["outcome"] = "failed"
             last["error"] = str(e)
-            log.error("issue %s: %s", issue_date, e)
+            log.error("issue %s: %s", name, e)
         except NewsletterError as e:
             last["outcome"] = "failed"
             last["error"] = str(e)
-            log.error("issue %s: %s", issue_date, e)
+            log.error("issue %s: %s", name, e)
         except Exception as e:  # keep the daemon alive for tomorrow; the traceback is logged
             last["outcome"] = "crashed"
             last["error"] = repr(e)
-            log.exception("issue %s: the run crashed", issue_date)
+            log.exception("issue %s: the run crashed", name)
         last["at"] = self.now().isoformat(timespec="seconds")
         self._write_status(state="idle", current=None, last=last)
         self._log_next()
@@ -251,7 +276,7 @@ class Daemon:
         from apscheduler.triggers.interval import IntervalTrigger
 
         s = self.settings.schedule
-        self.trigger = sched.cron_trigger(s.send_at, s, self.tz)
+        self.trigger = sched.cron_trigger(s.send_at, sched.either_edition(s), self.tz)
         self.scheduler = BlockingScheduler(
             timezone=self.tz,
             executors={
@@ -264,9 +289,9 @@ class Daemon:
                 "misfire_grace_time": s.misfire_grace_time,
             },
         )
-        self.scheduler.add_job(self._guarded(self.send_job), self.trigger, id="send")
+        self.scheduler.add_job(self._guarded(self.scheduled_job), self.trigger, id="send")
         if s.fetch_at:
-            fetch_trigger = sched.cron_trigger(s.fetch_at, s, self.tz)
+            fetch_trigger = sched.cron_trigger(s.fetch_at, sched.either_edition(s), self.tz)
             self.scheduler.add_job(self._guarded(self.fetch_job), fetch_trigger, id="fetch")
         checks = self.settings.bounces
         if checks.kind != "none":
@@ -279,25 +304,38 @@ class Daemon:
                 executor="bounces",
                 next_run_time=self.now(),
             )
-        late = self._interrupted_yesterday()
-        if late is not None:
-            log.info("catch-up: the issue of %s was interrupted; resuming", late)
-        decision = self._catch_up()
-        log.info("%s: %s", "catch-up" if decision.due else "no catch-up", decision.reason)
-        if late is not None or decision.due:
-            # one job, so yesterday's issue is finished before today's starts
-            dates = [late] if late is not None else []
-            dates += [decision.issue_date] if decision.due else []
+        due: list[tuple[dt.date, Edition]] = []
+        for edition in Edition:
+            late = self._interrupted_before_today(edition)
+            if late is not None:
+                log.info(
+                    "catch-up: the issue of %s was interrupted; resuming",
+                    issue_name(late, edition),
+                )
+                due.append((late, edition))
+        for edition in Edition:
+            decision = self._catch_up(edition)
+            log.info(
+                "%s%s: %s",
+                "catch-up" if decision.due else "no catch-up",
+                "" if edition is Edition.DAILY else f" ({edition.value})",
+                decision.reason,
+            )
+            if decision.due:
+                due.append((decision.issue_date, edition))
+        if due:
+            # one job, so the interrupted issues are finished before today's start
             self.scheduler.add_job(
-                self._guarded(self.catch_up_job), "date", run_date=self.now(), args=[dates]
+                self._guarded(self.catch_up_job), "date", run_date=self.now(), args=[due]
             )
         with StopOnSignals(self.stop, on_stop=self._on_stop):
             log.info(
-                "daemon started (pid %d): sending at %s %s on %s%s",
+                "daemon started (pid %d): sending at %s %s on %s, the weekly on %s%s",
                 os.getpid(),
                 s.send_at,
                 sched.zone_name(self.tz),
                 s.days,
+                s.weekly_day,
                 f", fetching at {s.fetch_at}" if s.fetch_at else "",
             )
             if checks.kind != "none":
@@ -317,9 +355,9 @@ class Daemon:
 
         return run
 
-    def catch_up_job(self, dates: list[dt.date]) -> None:
-        for issue_date in dates:
-            self.send_job("catch-up", issue_date)
+    def catch_up_job(self, due: list[tuple[dt.date, Edition]]) -> None:
+        for issue_date, edition in due:
+            self.send_job("catch-up", issue_date, edition)
 
     def _finished(self, issue: IssueRecord | None) -> bool | None:
         """None: no issue; False: begun and unfinished; True: done."""
@@ -330,32 +368,39 @@ class Daemon:
             and self.store.delivery_counts(issue.id)["recipients"] > 0
         )
 
-    def _catch_up(self) -> sched.CatchUp:
-        issue = self.store.issue(self.now().astimezone(self.tz).date())
-        return sched.catch_up(
-            self.now(), self.settings.schedule, self.tz, issue_finished=self._finished(issue)
-        )
+    def _catch_up(self, edition: Edition) -> sched.CatchUp:
+        """Whether today's issue of ``edition`` is due now, like a missed send time."""
+        issue = self.store.issue(self.now().astimezone(self.tz).date(), edition)
+        schedule = self.settings.schedule
+        if edition is Edition.WEEKLY:
+            schedule = sched.weekly_schedule(schedule)
+        return sched.catch_up(self.now(), schedule, self.tz, issue_finished=self._finished(issue))
 
-    def _interrupted_yesterday(self) -> dt.date | None:
-        """Yesterday's issue, when it was begun and not finished (the daemon was stopped or
-        crashed across midnight): finishing it late beats leaving people out.  Older
-        unfinished issues are left to ``newsletter send --date``; a warning names them."""
+    def _interrupted_before_today(self, edition: Edition) -> dt.date | None:
+        """The last issue of ``edition`` before today, when it was begun and not finished
+        (the daemon was stopped or crashed across midnight) and is recent: yesterday's
+        daily, or a weekly of the last six days.  Finishing it late beats leaving people
+        out; older unfinished issues are left to ``newsletter send --date``, and a warning
+        names them."""
         today = self.now().astimezone(self.tz).date()
-        yesterday = today - dt.timedelta(days=1)
+        recent = today - dt.timedelta(days=1 if edition is Edition.DAILY else 6)
         late = None
-        for issue in self.store.issues(limit=30):
+        for issue in self.store.issues(limit=30, edition=edition):
             if issue.issue_date >= today or issue.status is not IssueStatus.READY:
                 continue  # today's is the schedule's business; SENT and EMPTY are done
             if self._finished(issue) is not False:
                 continue
-            if issue.issue_date == yesterday:
-                late = yesterday
+            if issue.issue_date >= recent and late is None:
+                late = issue.issue_date
             else:
+                option = "" if edition is Edition.DAILY else f" --edition {edition.value}"
                 log.warning(
-                    "the issue of %s was interrupted and is not resumed (older than "
-                    "yesterday): `newsletter send --date %s` finishes it",
+                    "the issue of %s was interrupted and is not resumed (%s): "
+                    "`newsletter send --date %s%s` finishes it",
+                    issue.name,
+                    "older than yesterday" if edition is Edition.DAILY else "a week old",
                     issue.issue_date,
-                    issue.issue_date,
+                    option,
                 )
         return late
 

@@ -6,6 +6,7 @@ The decisions here are pure (a time, the schedule, the issue's state in; a decis
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from newsletter.config import ScheduleSettings
 from newsletter.errors import ConfigError
+from newsletter.models import Edition
 from newsletter.text import weekday
 
 if TYPE_CHECKING:
@@ -116,6 +118,30 @@ def runs_on(day: dt.date, schedule: ScheduleSettings) -> bool:
         if (a <= today <= b) if a <= b else (today >= a or today <= b):
             return True
     return False
+
+
+def weekly_on(day: dt.date, schedule: ScheduleSettings) -> bool:
+    """Whether the weekly edition goes out on ``day`` (``schedule.weekly_day``)."""
+    return day.weekday() == _DAY_NAMES.index(schedule.weekly_day.strip().lower())
+
+
+def editions_on(day: dt.date, schedule: ScheduleSettings) -> list[Edition]:
+    """The editions due on ``day``, in the order they are sent: the daily, then the weekly."""
+    due = [Edition.DAILY] if runs_on(day, schedule) else []
+    return due + ([Edition.WEEKLY] if weekly_on(day, schedule) else [])
+
+
+def either_edition(schedule: ScheduleSettings) -> ScheduleSettings:
+    """The schedule of the days either edition goes out: ``days`` and ``weekly_day``."""
+    days = schedule.days.strip().lower()
+    if days != "*":
+        days += "," + schedule.weekly_day.strip().lower()
+    return dataclasses.replace(schedule, days=days)
+
+
+def weekly_schedule(schedule: ScheduleSettings) -> ScheduleSettings:
+    """The schedule of the weekly edition alone: its day, the same time and grace."""
+    return dataclasses.replace(schedule, days=schedule.weekly_day.strip().lower())
 
 
 @dataclass(frozen=True, slots=True)

@@ -531,3 +531,268 @@ def test_the_weeks_trending_weighs_a_papers_own_day_and_the_whole_week():
     assert order == [0, 2, 1, 3, 4] and week[4] == 0.0
     assert week[0] == 1.0 and all(0.0 <= x <= 1.0 for x in week)
     assert list(trending_over_week(papers[::-1])) == list(week[::-1])  # order-free
+
+
+# --------------------------------------------------------------------------- the daemon
+
+
+def daemon_setup(tmp_path, sample_feeds, port: int, send_at: str, zone: str, weekly_day: str):
+    """Five subscribers, two of them weekly, the weekly edition on ``weekly_day``."""
+    from test_daemon import hf_source, write_config
+
+    cfg, db, emails = write_config(
+        tmp_path,
+        smtp_port=port,
+        send_at=send_at,
+        timezone=zone,
+        sources=hf_source(sample_feeds),
+        subscribers=5,
+    )
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text.replace('days = "*"', f'days = "*"\nweekly_day = "{weekly_day}"'))
+    with Store.open(f"sqlite:///{db}") as store:
+        for email in emails[3:]:
+            store.set_cadence(email, Edition.WEEKLY, now=dt.datetime.now(dt.UTC))
+    return cfg, db, emails
+
+
+def by_edition(server) -> dict[str, list[str]]:
+    """Recipients of the daily and of the weekly messages the server received."""
+    out: dict[str, list[str]] = {"daily": [], "weekly": []}
+    for r in server.received:
+        out["weekly" if "-weekly." in r.message["Message-ID"] else "daily"] += r.rcpt_tos
+    return {k: sorted(v) for k, v in out.items()}
+
+
+@pytest.mark.slow
+def test_the_daemon_sends_both_editions_on_the_weekly_day_each_to_its_own(
+    tmp_path, sample_feeds, smtp_server
+):
+    from smtp_server import wait_for
+    from test_daemon import Daemon, clock, noon_zone, status
+
+    server = smtp_server()
+    zone, tz = noon_zone()
+    today = dt.datetime.now(tz).date()
+    send_at = clock(tz, 5)
+    cfg, _db, emails = daemon_setup(
+        tmp_path, sample_feeds, server.port, send_at, zone, f"{today:%a}".lower()
+    )
+    d = Daemon(cfg, "daemon")
+    try:
+        d.wait_log(r"daemon started \(pid \d+\)")
+        assert "no catch-up (weekly): today's send time" in d.log
+        d.wait_log(rf"issue {today} weekly: sent: sent 2/2, failed 0", 40)
+        assert d.log.index(f"issue {today}: sent: sent 3/3") < d.log.index(
+            f"issue {today} weekly: scheduled run started"
+        )
+        assert wait_for(lambda: len(server.received) == 5, 10)
+        assert by_edition(server) == {"daily": emails[:3], "weekly": emails[3:]}
+        shown = status(cfg)
+        assert f"; last: {today} weekly sent, sent 2/2" in shown, shown
+        rows = [line.split()[:3] for line in shown.splitlines() if line.startswith(str(today))]
+        assert rows == [[str(today), "weekly", "sent"], [str(today), "daily", "sent"]]
+        d.signal()
+        assert d.wait(30) == 0
+    finally:
+        d.kill()
+
+
+@pytest.mark.slow
+def test_a_weekly_missed_within_the_grace_is_caught_up_at_start(
+    tmp_path, sample_feeds, smtp_server
+):
+    """Started two minutes after the send time on the weekly day: both editions are sent
+    at once, like the daily catch-up; on another day the weekly is not."""
+    from smtp_server import wait_for
+    from test_daemon import Daemon, clock, noon_zone
+
+    server = smtp_server()
+    zone, tz = noon_zone()
+    today = dt.datetime.now(tz).date()
+    cfg, _db, emails = daemon_setup(
+        tmp_path, sample_feeds, server.port, clock(tz, -120), zone, f"{today:%a}".lower()
+    )
+    d = Daemon(cfg, "daemon")
+    try:
+        d.wait_log(r"catch-up \(weekly\): today's send time passed 2 min ago; sending now")
+        d.wait_log(rf"issue {today} weekly: sent: sent 2/2", 40)
+        assert f"issue {today} weekly: catch-up run started" in d.log
+        assert wait_for(lambda: len(server.received) == 5, 10)
+        assert by_edition(server) == {"daily": emails[:3], "weekly": emails[3:]}
+        d.signal()
+        assert d.wait(30) == 0
+    finally:
+        d.kill()
+    tomorrow = f"{today + dt.timedelta(days=1):%a}".lower()
+    other = tmp_path / "other"
+    other.mkdir()
+    cfg2, _db2, _ = daemon_setup(other, sample_feeds, server.port, clock(tz, -120), zone, tomorrow)
+    d2 = Daemon(cfg2, "daemon")
+    try:
+        d2.wait_log(rf"no catch-up \(weekly\): {today:%A} is not a sending day \({tomorrow}\)")
+        d2.wait_log(rf"issue {today}: sent: sent 3/3", 40)
+        d2.signal()
+        assert d2.wait(30) == 0
+    finally:
+        d2.kill()
+    assert len(server.received) == 8  # the second list: only the daily, to its three
+
+
+# --------------------------------------------------------------------------- SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_weekly_send_mails_each_weekly_reader_once_with_their_variant(
+    tmp_path, sample_feeds, smtp_server
+):
+    """`newsletter send --edition weekly` killed again and again, then run to the end: the
+    weekly readers (plain ones and daily->weekly switchers, who get a variant) are each
+    mailed, a second copy only for a row that was in DATA at a kill, with the same
+    Message-ID and the same content; the daily readers get nothing of it."""
+    import os
+    import random
+    import subprocess
+    import time
+
+    from smtp_server import Faults, Handler
+    from test_send_crash import NEWSLETTER, in_flight, kill, write_setup
+
+    server = smtp_server(Handler(Faults(delay=0.004)))
+    cfg, db, _ = write_setup(tmp_path, sample_feeds, server.port, subscribers=0, connections=2)
+    # The daily before: another source, so the week has papers the daily did not carry.
+    daily_cfg = tmp_path / "daily.toml"
+    daily_cfg.write_text(
+        cfg.read_text()
+        .replace('name = "hf-daily"', 'name = "arxiv-science"\nkind = "arxiv-rss"')
+        .replace("hf-daily.json", "arxiv-science.xml")
+    )
+    switchers = [f"switch{i:03d}@example.org" for i in range(60)]
+    weekly = [f"weekly{i:03d}@example.org" for i in range(90)]
+    daily = [f"daily{i:03d}@example.org" for i in range(30)]
+    url = f"sqlite:///{db}"
+    with Store.open(url) as store:
+        store.import_subscribers([(e, "") for e in switchers], now=dt.datetime.now(dt.UTC))
+    env = os.environ | ENV
+    env.pop("NEWSLETTER_DATABASE_URL", None)
+    day = dt.datetime.now(dt.UTC).date()
+
+    def send(config: object, name: str, *args: str) -> subprocess.Popen:
+        out = tmp_path / name
+        with open(f"{out}.out", "wb") as so, open(f"{out}.err", "wb") as se:
+            return subprocess.Popen(
+                [str(NEWSLETTER), "-c", str(config), "send", "--date", str(day), *args],
+                stdout=so,
+                stderr=se,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+
+    assert send(daily_cfg, "daily").wait(120) == 0, (tmp_path / "daily.err").read_text()
+    assert len(server.received) == len(switchers)
+    server.handler.received.clear()
+    with Store.open(url) as store:
+        for email in switchers:
+            store.set_cadence(email, Edition.WEEKLY, now=dt.datetime.now(dt.UTC))
+        store.import_subscribers(
+            [(e, "") for e in weekly + daily],
+            now=dt.datetime.now(dt.UTC),
+            cadences=dict.fromkeys(weekly, Edition.WEEKLY),
+        )
+
+    rng = random.Random(18)
+    kills = 0
+    flight: dict[str, int] = defaultdict(int)
+    for k in range(12):
+        before = in_flight(db)
+        proc = send(cfg, f"weekly{k:02d}", "--edition", "weekly")
+        if k == 0 or rng.random() < 0.5:  # once it is sending (the first run renders first)
+            target = len(server.received) + rng.randint(1, 20)
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if len(server.received) >= target:
+                    break
+                time.sleep(0.002)
+        else:  # in the in-doubt window: as soon as a row is in DATA
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                if in_flight(db) - before:
+                    break
+                time.sleep(0.001)
+        if not kill(proc):
+            break
+        kills += 1
+        for email, _attempt in in_flight(db) - before:
+            flight[email] += 1
+    final = send(cfg, "final", "--edition", "weekly")
+    assert final.wait(120) == 0, (tmp_path / "final.err").read_text()
+    assert kills >= 6
+
+    copies = defaultdict(list)
+    for r in server.received:
+        copies[r.rcpt_tos[0]].append(r.message)
+    assert sorted(copies) == sorted(switchers + weekly)  # the daily readers: nothing
+    for email, messages in copies.items():
+        assert len(messages) == 1 or len(messages) - 1 <= flight[email], email
+        first = messages[0]
+        assert "-weekly." in first["Message-ID"]
+        for again in messages[1:]:
+            assert again["Message-ID"] == first["Message-ID"]
+            assert (
+                again.get_body(("html",)).get_content() == first.get_body(("html",)).get_content()
+            )
+    with Store.open(url) as store, store.read() as conn:
+        d, s = schema.deliveries, schema.subscribers
+        rows = conn.execute(
+            sa.select(s.c.email, d.c.status, d.c.variant_id).join(s, s.c.id == d.c.subscriber_id)
+        ).all()
+        weekly_issue = store.issue(day, Edition.WEEKLY)
+    weekly_rows = {e: (st, v) for e, st, v in rows if e not in switchers or v is not None}
+    assert {st for st, _v in weekly_rows.values()} == {"sent"}
+    variants = {v for e, (_st, v) in weekly_rows.items() if e in switchers}
+    assert len(variants) == 1 and None not in variants  # one window, one variant
+    assert all(weekly_rows[e][1] is None for e in weekly)
+    # The switchers' week holds only what the daily did not carry.
+    first_switcher = copies[switchers[0]][0].get_body(("plain",)).get_content()
+    first_weekly = copies[weekly[0]][0].get_body(("plain",)).get_content()
+    assert weekly_issue is not None and len(first_switcher) < len(first_weekly)
+
+
+# --------------------------------------------------------------------------- the schedule
+
+
+def test_the_send_trigger_fires_on_the_daily_days_and_the_weekly_day():
+    from newsletter.config import ScheduleSettings
+    from newsletter.schedule import cron_trigger, editions_on, either_edition
+
+    s = ScheduleSettings(days="tue-fri", weekly_day="Mon", timezone="Europe/Berlin")
+    trigger = cron_trigger("07:30", either_edition(s), BERLIN)
+    t, fired = dt.datetime(2026, 3, 27, 12, tzinfo=dt.UTC), []  # Friday, after 07:30
+    for _ in range(5):
+        nxt = trigger.get_next_fire_time(None, t)
+        fired.append(f"{nxt:%a %H:%M %z}")
+        t = nxt + dt.timedelta(seconds=1)
+    # The weekly's Monday is a send day too, across the DST change; the weekend is not.
+    assert fired == [f"{d} 07:30 +0200" for d in ("Mon", "Tue", "Wed", "Thu", "Fri")]
+    week = [dt.date(2026, 3, 30) + dt.timedelta(days=i) for i in range(7)]
+    assert [[e.value for e in editions_on(d, s)] for d in week] == [
+        ["weekly"],
+        ["daily"],
+        ["daily"],
+        ["daily"],
+        ["daily"],
+        [],
+        [],
+    ]
+    both = ScheduleSettings(days="*", weekly_day="sun")
+    assert [e.value for e in editions_on(dt.date(2026, 4, 5), both)] == ["daily", "weekly"]
+
+
+def test_weekly_day_must_be_one_day_name(tmp_path):
+    from newsletter.config import load_settings
+    from newsletter.errors import ConfigError
+
+    cfg = tmp_path / "n.toml"
+    cfg.write_text('[schedule]\nweekly_day = "mon-fri"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"schedule\.weekly_day: expected one day name"):
+        load_settings(cfg, env={})
