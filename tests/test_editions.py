@@ -796,3 +796,109 @@ def test_weekly_day_must_be_one_day_name(tmp_path):
     cfg.write_text('[schedule]\nweekly_day = "mon-fri"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"schedule\.weekly_day: expected one day name"):
         load_settings(cfg, env={})
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@both_backends
+@pytest.mark.slow
+def test_weekly_workers_share_the_issue_and_its_variant_and_take_over_a_killed_one(
+    write_config, sample_feeds, sink_process, tmp_path
+):
+    """Two `send --worker --edition weekly` processes (on PostgreSQL as on SQLite): one is
+    killed with SIGKILL mid-send; the other takes its rows over; every weekly reader is
+    mailed once (a second copy only for a row in DATA at the kill), switchers with their
+    variant, and the daily readers get nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from smtp_server import wait_for
+
+    sink = sink_process(delay=0.01)
+    common = f"""
+[list]
+from_address = "papers@example.org"
+base_url = "https://papers.example.org"
+[schedule]
+timezone = "UTC"
+[fetch]
+window_days = 1
+[delivery]
+transport = "smtp"
+lease_seconds = 120
+[smtp]
+host = "127.0.0.1"
+port = {sink.port}
+tls = "none"
+connections = 2
+"""
+    source = '[[sources]]\nname = "{0}"\nkind = "{1}"\npath = "{2}/{3}"\n'
+    daily_cfg = write_config(
+        common + source.format("science", "arxiv-rss", sample_feeds, "arxiv-science.xml"),
+        "daily.toml",
+    )
+    weekly_cfg = write_config(
+        common + source.format("hf-daily", "hf-daily", sample_feeds, "hf-daily.json")
+    )
+    settings = load_settings(weekly_cfg, env=ENV)
+    switchers = [f"switch{i:03d}@example.org" for i in range(50)]
+    weekly = [f"weekly{i:03d}@example.org" for i in range(200)]
+    daily = [f"daily{i:03d}@example.org" for i in range(20)]
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers([(e, "") for e in switchers], now=dt.datetime.now(dt.UTC))
+    env = os.environ | ENV
+    env.pop("NEWSLETTER_DATABASE_URL", None)
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+
+    def newsletter(cfg, log: str, *args: str) -> subprocess.Popen:
+        with (tmp_path / log).open("w") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "newsletter", "-c", str(cfg), "send", "--date", day, *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    assert newsletter(daily_cfg, "daily.log").wait(120) == 0, (tmp_path / "daily.log").read_text()
+    sink.settle()
+    before = sink.count()
+    with Store.open(settings.database_url) as store:
+        for email in switchers:
+            store.set_cadence(email, Edition.WEEKLY, now=dt.datetime.now(dt.UTC))
+        store.import_subscribers(
+            [(e, "") for e in weekly + daily],
+            now=dt.datetime.now(dt.UTC),
+            cadences=dict.fromkeys(weekly, Edition.WEEKLY),
+        )
+    args = ("--edition", "weekly", "--worker")
+    victim = newsletter(weekly_cfg, "victim.log", *args)
+    assert wait_for(lambda: sink.count() >= before + 20, 60), (tmp_path / "victim.log").read_text()
+    survivor = newsletter(weekly_cfg, "survivor.log", *args)
+    assert wait_for(lambda: sink.count() >= before + 80, 60)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(10)
+    assert survivor.wait(180) == 0, (tmp_path / "survivor.log").read_text()
+    assert "is gone" in (tmp_path / "survivor.log").read_text()
+    sink.settle()
+    # Only the weekly's Message-IDs (the switchers also got the daily before).
+    weekly_copies = {r: [m for m in mids if "-weekly." in m] for r, mids in sink.copies().items()}
+    weekly_copies = {r: mids for r, mids in weekly_copies.items() if mids}
+    assert sorted(weekly_copies) == sorted(switchers + weekly)
+    doubled = {r: mids for r, mids in weekly_copies.items() if len(mids) > 1}
+    assert len(doubled) <= 2 and all(len(set(m)) == 1 for m in doubled.values())
+    with Store.open(settings.database_url) as store, store.read() as conn:
+        d, s = schema.deliveries, schema.subscribers
+        issue = store.issue(dt.date.fromisoformat(day), Edition.WEEKLY)
+        assert issue is not None
+        rows = conn.execute(
+            sa.select(s.c.email, d.c.status, d.c.variant_id)
+            .join(s, s.c.id == d.c.subscriber_id)
+            .where(d.c.issue_id == issue.id)
+        ).all()
+    assert {st for _e, st, _v in rows} == {"sent"}
+    assert sorted(e for e, _st, _v in rows) == sorted(switchers + weekly)
+    assert len({v for e, _st, v in rows if e in switchers} - {None}) == 1
+    assert all(v is None for e, _st, v in rows if e in weekly)
