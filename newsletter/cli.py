@@ -1298,16 +1298,17 @@ def archive() -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @pass_app
 def archive_build(app: Context, directory: Path) -> None:
-    """Write the archive as static files: DIRECTORY/index.html and one
-    DIRECTORY/YYYY-MM-DD/index.html per issue, the pages `newsletter serve` shows under
-    /archive/, for hosting them elsewhere.
+    """Write the archive as static files: DIRECTORY/index.html, one
+    DIRECTORY/YYYY-MM-DD/index.html per daily issue and DIRECTORY/weekly/YYYY-MM-DD/index.html
+    per weekly one (the pages `newsletter serve` shows under /archive/), and the Atom feed
+    DIRECTORY/archive.xml (served as /archive.xml), for hosting them elsewhere.
     """
     from newsletter.web.archive import build_archive
 
     settings = app.settings()
     with app.store(settings) as store:
         paths = build_archive(store, settings, directory)
-    click.echo(f"wrote {len(paths) - 1} issue page(s) and the index to {directory}")
+    click.echo(f"wrote {len(paths) - 2} issue page(s), the index and the feed to {directory}")
 
 
 # --------------------------------------------------------------------------- bounces

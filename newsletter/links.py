@@ -44,6 +44,8 @@ class Purpose(StrEnum):
 SUBSCRIBE = "/subscribe"
 #: The list of past issues; an issue is :func:`archive_path`.
 ARCHIVE = "/archive/"
+#: The list of past issues as an Atom feed.
+ARCHIVE_FEED = "/archive.xml"
 #: A personal link is this plus a token; alone, the page that explains where the personal
 #: link is (what the archive's copies of an issue link to).
 UNSUBSCRIBE = "/unsubscribe/"

@@ -902,3 +902,95 @@ connections = 2
     assert sorted(e for e, _st, _v in rows) == sorted(switchers + weekly)
     assert len({v for e, _st, v in rows if e in switchers} - {None}) == 1
     assert all(v is None for e, _st, v in rows if e in weekly)
+
+
+# --------------------------------------------------------------------------- the archive
+
+from test_web import serve  # noqa: E402, F401  (the fixture: the app in waitress)
+
+
+@pytest.fixture
+def web(request):
+    return request.getfixturevalue("serve")()
+
+
+def _archive_issues(store: Store) -> None:
+    """A weekly and a daily issue of one Monday, a daily the Friday before, an empty day."""
+    for day, edition, subject, status in (
+        (dt.date(2026, 4, 24), Edition.DAILY, 'Fri <b>&amp; "Ünïcode" ☃', IssueStatus.SENT),
+        (dt.date(2026, 4, 25), Edition.DAILY, "empty", IssueStatus.EMPTY),
+        (dt.date(2026, 4, 27), Edition.DAILY, "Mon daily", IssueStatus.SENT),
+        (dt.date(2026, 4, 27), Edition.WEEKLY, "Week of 2026-04-20: a & b", IssueStatus.SENT),
+    ):
+        store.save_issue(
+            day,
+            status=status,
+            subject=subject,
+            preheader=f"3 new papers: {subject}",
+            html=""
+            if status is IssueStatus.EMPTY
+            else f"<html><body><p>{edition}</p></body></html>",
+            text="",
+            papers=[],
+            now=dt.datetime.combine(day, dt.time(5, 30), dt.UTC),
+            edition=edition,
+        )
+
+
+def test_the_archive_lists_weekly_issues_beside_the_daily_ones_and_as_atom(web):
+    import feedparser
+
+    _archive_issues(web.store)
+    body = web.client.get("/archive/").body
+    hrefs = re.findall(r'href="(/archive/[^"]+)"', body)
+    assert hrefs[:3] == ["/archive/weekly/2026-04-27", "/archive/2026-04-27", "/archive/2026-04-24"]
+    assert "Monday, 27 April 2026 · weekly" in body and 'href="/archive.xml"' in body
+    assert "<p>weekly</p>" in web.client.get("/archive/weekly/2026-04-27").body
+    assert "<p>daily</p>" in web.client.get("/archive/2026-04-27").body
+    assert web.client.get("/archive/weekly/2026-04-24").status == 404  # only a daily
+    assert web.client.get("/archive/weekly/2026-02-30").status == 404
+
+    reply = web.client.get("/archive.xml")
+    assert reply.status == 200 and reply.header("Content-Type").startswith("application/atom+xml")
+    feed = feedparser.parse(reply.body.encode())
+    assert feed.version == "atom10" and not feed.bozo, feed.get("bozo_exception")
+    assert feed.feed.title == "Test <Papers> & Co: past issues"
+    assert feed.feed.link == f"{web.base}/archive/"
+    entries = [(e.title, e.link, e.updated, e.tags[0].term) for e in feed.entries]
+    assert entries == [
+        (
+            "Week of 2026-04-20: a & b",
+            f"{web.base}/archive/weekly/2026-04-27",
+            "2026-04-27T05:30:00Z",
+            "weekly",
+        ),
+        ("Mon daily", f"{web.base}/archive/2026-04-27", "2026-04-27T05:30:00Z", "daily"),
+        (
+            'Fri <b>&amp; "Ünïcode" ☃',  # text, escaped in the XML: never markup
+            f"{web.base}/archive/2026-04-24",
+            "2026-04-24T05:30:00Z",
+            "daily",
+        ),
+    ]
+    assert "<b>" not in reply.body and "&lt;b&gt;&amp;amp;" in reply.body
+    assert len({e.id for e in feed.entries}) == 3
+    assert feed.entries[0].summary == "0 papers. 3 new papers: Week of 2026-04-20: a & b"
+
+
+def test_archive_build_writes_weekly_pages_and_the_feed(web, tmp_path):
+    import feedparser
+
+    _archive_issues(web.store)
+    out = tmp_path / "site"
+    r = CliRunner().invoke(
+        cli, ["-c", web.settings.config_path, "archive", "build", str(out)], env=ENV
+    )
+    assert r.exit_code == 0, r.output
+    assert "wrote 3 issue page(s), the index and the feed" in r.output
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'href="weekly/2026-04-27/"' in index and 'href="2026-04-27/"' in index
+    weekly = (out / "weekly" / "2026-04-27" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../../"' in weekly  # back to the list, two folders up
+    served = web.client.get("/archive.xml").body.encode()
+    assert (out / "archive.xml").read_bytes() == served
+    assert feedparser.parse(served).version == "atom10"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import Edition, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
 from newsletter.store.interests import prune_library
 from newsletter.store.subscribers import (
@@ -31,6 +31,9 @@ class ArchiveEntry:
     issue_date: dt.date
     subject: str
     paper_count: int
+    edition: Edition = Edition.DAILY
+    preheader: str = ""
+    created_at: dt.datetime | None = None  # when it was built (the Atom feed's "updated")
 
 
 def signup_stamp(subscriber: Subscriber) -> str:
@@ -127,11 +130,19 @@ class SignupStore:
                 prune_library(conn)  # the papers only their libraries kept
         return int(result.rowcount or 0)
 
-    def archive_entries(self) -> list[ArchiveEntry]:
-        """Issues that were sent or are being sent, newest first (empty days left out)."""
+    def archive_entries(self, limit: int | None = None) -> list[ArchiveEntry]:
+        """Issues that were sent or are being sent, daily and weekly, newest first (on one
+        date the weekly first; empty days left out)."""
         t = schema.issues
         q = (
-            sa.select(t.c.issue_date, t.c.subject, t.c.paper_count)
+            sa.select(
+                t.c.issue_date,
+                t.c.subject,
+                t.c.paper_count,
+                t.c.edition,
+                t.c.preheader,
+                t.c.created_at,
+            )
             .where(
                 t.c.status.in_(
                     [IssueStatus.READY.value, IssueStatus.SENT.value, IssueStatus.DEFERRED.value]
@@ -139,8 +150,19 @@ class SignupStore:
                 t.c.html.is_not(None),
                 t.c.html != "",
             )
-            .order_by(t.c.issue_date.desc())
+            .order_by(t.c.issue_date.desc(), t.c.edition.desc())
+            .limit(limit)
         )
         with self.read() as conn:
             rows = conn.execute(q).all()
-        return [ArchiveEntry(r.issue_date, r.subject or "", r.paper_count) for r in rows]
+        return [
+            ArchiveEntry(
+                r.issue_date,
+                r.subject or "",
+                r.paper_count,
+                Edition(r.edition),
+                r.preheader or "",
+                r.created_at,
+            )
+            for r in rows
+        ]

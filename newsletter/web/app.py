@@ -25,7 +25,7 @@ from werkzeug.wrappers import Request, Response
 from newsletter import links
 from newsletter.errors import NewsletterError, SendError
 from newsletter.links import PREFERENCES_DAYS, Purpose, preferences_token
-from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import Edition, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.personal.interests import SubscriberInterests
 from newsletter.personal.library import MAX_PAPERS
 from newsletter.personal.stated import MAX_AUTHORS, MAX_CATEGORIES, MAX_KEYWORDS
@@ -33,7 +33,7 @@ from newsletter.store.signup import CONFIRM_DAYS
 from newsletter.subscribers import BadAddress, clean_name, normalise_email
 from newsletter.tokens import BadToken, sign, verify
 from newsletter.web import preferences as prefs
-from newsletter.web.archive import index_page, issue_page
+from newsletter.web.archive import FEED_ENTRIES, atom_feed, index_page, issue_page
 from newsletter.web.pages import Pages
 from newsletter.web.ratelimit import Rate, TokenBuckets
 from newsletter.web.signup import (
@@ -146,6 +146,13 @@ class WebApp:
                 ),
                 Rule(links.ARCHIVE, endpoint="archive_index", methods=["GET"]),
                 Rule(f"{links.ARCHIVE}<issue_date>", endpoint="archive_issue", methods=["GET"]),
+                Rule(
+                    f"{links.ARCHIVE}{Edition.WEEKLY.value}/<issue_date>",
+                    endpoint="archive_issue",
+                    defaults={"edition": Edition.WEEKLY.value},
+                    methods=["GET"],
+                ),
+                Rule(links.ARCHIVE_FEED, endpoint="archive_feed", methods=["GET"]),
             ],
             strict_slashes=False,
             merge_slashes=False,
@@ -585,19 +592,26 @@ class WebApp:
         html = index_page(
             self.pages,
             self.store.archive_entries(),
-            issue_href=lambda d: root + links.archive_path(d),
+            issue_href=lambda e: root + links.archive_path(e.issue_date, e.edition),
+            feed_url=root + links.ARCHIVE_FEED,
             **self.links(request),
         )
         return _cacheable(Response(html, mimetype="text/html"))
 
-    def on_archive_issue(self, request: Request, issue_date: str) -> Response:
+    def on_archive_feed(self, request: Request) -> Response:
+        feed = atom_feed(self.settings, self.store.archive_entries(limit=FEED_ENTRIES))
+        return _cacheable(Response(feed, mimetype="application/atom+xml"))
+
+    def on_archive_issue(
+        self, request: Request, issue_date: str, edition: str = Edition.DAILY.value
+    ) -> Response:
         day = None
         if _DATE.fullmatch(issue_date):
             try:
                 day = dt.date.fromisoformat(issue_date)
             except ValueError:
                 day = None
-        issue = self.store.issue(day) if day else None
+        issue = self.store.issue(day, Edition(edition)) if day else None
         if issue is None or issue.status is IssueStatus.EMPTY or not issue.html:
             return self.http_error(request, NotFound())
         links = self.links(request)

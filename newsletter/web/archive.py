@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from newsletter import links
 from newsletter.errors import NewsletterError
+from newsletter.models import Edition
 from newsletter.placeholders import personalize
 from newsletter.text import long_date
 
@@ -66,13 +67,19 @@ def index_page(
     pages: Pages,
     entries: list[ArchiveEntry],
     *,
-    issue_href: Callable[[dt.date], str],
+    issue_href: Callable[[ArchiveEntry], str],
     subscribe_url: str,
     archive_url: str,
+    feed_url: str,
 ) -> str:
-    """The list of issues, newest first."""
+    """The list of issues, daily and weekly side by side, newest first."""
     rows = [
-        _Row(long_date(e.issue_date), e.subject, e.paper_count, issue_href(e.issue_date))
+        _Row(
+            long_date(e.issue_date) + (" · weekly" if e.edition is Edition.WEEKLY else ""),
+            e.subject,
+            e.paper_count,
+            issue_href(e),
+        )
         for e in entries
     ]
     return pages.page(
@@ -81,14 +88,66 @@ def index_page(
         entries=rows,
         subscribe_url=subscribe_url,
         archive_url=archive_url,
+        feed_url=feed_url,
     )
 
 
+#: Issues in the Atom feed: the latest, as feed readers expect.
+FEED_ENTRIES = 50
+ATOM = "http://www.w3.org/2005/Atom"
+#: What XML 1.0 cannot carry at all, not even escaped.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def atom_feed(settings: Settings, entries: list[ArchiveEntry]) -> bytes:
+    """The archive as an Atom feed (RFC 4287): one entry per issue, daily and weekly,
+    linking to its page under ``list.base_url``; UTF-8, every text escaped."""
+    import xml.etree.ElementTree as ET
+
+    def text(parent: ET.Element, tag: str, value: str, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        el.text = _NOT_XML.sub("", value)
+        return el
+
+    def stamp(when: dt.datetime | None, day: dt.date) -> str:
+        when = when or dt.datetime.combine(day, dt.time(), dt.UTC)
+        return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    ET.register_namespace("", ATOM)
+    name = settings.list.name
+    archive = links.public_url(settings, links.ARCHIVE)
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    text(feed, "id", archive)
+    text(feed, "title", f"{name}: past issues")
+    updated = max((e.created_at for e in entries if e.created_at), default=None)
+    text(feed, "updated", stamp(updated, dt.date(1970, 1, 1)))
+    author = ET.SubElement(feed, f"{{{ATOM}}}author")
+    text(author, "name", name)
+    ET.SubElement(
+        feed, f"{{{ATOM}}}link", rel="self", href=links.public_url(settings, links.ARCHIVE_FEED)
+    )
+    ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=archive)
+    for e in entries[:FEED_ENTRIES]:
+        url = links.issue_url(settings, e.issue_date, e.edition)
+        entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
+        text(entry, "id", url)
+        text(entry, "title", e.subject or long_date(e.issue_date))
+        ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=url)
+        text(entry, "updated", stamp(e.created_at, e.issue_date))
+        text(entry, "category", "", term=e.edition.value)
+        summary = f"{e.paper_count} paper{'s' if e.paper_count != 1 else ''}"
+        text(entry, "summary", f"{summary}. {e.preheader}" if e.preheader else summary)
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
 def build_archive(store: Store, settings: Settings, out: Path) -> list[Path]:
-    """Write ``out/index.html`` and ``out/YYYY-MM-DD/index.html`` per issue; the paths written.
+    """Write ``out/index.html``, ``out/YYYY-MM-DD/index.html`` per daily issue,
+    ``out/weekly/YYYY-MM-DD/index.html`` per weekly one, and the Atom feed
+    ``out/archive.xml``; the paths written (the index first, the feed last).
 
     Links between the pages are relative, so the folder can be served from anywhere; the
-    Subscribe link goes to ``list.base_url``, where `newsletter serve` runs.
+    Subscribe link goes to ``list.base_url``, where `newsletter serve` runs, and the feed's
+    links are absolute URLs under it (a feed reader needs them so).
     """
     from newsletter.web.pages import Pages
 
@@ -103,25 +162,31 @@ def build_archive(store: Store, settings: Settings, out: Path) -> list[Path]:
             index_page(
                 pages,
                 entries,
-                issue_href=lambda d: f"{d.isoformat()}/",
+                issue_href=lambda e: f"{links.issue_path(e.issue_date, e.edition)}/",
                 subscribe_url=subscribe,
                 archive_url="./",
+                feed_url="archive.xml",
             ),
             encoding="utf-8",
         )
         written.append(index)
         for entry in entries:
-            issue = store.issue(entry.issue_date)
+            issue = store.issue(entry.issue_date, entry.edition)
             if issue is None:  # deleted meanwhile
                 continue
-            folder = out / entry.issue_date.isoformat()
-            folder.mkdir(exist_ok=True)
+            where = links.issue_path(entry.issue_date, entry.edition)
+            folder = out / where
+            folder.mkdir(parents=True, exist_ok=True)
             path = folder / "index.html"
+            up = "../" * (where.count("/") + 1)
             path.write_text(
-                issue_page(issue, settings, index_href="../", subscribe_href=subscribe),
+                issue_page(issue, settings, index_href=up, subscribe_href=subscribe),
                 encoding="utf-8",
             )
             written.append(path)
+        feed = out / "archive.xml"
+        feed.write_bytes(atom_feed(settings, entries))
+        written.append(feed)
     except OSError as e:
         raise NewsletterError(f"cannot write the archive to {out}: {e.strerror or e}") from e
     return written
