@@ -438,14 +438,22 @@ def demo(app: Context, directory: Path) -> None:
     """Run the whole job on the bundled sample feeds, offline.
 
     Writes DIR/newsletter.toml pointing at the sample feeds shipped with the package and
-    adds three sample subscribers; fetches the feeds into DIR/newsletter.db and prints the
-    day's topics; then sends the issue as `newsletter send` does, through the outbox
-    transport: one .eml file per subscriber in DIR/outbox/DATE/.  Run it again and nobody
-    is mailed twice.  Afterwards, try the other commands with `-c DIR/newsletter.toml`.
+    adds five sample subscribers, two of them weekly; fetches the feeds into
+    DIR/newsletter.db and prints the day's topics; then sends the daily issue to the three
+    daily readers and the weekly one to the two weekly readers, as `newsletter send
+    [--edition weekly]` does, through the outbox transport: one .eml file per subscriber
+    in DIR/outbox/DATE/ and DIR/outbox/DATE-weekly/.  Run it again and nobody is mailed
+    twice.  Afterwards, try the other commands with `-c DIR/newsletter.toml`.
     """
     from newsletter.config import load_settings
-    from newsletter.pipeline import build_issue_digest, issue_date_for, run_fetch, run_send
-    from newsletter.samples import DEMO_SUBSCRIBERS, write_demo_config
+    from newsletter.pipeline import (
+        build_issue_digest,
+        issue_date_for,
+        outbox_folder,
+        run_fetch,
+        run_send,
+    )
+    from newsletter.samples import DEMO_SUBSCRIBERS, DEMO_WEEKLY, write_demo_config
     from newsletter.store import Store
     from newsletter.topics import format_digest
 
@@ -454,20 +462,29 @@ def demo(app: Context, directory: Path) -> None:
     settings = load_settings(config_path, env={})
     now = _now()
     issue_date = issue_date_for(now, settings)
+    code = 0
     with Store.open(settings.database_url) as store:
         if not store.subscribers():
-            store.import_subscribers(DEMO_SUBSCRIBERS, now=now)
+            store.import_subscribers(
+                DEMO_SUBSCRIBERS + DEMO_WEEKLY,
+                now=now,
+                cadences={email: Edition.WEEKLY for email, _ in DEMO_WEEKLY},
+            )
         fetched = run_fetch(settings, store, now=now)
         click.echo(render_fetch_report(fetched))
         click.echo()
         click.echo(format_digest(build_issue_digest(store, settings, issue_date)))
-        report = run_send(settings, store, issue_date=issue_date, now=_now, fetch=False)
-    code = _print_send_report(report)
-    outbox = Path(settings.delivery.outbox_dir) / issue_date.isoformat()
+        for edition in Edition:
+            report = run_send(
+                settings, store, issue_date=issue_date, now=_now, fetch=False, edition=edition
+            )
+            code = max(code, _print_send_report(report))
+    outbox = Path(settings.delivery.outbox_dir)
+    folders = " and ".join(f"{outbox / outbox_folder(issue_date, e)}/" for e in Edition)
     click.secho(
-        f"\nok: the issue is in {outbox}/ (one .eml per subscriber); next: "
-        f"newsletter -c {config_path} preview --out {directory / 'preview'}; "
-        f"for its links: newsletter -c {config_path} serve",
+        f"\nok: the daily and the weekly issue are in {folders} (one .eml per subscriber); "
+        f"next: newsletter -c {config_path} preview --edition weekly --out "
+        f"{directory / 'preview'}; for their links: newsletter -c {config_path} serve",
         fg="green",
         err=True,
     )

@@ -449,14 +449,27 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "demo" / "newsletter.toml").is_file()
     assert "arxiv-cs" in r.stdout and "177 papers" in r.stdout
-    assert "sent 3, failed 0" in r.stdout
+    assert "sent 3, failed 0" in r.stdout and " weekly: sent 2, failed 0" in r.stdout
     outbox = tmp_path / "demo" / "outbox"
-    emls = sorted(p.name for p in outbox.glob("*/*.eml"))
-    assert emls == ["ada@example.org.eml", "alan@example.org.eml", "grace@example.org.eml"]
+    emls = sorted(str(p.relative_to(outbox).parent) + ":" + p.name for p in outbox.glob("*/*.eml"))
+    daily = [e for e in emls if "-weekly:" not in e]
+    assert [e.split(":")[1] for e in daily] == [
+        "ada@example.org.eml",
+        "alan@example.org.eml",
+        "grace@example.org.eml",
+    ]
+    assert [e.split(":")[1] for e in emls if "-weekly:" in e] == [
+        "edsger@example.org.eml",
+        "katherine@example.org.eml",
+    ]
     again = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "demo")])
     assert again.exit_code == 0, again.output
     assert "sent 0" in again.stdout and "already sent to everyone" in again.stdout
-    assert sorted(p.name for p in outbox.glob("*/*.eml")) == emls
+    assert again.stdout.count("was already sent to everyone") == 2
+    assert (
+        sorted(str(p.relative_to(outbox).parent) + ":" + p.name for p in outbox.glob("*/*.eml"))
+        == emls
+    )
 
 
 def _commands(group, prefix=()):

@@ -12,6 +12,11 @@ DEMO_SUBSCRIBERS = (
     ("grace@example.org", "Grace"),
     ("alan@example.org", ""),
 )
+#: The demo's subscribers who chose the weekly edition.
+DEMO_WEEKLY = (
+    ("katherine@example.org", "Katherine"),
+    ("edsger@example.org", ""),
+)
 
 _DEMO = """\
 # A demo configuration written by `newsletter demo`: the bundled sample feeds, offline.
