@@ -283,7 +283,7 @@ def write_csv(
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(
-        ["email", "name", "status", "created_at", "unsubscribed_at", *_INTEREST_COLUMNS, "cadence"]
+        ["email", "name", "status", "created_at", "unsubscribed_at", "cadence", *_INTEREST_COLUMNS]
     )
     for s in subscribers:
         mine = (interests or {}).get(s.id, SubscriberInterests())
@@ -295,11 +295,11 @@ def write_csv(
                 s.status.value,
                 s.created_at.isoformat(),
                 s.unsubscribed_at.isoformat() if s.unsubscribed_at else "",
+                s.cadence.value,
                 _guard(join(stated.keywords)),
                 _guard(join(stated.authors)),
                 _guard(join(stated.categories)),
                 "yes" if mine.only_for_you else "",
-                s.cadence.value,
             ]
         )
     return out.getvalue()

@@ -416,7 +416,7 @@ def test_cadence_by_import_export_round_trip_and_set(tmp_path):
         imported.stderr
     )
     exported = run.invoke(cli, ["-c", str(cfg), "subscribers", "export"])
-    rows = {line.split(",")[0]: line.split(",")[-1] for line in exported.stdout.splitlines()}
+    rows = {line.split(",")[0]: line.split(",")[5] for line in exported.stdout.splitlines()}
     assert rows == {
         "email": "cadence",
         "ada@example.org": "weekly",

@@ -234,8 +234,14 @@ def _v6(conn: sa.Connection) -> None:
     weekly; switchers' variants.  Existing issues and subscribers are daily.
 
     SQLite cannot drop a constraint, so ``issues`` is rebuilt (the store runs migrations
-    with foreign keys off, so the rows referring to it stay, and checks them after).
+    with foreign keys off, so the rows referring to it stay, and checks them after).  What
+    is there already (a column, a table, the index) is left as it is.
     """
+    insp = sa.inspect(conn)
+    has = {t: {c["name"] for c in insp.get_columns(t)} for t in ("issues", "subscribers")}
+    has["deliveries"] = {c["name"] for c in insp.get_columns("deliveries")}
+    indexes = {i["name"] for i in insp.get_indexes("deliveries")}
+    tables = set(insp.get_table_names())
     md = sa.MetaData()
     sa.Table("papers", md, sa.Column("id", sa.Text, primary_key=True))
     sa.Table("subscribers", md, sa.Column("id", sa.Integer, primary_key=True))
@@ -251,7 +257,8 @@ def _v6(conn: sa.Connection) -> None:
         "created_at",
         "updated_at",
     ]
-    if conn.dialect.name == "sqlite":
+    sqlite = conn.dialect.name == "sqlite"
+    if "edition" not in has["issues"] and sqlite:
         new = sa.Table(
             "issues_v6",
             md,
@@ -273,18 +280,22 @@ def _v6(conn: sa.Connection) -> None:
         conn.exec_driver_sql(f"INSERT INTO issues_v6 ({cols}) SELECT {cols} FROM issues")
         conn.exec_driver_sql("DROP TABLE issues")
         conn.exec_driver_sql("ALTER TABLE issues_v6 RENAME TO issues")
-    else:
+    elif "edition" not in has["issues"]:
         conn.exec_driver_sql("ALTER TABLE issues ADD COLUMN edition TEXT NOT NULL DEFAULT 'daily'")
-        for uc in sa.inspect(conn).get_unique_constraints("issues"):
+        for uc in insp.get_unique_constraints("issues"):
             if uc["column_names"] == ["issue_date"]:
                 conn.exec_driver_sql(f'ALTER TABLE issues DROP CONSTRAINT "{uc["name"]}"')
         conn.exec_driver_sql(
             "ALTER TABLE issues ADD CONSTRAINT uq_issues_edition_date UNIQUE (edition, issue_date)"
         )
     sa.Table("issues", md, sa.Column("id", sa.Integer, primary_key=True))
-    conn.exec_driver_sql("ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily'")
-    stamp = schema.UTCDateTime().compile(dialect=conn.dialect)
-    conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN cadence_changed_at {stamp}")
+    if "cadence" not in has["subscribers"]:
+        conn.exec_driver_sql(
+            "ALTER TABLE subscribers ADD COLUMN cadence TEXT NOT NULL DEFAULT 'daily'"
+        )
+    if "cadence_changed_at" not in has["subscribers"]:
+        stamp = schema.UTCDateTime().compile(dialect=conn.dialect)
+        conn.exec_driver_sql(f"ALTER TABLE subscribers ADD COLUMN cadence_changed_at {stamp}")
     variants = sa.Table(
         "issue_variants",
         md,
@@ -317,14 +328,17 @@ def _v6(conn: sa.Connection) -> None:
         sa.Column("topic", sa.Text),
         sa.Column("position", sa.Integer),
     )
-    variants.create(conn)
-    variant_papers.create(conn)
-    conn.exec_driver_sql(
-        "ALTER TABLE deliveries ADD COLUMN variant_id INTEGER REFERENCES issue_variants (id)"
-    )
-    conn.exec_driver_sql(
-        "CREATE INDEX ix_deliveries_subscriber ON deliveries (subscriber_id, issue_id)"
-    )
+    for table in (variants, variant_papers):
+        if table.name not in tables:
+            table.create(conn)
+    if "variant_id" not in has["deliveries"]:
+        conn.exec_driver_sql(
+            "ALTER TABLE deliveries ADD COLUMN variant_id INTEGER REFERENCES issue_variants (id)"
+        )
+    if "ix_deliveries_subscriber" not in indexes:
+        conn.exec_driver_sql(
+            "CREATE INDEX ix_deliveries_subscriber ON deliveries (subscriber_id, issue_id)"
+        )
 
 
 MIGRATIONS: list[Migration] = [
