@@ -17,8 +17,11 @@ from collections import defaultdict
 
 import pytest
 import sqlalchemy as sa
+import test_web_preferences as wp
 from click.testing import CliRunner
 from conftest import both_backends
+from test_web import serve  # noqa: F401  (the fixture: the app in waitress)
+from test_web_preferences import site  # noqa: F401  (the fixture: the app, test client)
 
 from newsletter.cli import cli
 from newsletter.config import load_settings
@@ -906,8 +909,6 @@ connections = 2
 
 # --------------------------------------------------------------------------- the archive
 
-from test_web import serve  # noqa: E402, F401  (the fixture: the app in waitress)
-
 
 @pytest.fixture
 def web(request):
@@ -994,3 +995,62 @@ def test_archive_build_writes_weekly_pages_and_the_feed(web, tmp_path):
     served = web.client.get("/archive.xml").body.encode()
     assert (out / "archive.xml").read_bytes() == served
     assert feedparser.parse(served).version == "atom10"
+
+
+# --------------------------------------------------------------------------- the web forms
+
+
+@pytest.fixture
+def prefs_site(request):
+    """test_web_preferences' site: the app through werkzeug's test client, Ada subscribed."""
+    return request.getfixturevalue("site")
+
+
+def changed_at(store: Store, email: str) -> dt.datetime | None:
+    t = schema.subscribers
+    with store.read() as conn:
+        return conn.execute(
+            sa.select(t.c.cadence_changed_at).where(t.c.email == email)
+        ).scalar_one()
+
+
+def checked(page) -> str:
+    m = re.search(r'id="cadence-(\w+)" name="cadence" value="\w+" checked', wp.text(page))
+    assert m, wp.text(page)[:3000]
+    return m.group(1)
+
+
+def test_the_preferences_page_switches_cadence(prefs_site):
+    app = prefs_site
+    assert checked(app.client.get(app.path())) == "daily"
+    r = wp.post(app.client, app.path(), cadence="weekly")
+    assert r.status_code == 200 and 'id="saved"' in wp.text(r) and checked(r) == "weekly"
+    ada = app.store.subscriber(app.sid)
+    changed = changed_at(app.store, ada.email)
+    assert ada.cadence is Edition.WEEKLY and changed is not None
+    # Saving the interests again leaves the cadence, and when it changed, as they were.
+    wp.post(app.client, app.path(), cadence="weekly", keywords="retrieval")
+    assert changed_at(app.store, ada.email) == changed
+    bad = wp.post(app.client, app.path(), cadence="hourly", keywords="kept")
+    assert bad.status_code == 400 and "How often" in wp.problem(bad)
+    assert app.store.subscriber(app.sid).cadence is Edition.WEEKLY
+
+
+def test_the_sign_up_form_takes_a_cadence(prefs_site):
+    import time
+
+    from newsletter.web.signup import confirm_token
+
+    app = prefs_site
+    assert checked(app.client.get("/subscribe")) == "daily"
+    r = wp.sign_up(app.client, "wes@example.org", cadence="weekly")
+    assert r.status_code == 200 and wp.h1(r) == "Check your inbox"
+    pending = app.store.subscriber("wes@example.org")
+    assert pending.cadence is Edition.WEEKLY
+    app.client.get(f"/confirm/{confirm_token(wp.SECRET, pending, now=time.time())}")
+    wes = app.store.subscriber("wes@example.org")
+    assert wes.status.value == "active" and wes.cadence is Edition.WEEKLY
+    # Daily (the default) alone is no interest at all: nothing is stored for it.
+    wp.sign_up(app.make(), "dee@example.org", cadence="daily")
+    dee = app.store.subscriber("dee@example.org")
+    assert dee.cadence is Edition.DAILY and changed_at(app.store, dee.email) is None

@@ -522,7 +522,8 @@ class WebApp:
             )
         stored = prefs.stored_interests(self.store, sid)
         if request.method != "POST":
-            return self.preferences_form(request, token, sub, stored, prefs.Typed.of_stored(stored))
+            typed = prefs.Typed.of_stored(stored, sub.cadence)
+            return self.preferences_form(request, token, sub, stored, typed)
         if not self.prefs_by_client.allow(request.remote_addr or ""):
             return self.too_many(request, "Too many changes", "changes")
         typed = prefs.Typed.of_form(request.form)
@@ -553,7 +554,7 @@ class WebApp:
             token,
             sub,
             saved,
-            prefs.Typed.of_stored(saved),
+            prefs.Typed.of_stored(saved, prepared.cadence or sub.cadence),
             saved=True,
             notes=[*prepared.notes, *prefs.waiting_notes(saved, prepared.lookup)],
         )

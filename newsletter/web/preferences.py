@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from newsletter.errors import FeedError
+from newsletter.models import Edition
 from newsletter.personal.fetch import BATCH_SIZE, Lookup, complete, look_up
 from newsletter.personal.interests import LibraryPaper, SubscriberInterests
 from newsletter.personal.library import (
@@ -78,6 +79,7 @@ class Typed:
     only_for_you: bool = False
     library: str = ""  # pasted ids, links, DOIs (or a BibTeX/RIS export)
     remove: frozenset[str] = frozenset()  # keys of stored library papers to drop
+    cadence: str = ""  # "daily" or "weekly" (an Edition); "": not given
 
     @classmethod
     def of_form(cls, form: ImmutableMultiDict[str, str]) -> Typed:
@@ -88,16 +90,18 @@ class Typed:
             only_for_you=form.get("only_for_you", "") == "on",
             library=form.get("library", ""),
             remove=frozenset(form.getlist("remove")),
+            cadence=form.get("cadence", ""),
         )
 
     @classmethod
-    def of_stored(cls, stored: SubscriberInterests) -> Typed:
+    def of_stored(cls, stored: SubscriberInterests, cadence: Edition | None = None) -> Typed:
         i = stored.interests
         return cls(
             "\n".join(i.keywords),
             "\n".join(i.authors),
             "\n".join(i.categories),
             stored.only_for_you,
+            cadence=cadence.value if cadence else "",
         )
 
     @property
@@ -108,6 +112,7 @@ class Typed:
             or self.categories.strip()
             or self.only_for_you
             or self.library.strip()
+            or self.cadence not in ("", Edition.DAILY.value)
         )
 
 
@@ -169,6 +174,7 @@ class Prepared:
     change: InterestsChange
     notes: tuple[str, ...] = ()  # what of the library given was not used, and why
     lookup: Lookup | None = None  # what arXiv said; None: not asked this time
+    cadence: Edition | None = None  # daily or weekly; None: not given
 
 
 def prepare(
@@ -183,6 +189,8 @@ def prepare(
     the library becomes the stored one (``None`` on the sign-up form) without the papers
     ticked for removal, plus the papers pasted and uploaded. ``FormProblem`` names the
     first thing to fix."""
+    if typed.cadence not in ("", *(e.value for e in Edition)):
+        raise FormProblem("How often: choose every sending day or once a week")
     try:
         stated = change(
             keywords=_values(_KEYWORDS, typed.keywords),
@@ -221,13 +229,22 @@ def prepare(
     texts = store.library_texts(waiting)
     lookup = lookups.look_up([i for i in waiting if i not in texts], known=texts)
     library = complete(ParsedLibrary(LibraryFormat.LIST, merged), texts, lookup)
-    return Prepared(dataclasses.replace(stated, library=library.papers), tuple(notes), lookup)
+    return Prepared(
+        dataclasses.replace(stated, library=library.papers),
+        tuple(notes),
+        lookup,
+        Edition(typed.cadence) if typed.cadence else None,
+    )
 
 
 def save(
     store: Store, subscriber_id: int, prepared: Prepared, *, now: dt.datetime
 ) -> SubscriberInterests | None:
-    """Store the change; the interests as they now are (``None``: no such subscriber)."""
+    """Store the change, and the cadence when one was chosen (a switch loses and repeats
+    nothing: docs/architecture.md); the interests as they now are (``None``: no such
+    subscriber)."""
+    if prepared.cadence is not None:
+        store.set_cadence(subscriber_id, prepared.cadence, now=now)
     return store.update_interests(subscriber_id, prepared.change, now=now)
 
 
