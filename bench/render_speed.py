@@ -32,10 +32,9 @@ from collections.abc import Callable
 import newsletter.render as render
 from newsletter.config import Settings
 from newsletter.delivery import IssueMailer
-from newsletter.models import IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import IssueRecord, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.placeholders import personalize
 from newsletter.render.sample import sample_digest
-from newsletter.store import IssueRecord
 
 NOW = dt.datetime(2025, 3, 14, 6, 0, tzinfo=dt.UTC)
 SECRET = "bench-secret-" + "k" * 32

@@ -95,7 +95,7 @@ def prepare(cfg: Path, n: int) -> tuple[Any, int]:
         store.queue_deliveries(issue.id, now=utcnow())
         # Counted in the ledger: on PostgreSQL queue_deliveries() returns 0 (rowcount -1
         # of INSERT ... SELECT without preserve_rowcount; see bench/RESULTS.md).
-        queued = store.delivery_counts(issue.id)["queued"]
+        queued = store.delivery_counts(issue.id).queued
     assert queued == n, (queued, n)
     return settings, issue.id
 

@@ -28,6 +28,7 @@ from newsletter.models import (
     DeliveryStatus,
     Edition,
     Paper,
+    SendOutcome,
     Subscriber,
     SubscriberStatus,
     issue_name,
@@ -175,6 +176,16 @@ def _table(
         return "  ".join(out).rstrip()
 
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+#: The issue a command works on (digest, send, preview).
+_issue_date_option = click.option(
+    "--date",
+    "date",
+    callback=_parse_date,
+    metavar="DATE",
+    help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
+)
 
 
 # --------------------------------------------------------------------------- group
@@ -377,13 +388,7 @@ def _paper_json(p: Paper) -> dict[str, Any]:
 
 
 @cli.command()
-@click.option(
-    "--date",
-    "date",
-    callback=_parse_date,
-    metavar="DATE",
-    help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
-)
+@_issue_date_option
 @click.option("-w", "--width", type=click.IntRange(min=40), default=100, show_default=True)
 @click.option(
     "--as",
@@ -868,13 +873,7 @@ def subscribers_export(app: Context, status: SubscriberStatus | None) -> None:
 
 
 @cli.command()
-@click.option(
-    "--date",
-    "date",
-    callback=_parse_date,
-    metavar="DATE",
-    help="Issue date (YYYY-MM-DD); default today in schedule.timezone.",
-)
+@_issue_date_option
 @click.option(
     "--dry-run",
     is_flag=True,
@@ -958,7 +957,7 @@ def send(
                 fetch=not no_fetch,
                 edition=edition,
             )
-            if r.outcome == "empty":
+            if r.outcome is SendOutcome.EMPTY:
                 click.echo(f"{name}: no new papers; nothing would be sent")
             else:
                 click.echo(
@@ -1026,12 +1025,7 @@ def _print_send_report(report: SendReport) -> int:
     again = f"--date {report.issue_date}" + (
         "" if report.edition is Edition.DAILY else f" --edition {report.edition.value}"
     )
-    click.echo(
-        f"{day}: sent {d.sent}, failed {d.failed}, deferred {d.deferred}, "
-        f"skipped {d.skipped}, in doubt {d.in_doubt} in {d.elapsed:.1f}s ({d.rate:.1f}/s); "
-        f"issue total: {t['sent']} of {t['recipients']} sent, {t['failed']} failed, "
-        f"{t['deferred']} deferred, {t['pending']} pending, {t['in_doubt']} in doubt"
-    )
+    click.echo(f"{day}: {d.summary()}")
     for problem in d.problems:
         click.secho(f"  {problem}", fg="red", err=True)
     if d.problems_total > len(d.problems):
@@ -1045,15 +1039,15 @@ def _print_send_report(report: SendReport) -> int:
         click.secho(
             f"stopped: {d.stopped}; run `newsletter send` again to resume", fg="red", err=True
         )
-    elif t["deferred"]:
+    elif t.deferred:
         click.echo(
-            f"{day}: {t['deferred']} deferred (transient failures that outlasted the "
+            f"{day}: {t.deferred} deferred (transient failures that outlasted the "
             f"retries) left to send: `newsletter send {again} --retry-failed` "
             "tries them again"
         )
-    elif report.outcome == "already-sent":
+    elif report.outcome is SendOutcome.ALREADY_SENT:
         click.echo(f"{day} was already sent to everyone; nothing to do")
-    return 1 if (d.failed or d.stopped or t["deferred"]) else 0
+    return 1 if (d.failed or d.stopped or t.deferred) else 0
 
 
 @cli.command()
@@ -1092,19 +1086,19 @@ def status(app: Context, date: dt.date | None, limit: int, edition: Edition | No
                     i.edition.value,
                     i.status.value,
                     str(i.paper_count),
-                    str(c["recipients"]),
-                    str(c["sent"]),
-                    str(c["failed"]),
-                    str(c["deferred"]),
-                    str(c["pending"]),
-                    str(c["in_doubt"]),
+                    str(c.recipients),
+                    str(c.sent),
+                    str(c.failed),
+                    str(c.deferred),
+                    str(c.pending),
+                    str(c.in_doubt),
                     str(later.get("hard", 0) + later.get("soft", 0)),
                     str(later.get("complaint", 0)),
                 ]
             )
             if date:
                 problems = store.delivery_problems(i.id, STATUS_PROBLEMS)
-                unlisted = c["failed"] + c["deferred"] - len(problems)
+                unlisted = c.failed + c.deferred - len(problems)
         holder = lock_holder(store.engine)
     if holder:
         click.echo(f"sending now: {holder}")
@@ -1148,42 +1142,40 @@ STATUS_PROBLEMS = 200
 def _daemon_summary(settings: Settings) -> str | None:
     from newsletter.daemon import read_status
 
-    doc = read_status(settings)
-    if doc is None:
+    st = read_status(settings)
+    if st is None:
         return None
-    if not doc["running"]:
-        line = f"daemon: not running (last seen as pid {doc.get('pid')}, {doc.get('state')})"
+    if not st.running:
+        line = f"daemon: not running (last seen as pid {st.pid}, {st.state})"
     else:
-        line = (
-            f"daemon: {doc.get('state')} (pid {doc.get('pid')} since {doc.get('started_at')}); "
-            f"next run {doc.get('next_run') or 'none'}"
-        )
-    last = doc.get("last")
+        started = st.started_at.isoformat(timespec="seconds")
+        nxt = st.next_run.isoformat() if st.next_run else "none"
+        line = f"daemon: {st.state} (pid {st.pid} since {started}); next run {nxt}"
+    last = st.last
     if last:
-        issue, run = last.get("issue") or {}, last.get("run") or {}
-        weekly = " weekly" if last.get("edition") == Edition.WEEKLY.value else ""
-        line += f"; last: {last.get('issue_date')}{weekly} {last.get('outcome')}"
+        line += f"; last: {last.name} {last.outcome}"
+        issue, run = last.issue, last.run
         if issue:
-            line += f", sent {issue.get('sent')}/{issue.get('recipients')}"
-            if run.get("sent") != issue.get("sent"):
-                line += f" ({run.get('sent', 0)} this run)"
+            line += f", sent {issue.sent}/{issue.recipients}"
+            if run is None or run.sent != issue.sent:
+                line += f" ({run.sent if run else 0} this run)"
             line += "".join(
-                f", {k.replace('_', ' ')} {issue[k]}"
+                f", {k.replace('_', ' ')} {n}"
                 for k in ("failed", "deferred", "pending", "in_doubt")
-                if issue.get(k)
+                if (n := getattr(issue, k))
             )
-        if last.get("error"):
-            line += f" ({last['error']})"
-    checked = doc.get("bounces")
+        if last.error:
+            line += f" ({last.error})"
+    checked = st.bounces
     if checked:
-        line += f"\nbounce check: {checked.get('at')}"
-        if "read" in checked:
+        line += f"\nbounce check: {checked.at.isoformat(timespec='seconds')}"
+        if checked.read is not None:
             line += (
-                f", read {checked['read']}, marked bounced {checked.get('bounced', 0)}, "
-                f"unsubscribed {checked.get('unsubscribed', 0)}"
+                f", read {checked.read}, marked bounced {checked.bounced}, "
+                f"unsubscribed {checked.unsubscribed}"
             )
-        if checked.get("error"):
-            line += f" ({checked['error']})"
+        if checked.error:
+            line += f" ({checked.error})"
     return line
 
 
@@ -1217,9 +1209,7 @@ def daemon(app: Context) -> None:
 
 
 @cli.command()
-@click.option(
-    "--date", "date", callback=_parse_date, metavar="DATE", help="Issue date; default today."
-)
+@_issue_date_option
 @click.option(
     "--out",
     "out",

@@ -9,6 +9,7 @@ database tells `newsletter status` what the daemon is doing and when it runs nex
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -23,9 +24,19 @@ from newsletter import schedule as sched
 from newsletter.config import Settings
 from newsletter.errors import NewsletterError
 from newsletter.lock import LockHeld, hold_lock, lock_path
-from newsletter.models import Edition, IssueStatus, issue_name
+from newsletter.models import (
+    BounceCheck,
+    DaemonState,
+    DaemonStatus,
+    DeliveryCounts,
+    Edition,
+    IssueRecord,
+    IssueStatus,
+    LastSend,
+    issue_name,
+)
 from newsletter.stopping import StopOnSignals
-from newsletter.store import IssueRecord, Store
+from newsletter.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +50,17 @@ def status_path(settings: Settings) -> Path:
     return base / "newsletter-daemon.json"
 
 
-def read_status(settings: Settings) -> dict[str, Any] | None:
-    """The daemon's status file, with ``running`` telling whether its pid is alive here."""
+def read_status(settings: Settings) -> DaemonStatus | None:
+    """The daemon's status file, with ``running`` telling whether its pid is alive here;
+    None when there is none (or it is not one)."""
     path = status_path(settings)
     try:
-        doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        pid, host, state = doc.get("pid"), doc.get("host"), doc.get("state")
+    except (OSError, ValueError, AttributeError):
         return None
-    pid = doc.get("pid")
     alive = False
-    if (
-        isinstance(pid, int)
-        and doc.get("host") == socket.gethostname()
-        and doc.get("state") != "stopped"
-    ):
+    if isinstance(pid, int) and host == socket.gethostname() and state != DaemonState.STOPPED:
         try:
             os.kill(pid, 0)
             alive = True
@@ -60,8 +68,10 @@ def read_status(settings: Settings) -> dict[str, Any] | None:
             alive = False
         except PermissionError:
             alive = True
-    doc["running"] = alive
-    return doc
+    try:
+        return DaemonStatus.from_json(doc, running=alive)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class Daemon:
@@ -71,20 +81,18 @@ class Daemon:
         self.now = now
         self.tz = sched.zone(settings.schedule)
         self.stop = threading.Event()
-        self.status: dict[str, Any] = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "started_at": now().isoformat(timespec="seconds"),
-            "timezone": sched.zone_name(self.tz),
-            "send_at": settings.schedule.send_at,
-            "days": settings.schedule.days,
-            "weekly_day": settings.schedule.weekly_day,
-            "state": "starting",
-            "next_run": None,
-            "last": None,
-        }
-        if settings.bounces.kind != "none":
-            self.status["bounces"] = None  # the last bounce check, once one has run
+        self.status = DaemonStatus(
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started_at=now(),
+            timezone=sched.zone_name(self.tz),
+            send_at=settings.schedule.send_at,
+            days=settings.schedule.days,
+            weekly_day=settings.schedule.weekly_day,
+            state=DaemonState.STARTING,
+            checks_bounces=settings.bounces.kind != "none",
+        )
+        self._status_lock = threading.Lock()  # the send and the bounce jobs both write it
         self.scheduler: Any = None
         self.trigger: Any = None
         self._busy = threading.Lock()  # held while a job runs
@@ -93,17 +101,19 @@ class Daemon:
     # ------------------------------------------------------------------ status file
 
     def _write_status(self, **changes: Any) -> None:
-        self.status.update(changes)
-        if self.trigger is not None and self.status.get("state") != "stopped":
-            nxt = self.trigger.get_next_fire_time(None, self.now())
-            self.status["next_run"] = nxt.isoformat() if nxt else None
-        path = status_path(self.settings)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.status, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as e:
-            log.warning("cannot write the status file %s: %s", path, e.strerror)
+        with self._status_lock:
+            status = dataclasses.replace(self.status, **changes)
+            if self.trigger is not None and status.state is not DaemonState.STOPPED:
+                nxt = self.trigger.get_next_fire_time(None, self.now())
+                status = dataclasses.replace(status, next_run=nxt)
+            self.status = status
+            path = status_path(self.settings)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            try:
+                tmp.write_text(json.dumps(status.to_json(), indent=1) + "\n", encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError as e:
+                log.warning("cannot write the status file %s: %s", path, e.strerror)
 
     # ------------------------------------------------------------------ jobs
 
@@ -130,13 +140,12 @@ class Daemon:
         if issue_date is None:
             issue_date = issue_date_for(self.now(), self.settings)
         name = issue_name(issue_date, edition)
-        self._write_status(state="sending", current=name)
+        self._write_status(state=DaemonState.SENDING, current=name)
         log.info("issue %s: %s run started", name, when)
-        last: dict[str, Any] = {
-            "issue_date": issue_date.isoformat(),
-            "edition": edition.value,
-            "at": None,
-        }
+        outcome: str
+        issue: DeliveryCounts | None = None
+        run: DeliveryCounts | None = None
+        error: str | None = None
         try:
             report = run_send(
                 self.settings,
@@ -146,41 +155,14 @@ class Daemon:
                 stop=self.stop,
                 edition=edition,
             )
-            last["outcome"] = report.outcome
-            if report.delivery is not None:
-                d, t = report.delivery, report.delivery.totals
+            outcome = report.outcome
+            d = report.delivery
+            if d is not None:
                 # The issue's counts and this run's share, both from the ledger.
-                last["issue"] = {
-                    k: t.get(k, 0)
-                    for k in ("recipients", "sent", "failed", "deferred", "pending", "in_doubt")
-                }
-                last["run"] = {
-                    "sent": d.sent,
-                    "failed": d.failed,
-                    "deferred": d.deferred,
-                    "skipped": d.skipped,
-                    "in_doubt": d.in_doubt,
-                }
+                issue, run = d.totals, d.run
                 level = logging.WARNING if (d.failed or d.deferred or d.stopped) else logging.INFO
-                log.log(
-                    level,
-                    "issue %s: %s: sent %d/%d, failed %d, deferred %d, in doubt %d, pending %d "
-                    "(this run: sent %d, failed %d, deferred %d, in doubt %d, in %.1f s)%s",
-                    name,
-                    report.outcome,
-                    t.get("sent", 0),
-                    t.get("recipients", 0),
-                    t.get("failed", 0),
-                    t.get("deferred", 0),
-                    t.get("in_doubt", 0),
-                    t.get("pending", 0),
-                    d.sent,
-                    d.failed,
-                    d.deferred,
-                    d.in_doubt,
-                    d.elapsed,
-                    f" ({d.stopped})" if d.stopped else "",
-                )
+                stopped = f" ({d.stopped})" if d.stopped else ""
+                log.log(level, "issue %s: %s: %s%s", name, outcome, d.summary(), stopped)
             else:
                 log.info(
                     "issue %s: no new papers; skipped (schedule.on_empty = %s)",
@@ -188,22 +170,16 @@ class Daemon:
                     self.settings.schedule.on_empty,
                 )
         except LockHeld as e:
-            last["outcome"] = "locked"
+            outcome = "locked"
             log.warning("issue %s: not sent by this daemon: %s", name, e)
-        except AllSourcesFailed as e:
-            last["outcome"] = "failed"
-            last["error"] = str(e)
-            log.error("issue %s: %s", name, e)
-        except NewsletterError as e:
-            last["outcome"] = "failed"
-            last["error"] = str(e)
+        except (AllSourcesFailed, NewsletterError) as e:
+            outcome, error = "failed", str(e)
             log.error("issue %s: %s", name, e)
         except Exception as e:  # keep the daemon alive for tomorrow; the traceback is logged
-            last["outcome"] = "crashed"
-            last["error"] = repr(e)
+            outcome, error = "crashed", repr(e)
             log.exception("issue %s: the run crashed", name)
-        last["at"] = self.now().isoformat(timespec="seconds")
-        self._write_status(state="idle", current=None, last=last)
+        last = LastSend(issue_date, outcome, self.now(), edition, issue, run, error)
+        self._write_status(state=DaemonState.IDLE, current=None, last=last)
         self._log_next()
 
     def fetch_job(self) -> None:
@@ -231,38 +207,36 @@ class Daemon:
         if self.stop.is_set():
             return
         with self._checking:
-            done: dict[str, Any] = {}
             try:
                 report = run_bounce_check(self.settings, self.store, now=self.now, stop=self.stop)
             except NewsletterError as e:
-                done["error"] = str(e)
+                done = BounceCheck(self.now(), error=str(e))
                 log.error("bounce check failed: %s", e)
             except Exception as e:  # keep the daemon alive; the traceback is logged
-                done["error"] = repr(e)
+                done = BounceCheck(self.now(), error=repr(e))
                 log.exception("bounce check crashed")
             else:
-                done |= {
-                    "read": report.read,
-                    "bounced": len(report.bounced),
-                    "unsubscribed": len(report.unsubscribed),
-                }
-                if report.error:
-                    done["error"] = report.error
+                done = BounceCheck(
+                    self.now(),
+                    read=report.read,
+                    bounced=len(report.bounced),
+                    unsubscribed=len(report.unsubscribed),
+                    error=report.error or None,
+                )
                 level = logging.WARNING if report.error else logging.INFO
                 log.log(level, "bounce check: %s", "; ".join(report.summary()))
-            done["at"] = self.now().isoformat(timespec="seconds")
             self._write_status(bounces=done)
 
     def _log_next(self) -> None:
-        nxt = self.status.get("next_run")
+        nxt = self.status.next_run
         if nxt:
-            log.info("next run at %s", nxt)
+            log.info("next run at %s", nxt.isoformat())
 
     # ------------------------------------------------------------------ signals
 
     def _on_stop(self) -> None:
         """The first SIGTERM/SIGINT (the stop event is set already)."""
-        self._write_status(state="stopping")
+        self._write_status(state=DaemonState.STOPPING)
         if self.scheduler is not None and self.scheduler.running:
             # wait=False: the handler runs on the main thread, which must get back to
             # run() to wait for the job (deliver() sees self.stop and winds down).
@@ -340,12 +314,12 @@ class Daemon:
             )
             if checks.kind != "none":
                 log.info("reading the bounce mailbox every %d minute(s)", checks.check_interval)
-            self._write_status(state="idle")
+            self._write_status(state=DaemonState.IDLE)
             self._log_next()
             self.scheduler.start()  # returns after shutdown (a signal)
             with self._busy, self._checking:  # wait for the jobs in flight to wind down
                 pass
-        self._write_status(state="stopped", next_run=None)
+        self._write_status(state=DaemonState.STOPPED, next_run=None)
         log.info("daemon stopped")
 
     def _guarded(self, job: Callable[..., None]) -> Callable[..., None]:
@@ -365,7 +339,7 @@ class Daemon:
             return None
         return issue.status is IssueStatus.SENT or (
             self.store.unfinished(issue.id) == 0
-            and self.store.delivery_counts(issue.id)["recipients"] > 0
+            and self.store.delivery_counts(issue.id).recipients > 0
         )
 
     def _catch_up(self, edition: Edition) -> sched.CatchUp:

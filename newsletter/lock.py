@@ -22,13 +22,17 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import sqlalchemy as sa
 
 from newsletter.errors import NewsletterError
 
+#: The locks: one process sending (or several workers, sharing it), one daemon, one
+#: process preparing an issue.
+LockName = Literal["send", "daemon", "prepare"]
 #: PostgreSQL advisory lock keys, one per kind of lock (the one-bigint form).
-_PG_KEYS = {"send": 7263012, "daemon": 7263013, "prepare": 7263014}
+_PG_KEYS: dict[LockName, int] = {"send": 7263012, "daemon": 7263013, "prepare": 7263014}
 #: The first key of the workers' liveness locks (the two-int form: namespace, worker).
 _PG_WORKER_NAMESPACE = 7263015
 #: Who holds an advisory lock: the holders' application_name (see store.client_name).
@@ -38,24 +42,33 @@ _PG_HOLDERS = sa.text(
     "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = :k AND l.objsubid = 1 "
     "ORDER BY a.pid"
 )
-_WHAT = {"send": "sending", "daemon": "running as the daemon", "prepare": "preparing an issue"}
+_WHAT: dict[LockName, str] = {
+    "send": "sending",
+    "daemon": "running as the daemon",
+    "prepare": "preparing an issue",
+}
 
 
 class LockHeld(NewsletterError):
     """Another newsletter process holds the lock; the message says which."""
 
 
-def lock_path(database_url: str, name: str = "send") -> Path | None:
+def lock_path(database_url: str, name: LockName = "send") -> Path | None:
     """``<db>.lock`` (send) or ``<db>.daemon.lock``; None when the database is no file."""
+    return _beside(database_url, ".lock" if name == "send" else f".{name}.lock")
+
+
+def _beside(database_url: str, suffix: str) -> Path | None:
+    """The SQLite database file's path with ``suffix`` appended; None when it is no file."""
     url = sa.engine.make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database + (".lock" if name == "send" else f".{name}.lock"))
+    return Path(url.database + suffix)
 
 
 @contextmanager
 def hold_lock(
-    engine: sa.Engine, name: str, *, shared: bool = False, wait: bool = False
+    engine: sa.Engine, name: LockName, *, shared: bool = False, wait: bool = False
 ) -> Iterator[None]:
     """Hold the lock ``name`` ("send", "daemon" or "prepare") for the block.
 
@@ -112,7 +125,7 @@ def hold_lock(
         os.close(fd)
 
 
-def lock_holder(engine: sa.Engine, name: str = "send") -> str | None:
+def lock_holder(engine: sa.Engine, name: LockName = "send") -> str | None:
     """Who holds the lock exclusively now (for `newsletter status`), or None."""
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
@@ -145,7 +158,7 @@ def _worker_key(worker: str) -> int:
 def _worker_file(engine: sa.Engine, worker: str) -> Path | None:
     """``<db>.worker.<host>.<pid>.<run>.lock`` for a SQLite file, else None."""
     safe = re.sub(r"[^A-Za-z0-9_-]+", ".", worker)
-    return lock_path(engine.url.render_as_string(hide_password=False), f"worker.{safe}")
+    return _beside(engine.url.render_as_string(hide_password=False), f".worker.{safe}.lock")
 
 
 @contextmanager

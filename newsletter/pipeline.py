@@ -23,8 +23,11 @@ from newsletter.models import (
     Digest,
     Edition,
     FetchStatus,
+    IssueRecord,
     IssueStatus,
     Paper,
+    Recovered,
+    SendOutcome,
     SourceState,
     Subscriber,
     SubscriberStatus,
@@ -33,7 +36,7 @@ from newsletter.models import (
 from newsletter.schedule import zone
 from newsletter.sources import SourceResult, failed_result, fetch_source, unexpected
 from newsletter.sources.http import Fetcher, default_user_agent
-from newsletter.store import IssueRecord, Recovered, Store
+from newsletter.store import Store
 
 if TYPE_CHECKING:
     from newsletter.delivery import DeliveryReport
@@ -287,9 +290,7 @@ class AllSourcesFailed(NewsletterError):
 @dataclass
 class SendReport:
     issue_date: dt.date
-    # "sent", "deferred" (settled but for deferred rows), "already-sent", "partial",
-    # "stopped", "empty", "dry-run"
-    outcome: str
+    outcome: SendOutcome
     fetch: FetchReport | None = None
     issue: IssueRecord | None = None
     delivery: DeliveryReport | None = None
@@ -491,7 +492,7 @@ def run_send(
                 edition=edition,
             )
             if issue is None:
-                return SendReport(issue_date, "empty", fetch=fetched, edition=edition)
+                return SendReport(issue_date, SendOutcome.EMPTY, fetch=fetched, edition=edition)
             recovered = Recovered() if worker else store.recover(issue.id, now=now())
             if recovered.in_doubt or recovered.requeued:
                 log.warning(
@@ -509,7 +510,7 @@ def run_send(
             if issue.status is not IssueStatus.READY and store.unfinished(issue.id):
                 # Rows to send again (new subscribers, --retry-failed): not settled now.
                 store.set_issue_status(issue.id, IssueStatus.READY, now=now())
-        pending = store.delivery_counts(issue.id)[DeliveryStatus.QUEUED.value]
+        pending = store.delivery_counts(issue.id).queued
         if on_start:
             on_start(pending if limit is None else min(pending, limit))
         delivery = deliver(
@@ -526,23 +527,18 @@ def run_send(
         )
         if store.unfinished(issue.id) == 0:
             # Deferred rows can still go out (--retry-failed): the issue is not "sent" yet.
-            deferred = delivery.totals.get(DeliveryStatus.DEFERRED.value, 0)
+            deferred = delivery.totals.deferred
             status = IssueStatus.DEFERRED if deferred else IssueStatus.SENT
             store.set_issue_status(issue.id, status, now=now())
             if deferred:
-                outcome = "deferred"
+                outcome = SendOutcome.DEFERRED
+            elif delivery.done or queued:
+                outcome = SendOutcome.SENT
             else:
-                outcome = "sent" if delivery.done or queued else "already-sent"
+                outcome = SendOutcome.ALREADY_SENT
         else:
-            outcome = "stopped" if delivery.stopped else "partial"
-        log.info(
-            "issue %s: sent %d, failed %d, deferred %d, in doubt %d",
-            issue.name,
-            delivery.sent,
-            delivery.failed,
-            delivery.deferred,
-            delivery.in_doubt,
-        )
+            outcome = SendOutcome.STOPPED if delivery.stopped else SendOutcome.PARTIAL
+        log.info("issue %s: %s", issue.name, delivery.summary())
         return SendReport(
             issue_date,
             outcome,
@@ -607,7 +603,7 @@ def dry_run(
 
     issue = stored_or_draft(store, settings, issue_date, now=now, fetch=fetch, edition=edition)
     if issue.paper_count == 0 and issue.id == 0 and settings.schedule.on_empty == "skip":
-        return SendReport(issue_date, "empty", edition=edition)
+        return SendReport(issue_date, SendOutcome.EMPTY, edition=edition)
     mailer = IssueMailer(settings, issue, signing_secret(settings), now)
     n = size = 0
     for sub in store.iter_subscribers(SubscriberStatus.ACTIVE):
@@ -617,7 +613,7 @@ def dry_run(
         size += len(mailer.message(sub).data)
     return SendReport(
         issue_date,
-        "dry-run",
+        SendOutcome.DRY_RUN,
         issue=issue,
         dry_run_messages=n,
         dry_run_bytes=size,

@@ -12,6 +12,7 @@ cross midnight, and the issue date is the local date in that zone.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import mailbox
@@ -234,7 +235,9 @@ def test_scheduled_run_delivers_once_then_sigterm_exits_cleanly(
     assert "no issues yet" in before
     assert server.received == []  # nothing before the send time
 
-    d.wait_log(rf"issue {today}: sent: sent 5/5, failed 0, deferred 0, in doubt 0", 40)
+    d.wait_log(
+        rf"issue {today}: sent: sent 5, .*; issue total: 5 of 5 sent, 0 failed, 0 deferred", 40
+    )
     assert f"issue {today}: scheduled run started" in d.log
     started = re.search(r"^(\S+) INFO newsletter\.daemon: issue \S+: scheduled run", d.log, re.M)
     assert started is not None
@@ -316,13 +319,15 @@ def test_sigterm_mid_send_then_restart_resumes_everyone_exactly_once(
     assert set(statuses) <= {"sent", "queued"}, statuses  # nothing claimed or in flight
     assert sum(doubt for _s, _m, doubt in rows.values()) == 0
     assert sink.count() == statuses["sent"]  # what the world has is what the ledger says
-    assert re.search(rf"issue {today}: \w+: sent {statuses['sent']}/2000", first.log), first.log
+    assert re.search(
+        rf"issue {today}: \w+: .*issue total: {statuses['sent']} of 2000 sent", first.log
+    ), first.log
     assert "daemon stopped" in first.log
     assert f"daemon: not running (last seen as pid {first.pid}, stopped)" in status(cfg)
 
     second = daemons(cfg, "second")
     second.wait_log(rf"catch-up: the issue of {today} was interrupted; resuming")
-    second.wait_log(rf"issue {today}: sent: sent 2000/2000, failed 0, deferred 0, in doubt 0", 60)
+    second.wait_log(rf"issue {today}: sent: .*issue total: 2000 of 2000 sent, 0 failed", 60)
     second.signal(signal.SIGTERM)
     assert second.wait(10) == 0, second.log
     sink.settle(quiet=0.3)
@@ -382,7 +387,7 @@ def test_yesterdays_interrupted_issue_is_finished_at_start_up(
 
     d = daemons(cfg, "late")
     d.wait_log(rf"catch-up: the issue of {yesterday} was interrupted; resuming")
-    d.wait_log(rf"issue {yesterday}: sent: sent 10/10, failed 0, deferred 0, in doubt 0", 60)
+    d.wait_log(rf"issue {yesterday}: sent: .*issue total: 10 of 10 sent, 0 failed", 60)
     assert re.search(rf"the issue of {older} was interrupted and is not resumed", d.log)
     assert re.search(r"no catch-up: today's send time \S+ is still ahead", d.log), d.log
     d.signal(signal.SIGTERM)
@@ -677,8 +682,8 @@ def test_the_daemons_status_counts_the_issue_not_only_its_run(
     assert len(server.received) == 10
     logged = [r.getMessage() for r in caplog.records if r.name == "newsletter.daemon"]
     assert any(
-        m.startswith(f"issue {day}: sent: sent 10/10, failed 0, deferred 0, in doubt 0")
-        and "this run: sent 6," in m
+        m.startswith(f"issue {day}: sent: sent 6, failed 0, deferred 0, skipped 0, in doubt 0")
+        and "issue total: 10 of 10 sent, 0 failed, 0 deferred, 0 pending, 0 in doubt" in m
         for m in logged
     ), logged
     line = _daemon_summary(settings)
@@ -723,3 +728,59 @@ def test_the_daemon_reads_the_bounce_mailbox_on_its_own_schedule(tmp_path, daemo
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0, d.log
     assert len(mailbox.Maildir(tmp_path / "Maildir", create=False).get_folder("Processed")) == 1
+
+
+def test_the_status_file_reads_back_what_the_daemon_wrote():
+    """DaemonStatus is the one shape of <db>.daemon.json: written by the daemon, read by
+    `newsletter status`; a file from before it (no queued/claimed/sending counts) reads too."""
+    from newsletter.models import (
+        BounceCheck,
+        DaemonState,
+        DaemonStatus,
+        DeliveryCounts,
+        Edition,
+        LastSend,
+    )
+
+    at = dt.datetime(2026, 3, 2, 7, 30, 5, tzinfo=dt.UTC)
+    status = DaemonStatus(
+        pid=41,
+        host="h",
+        started_at=at,
+        timezone="Europe/Berlin",
+        send_at="07:30",
+        days="mon-fri",
+        weekly_day="mon",
+        state=DaemonState.IDLE,
+        next_run=at + dt.timedelta(days=1),
+        last=LastSend(
+            at.date(),
+            "partial",
+            at,
+            Edition.WEEKLY,
+            issue=DeliveryCounts(queued=2, sent=7, failed=1, in_doubt=1),
+            run=DeliveryCounts(sent=3, in_doubt=1),
+        ),
+        checks_bounces=True,
+        bounces=BounceCheck(at, error="mailbox unreachable"),
+    )
+    doc = json.loads(json.dumps(status.to_json()))
+    assert doc["last"]["issue"]["pending"] == 2 and doc["last"]["issue"]["recipients"] == 10
+    assert doc["bounces"] == {"at": "2026-03-02T07:30:05+00:00", "error": "mailbox unreachable"}
+    assert doc["last"]["edition"] == "weekly" and doc["weekly_day"] == "mon"
+    assert DaemonStatus.from_json(doc, running=True) == dataclasses.replace(status, running=True)
+
+    older = {
+        "pid": 41, "host": "h", "started_at": "2026-03-02T07:30:05+00:00",
+        "timezone": "UTC", "send_at": "07:30", "days": "*", "state": "stopped",
+        "next_run": None, "last": {
+            "issue_date": "2026-03-02", "at": "2026-03-02T07:31:00+00:00", "outcome": "sent",
+            "issue": {"recipients": 5, "sent": 5, "failed": 0, "deferred": 0, "pending": 0,
+                      "in_doubt": 0},
+            "run": {"sent": 5, "failed": 0, "deferred": 0, "skipped": 0, "in_doubt": 0},
+        },
+    }  # fmt: skip
+    read = DaemonStatus.from_json(older, running=False)
+    assert read.last is not None and read.last.issue == DeliveryCounts(sent=5)
+    assert not read.checks_bounces and read.state is DaemonState.STOPPED
+    assert read.last.edition is Edition.DAILY and read.last.name == "2026-03-02"

@@ -338,7 +338,7 @@ def test_deferred_after_a_drop_in_data_is_resent_in_doubt(
     assert len(mids) == 2 and mids[0] == mids[1]
     assert retry.delivery is not None and retry.delivery.sent == 1
     # The retry is the run that made the second copy; the ledger should say so.
-    assert counts["in_doubt"] == 1
+    assert counts.in_doubt == 1
     assert retry.delivery.in_doubt == 1
 
 

@@ -264,7 +264,7 @@ def test_ledger_counts_and_a_lost_claim(store):
     """Queueing reports its count on every backend; a sender whose lease ran out and
     whose row another worker took cannot mark it SENDING (so it does not send), while
     the previous message it recorded in the same transaction stays SENT."""
-    from newsletter.models import DeliveryStatus, IssueStatus
+    from newsletter.models import IssueStatus
     from newsletter.store.ledger import ClaimLost
 
     for i in range(3):
@@ -289,13 +289,13 @@ def test_ledger_counts_and_a_lost_claim(store):
     with pytest.raises(ClaimLost, match="another worker took it"):
         store.mark_sending(second, "<m2>", now=later, sent=(first, "250 ok"))
     counts = store.delivery_counts(issue.id)
-    assert counts[DeliveryStatus.SENT.value] == 1  # the previous message's SENT was kept
-    assert counts[DeliveryStatus.CLAIMED.value] == 2  # still the new holder's
+    assert counts.sent == 1  # the previous message's SENT was kept
+    assert counts.claimed == 2  # still the new holder's
     # The new holder renews and records normally.
     assert store.renew_claims(issue.id, "b:2:0", now=later) == 2
     store.mark_sending(taken[0], "<m2>", now=later)
     store.mark_sent(taken[0], "250 ok", now=later)
-    assert store.delivery_counts(issue.id)[DeliveryStatus.SENT.value] == 2
+    assert store.delivery_counts(issue.id).sent == 2
 
 
 def test_migration_versions_run_one_to_latest_without_gaps() -> None:
@@ -313,9 +313,9 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_store_error(tmp_path, monk
     naming the file, not a traceback from inside a sender thread."""
     import sqlite3
 
-    import newsletter.store
+    import newsletter.store.database
 
-    monkeypatch.setattr(newsletter.store, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(newsletter.store.database, "BUSY_TIMEOUT_S", 0.2)
     path = tmp_path / "locked.db"
     with Store.open(f"sqlite:///{path}") as s:
         other = sqlite3.connect(path, isolation_level=None)

@@ -24,8 +24,8 @@ from newsletter.delivery.sender import Run, Sender
 from newsletter.delivery.transport import Transport
 from newsletter.errors import ConfigError
 from newsletter.lock import worker_alive
-from newsletter.models import DeliveryStatus
-from newsletter.store import IssueRecord, Store
+from newsletter.models import DeliveryCounts, DeliveryStatus, IssueRecord
+from newsletter.store import Store
 
 __all__ = ["DEMO_SECRET", "DeliveryReport", "IssueMailer", "deliver", "signing_secret"]
 
@@ -68,35 +68,32 @@ class DeliveryReport:
     """
 
     issue_date: dt.date
-    run: dict[str, int] = field(default_factory=dict)
-    totals: dict[str, int] = field(default_factory=dict)
+    run: DeliveryCounts = field(default_factory=DeliveryCounts)
+    totals: DeliveryCounts = field(default_factory=DeliveryCounts)
     elapsed: float = 0.0
     stopped: str | None = None  # why the run stopped before the queue was empty
     problems: list[str] = field(default_factory=list)  # the first PROBLEMS_SHOWN of this run
 
-    def _n(self, status: DeliveryStatus) -> int:
-        return self.run.get(status.value, 0)
-
     @property
     def sent(self) -> int:
-        return self._n(DeliveryStatus.SENT)
+        return self.run.sent
 
     @property
     def failed(self) -> int:
-        return self._n(DeliveryStatus.FAILED)
+        return self.run.failed
 
     @property
     def deferred(self) -> int:
-        return self._n(DeliveryStatus.DEFERRED)
+        return self.run.deferred
 
     @property
     def skipped(self) -> int:
-        return self._n(DeliveryStatus.SKIPPED)
+        return self.run.skipped
 
     @property
     def in_doubt(self) -> int:
         """Rows this run sent (or settled) although an earlier attempt may have arrived."""
-        return self.run.get("in_doubt", 0)
+        return self.run.in_doubt
 
     @property
     def problems_total(self) -> int:
@@ -110,6 +107,18 @@ class DeliveryReport:
     def rate(self) -> float:
         return self.sent / self.elapsed if self.elapsed > 0 else 0.0
 
+    def summary(self) -> str:
+        """This run's counts, then the issue's: the line `newsletter send` prints and the
+        daemon logs."""
+        t = self.totals
+        return (
+            f"sent {self.sent}, failed {self.failed}, deferred {self.deferred}, "
+            f"skipped {self.skipped}, in doubt {self.in_doubt} in {self.elapsed:.1f}s "
+            f"({self.rate:.1f}/s); issue total: {t.sent} of {t.recipients} sent, "
+            f"{t.failed} failed, {t.deferred} deferred, {t.pending} pending, "
+            f"{t.in_doubt} in doubt"
+        )
+
 
 class _Progress:
     """A log line every PROGRESS_EVERY seconds while a run sends, for whoever reads the log
@@ -121,37 +130,33 @@ class _Progress:
         self.store = store
         self.issue = issue
         self.started = time.monotonic()
-        self.settled0 = self._settled(store.delivery_counts(issue.id))
-
-    @staticmethod
-    def _settled(counts: dict[str, int]) -> int:
-        return counts["recipients"] - counts["pending"]
+        self.settled0 = store.delivery_counts(issue.id).settled
 
     def log(self) -> None:
         c = self.store.delivery_counts(self.issue.id)
         elapsed = time.monotonic() - self.started
-        rate = (self._settled(c) - self.settled0) / elapsed if elapsed > 0 else 0.0
-        eta = round(c["pending"] / rate) if rate > 0 else None
+        rate = (c.settled - self.settled0) / elapsed if elapsed > 0 else 0.0
+        eta = round(c.pending / rate) if rate > 0 else None
         fields = {
             "issue": self.issue.issue_date.isoformat(),
             "edition": self.issue.edition.value,
-            "recipients": c["recipients"],
-            "sent": c["sent"],
-            "failed": c["failed"],
-            "deferred": c["deferred"],
-            "pending": c["pending"],
-            "in_doubt": c["in_doubt"],
+            "recipients": c.recipients,
+            "sent": c.sent,
+            "failed": c.failed,
+            "deferred": c.deferred,
+            "pending": c.pending,
+            "in_doubt": c.in_doubt,
             "rate": round(rate, 1),
             "eta_seconds": eta,
         }
         log.info(
             "issue %s: %d of %d sent, %d failed, %d deferred, %d to go; %.1f msg/s, ETA %s",
             self.issue.name,
-            c["sent"],
-            c["recipients"],
-            c["failed"],
-            c["deferred"],
-            c["pending"],
+            c.sent,
+            c.recipients,
+            c.failed,
+            c.deferred,
+            c.pending,
             rate,
             _duration(eta),
             extra={"fields": fields},
@@ -229,7 +234,7 @@ def deliver(
         )
     ]
     report.stopped = run.stopped
-    left = report.totals["pending"]
+    left = report.totals.pending
     if left and not report.stopped:
         if stop.is_set():
             report.stopped = "asked to stop (a signal); the rest stays queued"

@@ -43,7 +43,7 @@ from newsletter.models import Edition, Subscriber
 from newsletter.placeholders import PLACEHOLDER_RE, personalize, values
 
 if TYPE_CHECKING:
-    from newsletter.store import IssueRecord, VariantRecord
+    from newsletter.models import IssueRecord, VariantRecord
 
 #: Header folding for the wire: CRLF, RFC 2047 for non-ASCII text.  Folded only past 998
 #: octets: folding at 78 turns a long unbreakable List-Unsubscribe URI into an RFC 2047

@@ -29,8 +29,8 @@ from newsletter.delivery.message import IssueMailer
 from newsletter.delivery.transport import RateLimiter, Transport, TransportUnavailable
 from newsletter.errors import SendError
 from newsletter.lock import worker_gone
-from newsletter.models import DeliveryStatus, SubscriberStatus
-from newsletter.store import Claim, IssueRecord, Store
+from newsletter.models import Claim, DeliveryStatus, IssueRecord, SubscriberStatus
+from newsletter.store import Store
 from newsletter.store.ledger import ClaimLost
 
 log = logging.getLogger(__name__)

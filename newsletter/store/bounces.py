@@ -1,4 +1,4 @@
-"""Store operations on bounces and complaints (mixed into :class:`newsletter.store.Store`).
+"""Store operations on bounces and complaints (a part of :class:`newsletter.store.Store`).
 
 One row per (report, recipient), unique on the report's Message-ID (or hash) and the
 recipient: recording a report that is already there changes nothing, so reading the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ import sqlalchemy as sa
 
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.store import schema
+from newsletter.store.database import Database
 from newsletter.store.subscribers import subscriber_from_row
 
 #: (received_at, issue_date or None) of each soft bounce counted for a subscriber.
@@ -47,14 +47,8 @@ class Recorded:
     changed_to: SubscriberStatus | None = None  # the status it gave them
 
 
-class BounceStore:
+class BounceStore(Database):
     """Recording bounces and complaints, and counting them."""
-
-    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
 
     def bounce_recorded(self, message_key: str, recipient: str) -> bool:
         with self.read() as conn:

@@ -1,4 +1,4 @@
-"""Store operations on subscribers' interests and libraries (mixed into
+"""Store operations on subscribers' interests and libraries (a part of
 :class:`newsletter.store.Store`).
 
 A library paper's text is stored once (``library_papers``), whoever keeps it; a library is
@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,6 +27,7 @@ from newsletter.personal.interests import Interests, LibraryPaper, SubscriberInt
 from newsletter.personal.match import title_key
 from newsletter.personal.stated import InterestsChange
 from newsletter.store import schema
+from newsletter.store.database import Database
 
 #: Rows per IN (...) list: below SQLite's old limit of 999 bound parameters.
 _CHUNK = 500
@@ -279,14 +279,8 @@ def _read(conn: sa.Connection, restrict: _Restrict) -> dict[int, SubscriberInter
     return out
 
 
-class InterestStore:
+class InterestStore(Database):
     """Each subscriber's interests: keywords, authors, categories, "For you" only, library."""
-
-    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
 
     def update_interests(
         self, subscriber_id: int, change: InterestsChange, *, now: dt.datetime

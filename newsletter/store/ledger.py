@@ -1,4 +1,4 @@
-"""Store operations on issues and the send ledger (mixed into :class:`newsletter.store.Store`).
+"""Store operations on issues and the send ledger (a part of :class:`newsletter.store.Store`).
 
 Each (issue, subscriber) pair is one ``deliveries`` row, written before anything is sent
 and moved through QUEUED → CLAIMED → SENDING → SENT / DEFERRED / FAILED / SKIPPED as it
@@ -11,92 +11,35 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from newsletter.models import (
+    SETTLED,
+    Claim,
+    DeliveryCounts,
     DeliveryStatus,
     Edition,
+    IssueRecord,
     IssueStatus,
-    Subscriber,
+    Recovered,
     SubscriberStatus,
-    issue_name,
+    VariantRecord,
 )
 from newsletter.store import schema
+from newsletter.store.database import Database
 from newsletter.store.subscribers import subscriber_from_row
-
-FINAL = (
-    DeliveryStatus.SENT,
-    DeliveryStatus.FAILED,
-    DeliveryStatus.SKIPPED,
-    DeliveryStatus.DEFERRED,
-)
 
 
 class ClaimLost(Exception):
     """This sender's claim on a row expired and another worker holds it now: do not send."""
 
 
-@dataclass(frozen=True, slots=True)
-class IssueRecord:
-    id: int
-    issue_date: dt.date
-    status: IssueStatus
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    paper_count: int
-    created_at: dt.datetime  # also its cut: it carries no paper first seen after it
-    updated_at: dt.datetime
-    edition: Edition = Edition.DAILY
-
-    @property
-    def name(self) -> str:
-        """How logs and messages name it: ``2026-04-27``, ``2026-04-27 weekly``."""
-        return issue_name(self.issue_date, self.edition)
-
-
-@dataclass(frozen=True, slots=True)
-class VariantRecord:
-    """An issue as the subscribers who switched cadence after its ``since`` get it."""
-
-    id: int
-    issue_id: int
-    since: dt.datetime  # papers first seen after this (the cut of their last issue)
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    paper_count: int
-    created_at: dt.datetime
-
-
 #: Ledger rows that do not count as an issue the subscriber got.
 NOT_RECEIVED = (DeliveryStatus.FAILED.value, DeliveryStatus.SKIPPED.value)
 #: What the row of a switcher whose variant has no papers says (on_empty = "skip").
 NOTHING_NEW = "nothing new since their last issue"
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A ledger row a sender holds: who to mail, and whether this is a resend after a crash."""
-
-    issue_id: int
-    subscriber: Subscriber
-    attempts: int
-    in_doubt: bool
-    worker: str  # who holds it
-    variant_id: int | None = None  # the variant they get (they switched cadence)
-
-
-@dataclass(frozen=True, slots=True)
-class Recovered:
-    requeued: int = 0  # claimed by a sender that died before sending anything
-    in_doubt: int = 0  # in DATA when the sender died: will be sent again, same Message-ID
 
 
 def _issue_from_row(row: Any) -> IssueRecord:
@@ -129,17 +72,7 @@ def _variant_from_row(row: Any) -> VariantRecord:
     )
 
 
-class LedgerStore:
-    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    @property
-    def dialect(self) -> str:  # provided by Store
-        raise NotImplementedError
-
+class LedgerStore(Database):
     # ----------------------------------------------------------------------- issues
 
     def issue(self, issue_date: dt.date, edition: Edition = Edition.DAILY) -> IssueRecord | None:
@@ -634,10 +567,9 @@ class LedgerStore:
             cond = sa.and_(cond, sa.func.substr(d.c.claimed_by, 1, len(by)) == by)
         return cond
 
-    def delivery_counts(self, issue_id: int, *, by: str | None = None) -> dict[str, int]:
-        """Rows per status, plus ``in_doubt``, ``recipients`` and ``pending`` (not settled
-        yet): the one source of every
-        count shown (the send summary, `newsletter status`, the daemon's status and log).
+    def delivery_counts(self, issue_id: int, *, by: str | None = None) -> DeliveryCounts:
+        """Rows per status and how many are in doubt: the one source of every count shown
+        (the send summary, `newsletter status`, the daemon's status and log).
 
         ``by``: only the rows of one run (its sender ids' common prefix, see
         :func:`newsletter.delivery.deliver`), i.e. what that run did.
@@ -651,14 +583,7 @@ class LedgerStore:
             doubt = conn.execute(
                 sa.select(sa.func.count()).where(rows_of, d.c.in_doubt.is_(True))
             ).scalar_one()
-        counts = {s.value: 0 for s in DeliveryStatus}
-        counts.update(dict(rows))
-        counts["in_doubt"] = doubt
-        counts["recipients"] = sum(
-            n for k, n in counts.items() if k in {s.value for s in DeliveryStatus}
-        )
-        counts["pending"] = sum(counts[s.value] for s in DeliveryStatus if s not in FINAL)
-        return counts
+        return DeliveryCounts(**{str(status): int(n) for status, n in rows}, in_doubt=doubt)
 
     def delivery_problems(
         self, issue_id: int, limit: int = 50, *, by: str | None = None
@@ -685,7 +610,7 @@ class LedgerStore:
             return int(
                 conn.execute(
                     sa.select(sa.func.count()).where(
-                        d.c.issue_id == issue_id, d.c.status.not_in([s.value for s in FINAL])
+                        d.c.issue_id == issue_id, d.c.status.not_in([s.value for s in SETTLED])
                     )
                 ).scalar_one()
             )

@@ -1,16 +1,16 @@
 """Store queries for the web endpoints: sign-ups awaiting confirmation and the archive list
-(mixed into :class:`newsletter.store.Store`)."""
+(a part of :class:`newsletter.store.Store`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from newsletter.models import Edition, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.store import schema
+from newsletter.store.database import Database
 from newsletter.store.interests import prune_library
 from newsletter.store.subscribers import (
     activate_subscriber,
@@ -46,14 +46,8 @@ def signup_stamp(subscriber: Subscriber) -> str:
     return str(int(subscriber.updated_at.timestamp() * 1_000_000))
 
 
-class SignupStore:
+class SignupStore(Database):
     """Web sign-ups: PENDING until confirmed; and the list of issues for the archive."""
-
-    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
 
     def add_pending(self, email: str, name: str, *, now: dt.datetime) -> Subscriber:
         """The subscriber for ``email``, created PENDING with ``name`` if there is none.

@@ -1,10 +1,9 @@
-"""Store operations on subscribers (mixed into :class:`newsletter.store.Store`)."""
+"""Store operations on subscribers (a part of :class:`newsletter.store.Store`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ import sqlalchemy as sa
 from newsletter.models import Edition, Subscriber, SubscriberStatus
 from newsletter.personal.stated import InterestsChange
 from newsletter.store import schema
+from newsletter.store.database import Database
 from newsletter.store.interests import write_interests
 
 
@@ -66,14 +66,8 @@ def subscriber_from_row(row: Any) -> Subscriber:
     )
 
 
-class SubscriberStore:
+class SubscriberStore(Database):
     """Adding, removing and listing subscribers; addresses arrive already normalised."""
-
-    def write(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
-
-    def read(self) -> AbstractContextManager[sa.Connection]:  # provided by Store
-        raise NotImplementedError
 
     def add_subscriber(self, email: str, name: str, *, now: dt.datetime) -> tuple[Subscriber, bool]:
         """Add or re-activate ``email`` (an explicit add brings back someone who left).

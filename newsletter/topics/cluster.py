@@ -7,6 +7,7 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,7 +54,7 @@ class KChoice:
     k: int
     low: int
     high: int
-    how: str  # "auto", "fixed", "bounded"
+    how: Literal["auto", "fixed", "bounded"]
     stability: dict[int, float]  # k -> mean pairwise ARI, when chosen automatically
     floor: int = 0  # the fewest sections "auto" allowed for the day's size (see reader_floor)
 

@@ -24,7 +24,8 @@ from newsletter.text import long_date
 
 if TYPE_CHECKING:
     from newsletter.config import Settings
-    from newsletter.store import IssueRecord, Store
+    from newsletter.models import IssueRecord
+    from newsletter.store import Store
     from newsletter.store.signup import ArchiveEntry
     from newsletter.web.pages import Pages
 
