@@ -1,14 +1,20 @@
-"""Every link a message or a page carries, and the token purpose each one uses.
+"""Every link and signed address a message or a page carries, and the token purpose
+each one uses.
 
 The web app (`newsletter serve`, :mod:`newsletter.web.app`) answers at these paths under
 ``list.base_url``; the emails, the archive pages and the confirmation mail point at them.
 A token signed for one :class:`Purpose` never verifies for another
-(:mod:`newsletter.tokens`), so each link's token says what it may do.  Pure: no I/O.
+(:mod:`newsletter.tokens`), so each link's token says what it may do.  A message also
+carries a Message-ID and an envelope sender that name the subscriber and the issue, so
+that a bounce can be traced back (:mod:`newsletter.bounces.verp` reads them).  Pure: no I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
+import hmac
 import urllib.parse
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -51,6 +57,9 @@ ARCHIVE_FEED = "/archive.xml"
 UNSUBSCRIBE = "/unsubscribe/"
 #: Plus a confirmation token.
 CONFIRM = "/confirm/"
+#: A VERP tag's length: 80 bits, 16 base32 characters.
+RETURN_PATH_TAG_BYTES = 10
+
 #: Plus a preferences token; alone, the page that explains where the personal link is.
 PREFERENCES = "/preferences/"
 
@@ -114,3 +123,57 @@ def contact_url(contact: str) -> str:
     if contact.startswith(("http://", "https://", "mailto:")):
         return contact
     return "mailto:" + contact if "@" in contact else ""
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+def message_id(
+    settings: Settings,
+    secret: str,
+    issue_date: dt.date,
+    subscriber_id: int,
+    edition: Edition = Edition.DAILY,
+) -> str:
+    """Stable for (issue, subscriber): a resend after a crash carries the same Message-ID.
+
+    The keyed hash stops anyone from guessing other subscribers' ids from one message.
+    A weekly issue's says so (``<YYYYMMDD-weekly.…>``): the daily and the weekly of one
+    date are two messages.
+    """
+    issue = issue_date.isoformat()
+    day = f"{issue_date:%Y%m%d}"
+    if edition is not Edition.DAILY:
+        issue, day = f"{edition.value}:{issue}", f"{day}-{edition.value}"
+    tag = hmac.new(secret.encode(), f"{issue}:{subscriber_id}".encode(), hashlib.sha256)
+    domain = settings.list.from_address.rpartition("@")[2] or "localhost"
+    return f"<{day}.{subscriber_id}.{tag.hexdigest()[:16]}@{domain}>"
+
+
+def return_path_tag(secret: str, subscriber_id: int, issue_date: dt.date) -> str:
+    """The signed tag of a VERP return path: a token of its own purpose, cut to 80 bits and
+    written in lower-case base32 (some servers lower-case the address they bounce to)."""
+    token = sign(secret, Purpose.RETURN_PATH, f"{subscriber_id}:{issue_date.isoformat()}")
+    mac = token.partition(".")[2]
+    raw = base64.urlsafe_b64decode(mac + "=" * (-len(mac) % 4))[:RETURN_PATH_TAG_BYTES]
+    return base64.b32encode(raw).decode("ascii").lower()
+
+
+def return_path(base: str, secret: str, subscriber_id: int, issue_date: dt.date) -> str:
+    """The envelope sender for one (issue, subscriber): ``base`` with a signed tag."""
+    local, _, domain = base.rpartition("@")
+    tag = return_path_tag(secret, subscriber_id, issue_date)
+    tagged = f"{local}+{subscriber_id}-{issue_date:%Y%m%d}-{tag}"
+    if len(tagged) > 64:  # config validation keeps the base short enough; a bug otherwise
+        raise ValueError(f"return path local part {tagged!r} is longer than 64 octets")
+    return f"{tagged}@{domain}"
+
+
+def envelope_sender(
+    settings: Settings, secret: str, subscriber_id: int, issue_date: dt.date
+) -> str:
+    """The MAIL FROM for one subscriber's copy of an issue: the VERP return path when
+    ``delivery.return_path`` is set, else ``list.from_address``."""
+    if not settings.delivery.return_path:
+        return settings.list.from_address
+    return return_path(settings.delivery.return_path, secret, subscriber_id, issue_date)

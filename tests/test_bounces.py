@@ -31,17 +31,11 @@ from conftest import DATA, both_backends
 from newsletter.bounces import Kind, run_bounce_check
 from newsletter.bounces.parse import read_report, severity
 from newsletter.bounces.policy import SoftBounce, decide, soft_occasions
-from newsletter.bounces.verp import (
-    Target,
-    envelope_sender,
-    parse_message_id,
-    parse_return_path,
-    return_path,
-)
+from newsletter.bounces.verp import Target, parse_message_id, parse_return_path
 from newsletter.cli import cli
 from newsletter.config import load_settings
-from newsletter.delivery.message import message_id
 from newsletter.errors import ConfigError
+from newsletter.links import envelope_sender, message_id, return_path
 from newsletter.models import SubscriberStatus as S
 from newsletter.store import Store
 

@@ -8,9 +8,8 @@ import datetime as dt
 import pytest
 
 from newsletter import links
-from newsletter.bounces.verp import return_path
 from newsletter.config import load_settings
-from newsletter.links import Purpose
+from newsletter.links import Purpose, return_path
 from newsletter.tokens import BadToken, verify
 
 SETTINGS = load_settings(None, env={})  # list.base_url = http://localhost:8080

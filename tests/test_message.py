@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from newsletter.config import load_settings
-from newsletter.delivery.message import MessageTemplate, message_id
-from newsletter.links import PREFERENCES_DAYS, preferences_token, preferences_url
+from newsletter.delivery.message import MessageTemplate
+from newsletter.links import PREFERENCES_DAYS, message_id, preferences_token, preferences_url
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.placeholders import PLACEHOLDERS, personalize
 from newsletter.render import RenderedIssue

@@ -21,7 +21,6 @@ import email.policy
 import email.quoprimime
 import email.utils
 import hashlib
-import hmac
 import re
 import threading
 from collections.abc import Callable
@@ -30,9 +29,10 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-from newsletter.bounces.verp import envelope_sender
 from newsletter.config import Settings
 from newsletter.links import (
+    envelope_sender,
+    message_id,
     preferences_token,
     preferences_url,
     unsubscribe_mailto,
@@ -54,31 +54,6 @@ WIRE = email.policy.SMTP.clone(max_line_length=998)
 WIRE_UTF8 = WIRE.clone(utf8=True)
 _CRLF = "\r\n"
 _SOFT_BREAK = "=\r\n"
-
-
-def _domain(settings: Settings) -> str:
-    return settings.list.from_address.rpartition("@")[2] or "localhost"
-
-
-def message_id(
-    settings: Settings,
-    secret: str,
-    issue_date: dt.date,
-    subscriber_id: int,
-    edition: Edition = Edition.DAILY,
-) -> str:
-    """Stable for (issue, subscriber): a resend after a crash carries the same Message-ID.
-
-    The keyed hash stops anyone from guessing other subscribers' ids from one message.
-    A weekly issue's says so (``<YYYYMMDD-weekly.…>``): the daily and the weekly of one
-    date are two messages.
-    """
-    issue = issue_date.isoformat()
-    day = f"{issue_date:%Y%m%d}"
-    if edition is not Edition.DAILY:
-        issue, day = f"{edition.value}:{issue}", f"{day}-{edition.value}"
-    tag = hmac.new(secret.encode(), f"{issue}:{subscriber_id}".encode(), hashlib.sha256)
-    return f"<{day}.{subscriber_id}.{tag.hexdigest()[:16]}@{_domain(settings)}>"
 
 
 def _one_line(s: str) -> str:
