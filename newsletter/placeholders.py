@@ -6,7 +6,9 @@ An issue is rendered once, with CSS inlined once (:mod:`newsletter.render`); the
 unsubscribe link, the greeting and the like are tokens in it, filled in per subscriber by
 :func:`personalize` (one regex pass) or, for the wire, by
 :class:`newsletter.delivery.message.MessageTemplate`, which encodes the bodies once and
-splices the encoded values in.  Both take the values from :func:`values`.  Pure.
+splices the encoded values in.  A subscriber with interests also gets their "For you" and
+topic order spliced in (:mod:`newsletter.splice`).  Both take the values from
+:func:`values`.  Pure.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import html as html_lib
 import re
 from typing import Protocol
 
+from newsletter.splice import Layout, PersonalCopy
 from newsletter.text import clean, snippet
 
 #: "%%" never survives in feed text (:func:`newsletter.text.clean` with ``neutralise``), so
@@ -66,14 +69,20 @@ def personalize(
     preferences_url: str,
     name: str = "",
     email: str = "",
+    copy: PersonalCopy | None = None,
 ) -> tuple[str, str]:
-    """Fill the tokens of ``issue``: ``(html, text)``.  One regex pass per body."""
+    """Fill the tokens of ``issue``: ``(html, text)``.  One regex pass per body.
+
+    ``copy``: the subscriber's "For you" and topic order, spliced in
+    (:mod:`newsletter.splice`); without one, the plain issue (its markers removed)."""
     escaped, plain = values(
         unsubscribe_url=unsubscribe_url, preferences_url=preferences_url, name=name, email=email
     )
+    html = Layout.of(issue.html, "html").join(copy)
+    text = Layout.of(issue.text, "text").join(copy)
     # A single pass: a value that itself looks like a token is not expanded again.
-    html = PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), issue.html)
-    text = PLACEHOLDER_RE.sub(lambda m: plain.get(m.group(0), m.group(0)), issue.text)
+    html = PLACEHOLDER_RE.sub(lambda m: escaped.get(m.group(0), m.group(0)), html)
+    text = PLACEHOLDER_RE.sub(lambda m: plain.get(m.group(0), m.group(0)), text)
     return html, text
 
 

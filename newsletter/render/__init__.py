@@ -21,6 +21,7 @@ from newsletter.errors import TemplateError
 from newsletter.links import contact_url
 from newsletter.models import Digest, Edition, Paper, Topic
 from newsletter.placeholders import PLACEHOLDERS
+from newsletter.splice import Kind, Layout, marker, tidy_text
 from newsletter.templating import environment, render, template_dirs
 from newsletter.text import clean, day_month_year, long_date, snippet
 
@@ -39,6 +40,10 @@ TEXT_TEMPLATE = "digest.txt.j2"
 HTML_BUDGET_BYTES = 90_000
 #: The text part is wrapped to this width; only URLs may be longer.
 TEXT_WIDTH = 76
+#: Room kept in the HTML budget for a subscriber's "For you" section: its heading and
+#: each pick, inlined (measured on the bundled templates with 300-character titles).
+FOR_YOU_HEAD_BYTES = 600
+FOR_YOU_PICK_BYTES = 700
 #: Longest ``{topics}`` part of a subject line, in characters.
 SUBJECT_TOPICS_CHARS = 60
 #: Longest shown paper title, author name, category tag and topic label: feed text is cut
@@ -64,15 +69,21 @@ class RenderedIssue:
 
 
 def render_issue(
-    digest: Digest, settings: Settings, *, web_url: str | None = None
+    digest: Digest, settings: Settings, *, web_url: str | None = None, markers: bool = True
 ) -> RenderedIssue:
     """Render ``digest`` as HTML (CSS inlined) and text, degrading to fit Gmail's clip limit.
 
     The ladder of plans goes from "everything" to "one pick per topic, no snippets"; the
-    first whose inlined HTML fits :data:`HTML_BUDGET_BYTES` wins.  The Jinja pass is cheap
-    and its size predicts the inlined size, so premailer normally runs exactly once.
+    first whose inlined HTML fits the budget wins (:data:`HTML_BUDGET_BYTES`, less room for
+    a "For you" section).  The Jinja pass is cheap and its size predicts the inlined size,
+    so premailer normally runs exactly once.
+
+    ``markers``: mark what a subscriber's copy changes (``newsletter.splice``); the
+    issue without its markers is byte for byte the issue rendered without them.
     """
     env = _environment(settings)
+    html_marks = _markers("html" if markers else None)
+    budget = HTML_BUDGET_BYTES - for_you_reserve(settings)
     subject = subject_for(digest, settings)
     preheader = _preheader(digest)
     plans = _plans(settings)
@@ -81,31 +92,40 @@ def render_issue(
     inflation = _INFLATION
     for i, plan in enumerate(plans):
         last = i == len(plans) - 1
-        if not last and _shown(digest, plan) * _MIN_ITEM_BYTES > HTML_BUDGET_BYTES:
+        if not last and _shown(digest, plan) * _MIN_ITEM_BYTES > budget:
             continue  # hopeless: do not even build it (a 2,000-paper day at "everything")
         context = _context(digest, settings, plan, subject, preheader, web_url)
-        raw = render(env, HTML_TEMPLATE, context)
+        raw = render(env, HTML_TEMPLATE, context | html_marks)
         raw_size = len(raw.encode())
-        if not last and raw_size * inflation > HTML_BUDGET_BYTES:
+        if not last and raw_size * inflation > budget:
             continue
         html = inline_css(raw)
         chosen = plan
         size = len(html.encode())
-        if last or size <= HTML_BUDGET_BYTES:
+        if last or size <= budget:
             break
         # The estimate was off (an operator's template?): learn this template's ratio.
         inflation = max(inflation, size / raw_size * 1.02)
         log.debug("inlined HTML over budget at plan %d (%d bytes)", i, size)
-    if len(html.encode()) > HTML_BUDGET_BYTES:
+    if len(html.encode()) > budget:
         log.warning(
             "issue %s: HTML is %d bytes, over the %d-byte budget even at the most compact "
             "layout; Gmail may clip it",
             digest.issue_date,
             len(html.encode()),
-            HTML_BUDGET_BYTES,
+            budget,
         )
     context = _context(digest, settings, chosen, subject, preheader, web_url)
-    text = _tidy_text(render(env, TEXT_TEMPLATE, context))
+    raw_text = render(env, TEXT_TEMPLATE, context | _markers("text" if markers else None))
+    try:  # an operator's template may have its markers out of order
+        Layout.of(html, "html")
+    except ValueError as e:
+        raise TemplateError(f"{HTML_TEMPLATE}: a subscriber's copy cannot be made: {e}") from None
+    try:
+        text = tidy_text(raw_text)
+        Layout.of(text, "text")
+    except ValueError as e:
+        raise TemplateError(f"{TEXT_TEMPLATE}: a subscriber's copy cannot be made: {e}") from None
     return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
 
 
@@ -193,6 +213,28 @@ def inline_css(html: str) -> str:
             cssutils_logging_level=logging.CRITICAL,
         ).transform(pretty_print=False)
     )
+
+
+def for_you_reserve(settings: Settings) -> int:
+    """Bytes of the HTML budget kept for a subscriber's "For you" (render.for_you picks)."""
+    n = settings.render.for_you
+    return FOR_YOU_HEAD_BYTES + n * FOR_YOU_PICK_BYTES if n else 0
+
+
+def _markers(kind: Kind | None) -> dict[str, Any]:
+    """``mark(name)`` and ``topic_number(n)`` for the templates: the markers of what a
+    subscriber's copy changes (``splice``) in the ``kind`` body, or nothing at all."""
+    from markupsafe import Markup
+
+    def mark(name: str) -> str:
+        if kind is None:
+            return ""
+        return Markup(marker(kind, name)) if kind == "html" else marker(kind, name)
+
+    def topic_number(n: int) -> str:
+        return mark("n") + str(n) + mark("/n") if kind is not None else str(n)
+
+    return {"mark": mark, "topic_number": topic_number}
 
 
 # --------------------------------------------------------------------------- plans
@@ -446,24 +488,42 @@ def _wrap(value: str, width: int = TEXT_WIDTH, indent: str = "", first: str | No
     return "\n".join(lines)
 
 
-def _tidy_text(text: str) -> str:
-    lines = [line.rstrip() for line in text.splitlines()]
-    out: list[str] = []
-    for line in lines:
-        if not line and out and not out[-1]:
-            continue  # no double blank lines
-        out.append(line)
-    while out and not out[0]:
-        out.pop(0)
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(out) + "\n"
+def _numbered(
+    context: Any,
+    value: str,
+    n: int | None,
+    total: int,
+    fmt: str = "%d",
+    indent: str = "",
+    first: str | None = None,
+) -> str:
+    """Jinja filter: ``value`` (which starts with topic ``n``'s number, ``fmt % n``)
+    wrapped, the number marked: a subscriber's copy puts another there.  Measured as if it
+    were the widest number of the issue, so any number fits the lines as wrapped."""
+    if n is None:
+        return _wrap(value, indent=indent, first=first)
+    shown = fmt % n
+    room = len(fmt % total) - len(shown)
+    text = _wrap(value, TEXT_WIDTH - max(room, 0), indent, first)
+    at = len(indent if first is None else first)
+    if text[at : at + len(shown)] != shown:
+        return text
+    mark = context.get("mark") or (lambda name: "")
+    width = len(fmt % 0)  # what the format pads every number to ("%2d": 2)
+    return text[:at] + mark(f"n:{width}") + shown + mark("/n") + text[at + len(shown) :]
 
 
 def _environment(settings: Settings) -> jinja2.Environment:
     """The emails' environment: the shared one (:mod:`newsletter.templating`) with the
     text template's filters."""
-    return environment(template_dirs(settings), (("wrap", _wrap), ("plural", _plural)))
+    import jinja2
+
+    filters = (
+        ("wrap", _wrap),
+        ("plural", _plural),
+        ("numbered", jinja2.pass_context(_numbered)),  # marks the function itself: cacheable
+    )
+    return environment(template_dirs(settings), filters)
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:
