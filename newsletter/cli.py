@@ -1220,12 +1220,27 @@ def daemon(app: Context) -> None:
 )
 @click.option("--open", "open_", is_flag=True, help="Open the HTML in a browser.")
 @_edition_option("The daily issue, or the weekly one (the week up to DATE).")
+@click.option(
+    "--as",
+    "as_email",
+    metavar="EMAIL",
+    help='As this subscriber gets it: their "For you" and topic order, their links.',
+)
 @pass_app
-def preview(app: Context, date: dt.date | None, out: Path, open_: bool, edition: Edition) -> None:
-    """Write the issue as issue.html, issue.txt and issue.eml (as a sample subscriber gets it).
+def preview(
+    app: Context,
+    date: dt.date | None,
+    out: Path,
+    open_: bool,
+    edition: Edition,
+    as_email: str | None,
+) -> None:
+    """Write the issue as issue.html, issue.txt and issue.eml (as a sample subscriber gets it,
+    or with --as, a subscriber).
 
     Uses the stored issue if it was already sent, else renders it from the stored papers
-    without saving anything.
+    without saving anything.  With --as, the subscriber's copy as it was frozen for them
+    when their row was queued, else as their interests make it now.
     """
     from newsletter import pipeline
 
@@ -1233,16 +1248,21 @@ def preview(app: Context, date: dt.date | None, out: Path, open_: bool, edition:
     now = _now()
     issue_date = date or pipeline.issue_date_for(now, settings)
     with app.store(settings) as store:
+        if as_email is None:
+            subscriber = Subscriber(
+                0, "reader@example.org", "Sample Reader", SubscriberStatus.ACTIVE, now, now
+            )
+        else:
+            subscriber = _subscriber(store, as_email)
         paths = pipeline.write_preview(
             settings,
             store,
             out,
             issue_date=issue_date,
             now=now,
-            subscriber=Subscriber(
-                0, "reader@example.org", "Sample Reader", SubscriberStatus.ACTIVE, now, now
-            ),
+            subscriber=subscriber,
             edition=edition,
+            personal=as_email is not None,
         )
     for p in paths:
         click.echo(str(p))

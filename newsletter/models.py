@@ -209,6 +209,22 @@ class VariantRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PersonalCopy:
+    """What one subscriber's copy of an issue changes, frozen when their row is queued:
+    their "For you" section as HTML (CSS inlined) and as text, the digest's topics
+    (1-based) in their order, and whether they read "For you" alone (no topics)."""
+
+    html: str
+    text: str
+    order: tuple[int, ...]
+    only_for_you: bool = False
+
+    def section(self, kind: str) -> str:
+        """The section for the ``"html"`` or the ``"text"`` body."""
+        return self.html if kind == "html" else self.text
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A ledger row a sender holds: who to mail, and whether this is a resend after a crash."""
 
@@ -218,6 +234,7 @@ class Claim:
     in_doubt: bool
     worker: str  # who holds it
     variant_id: int | None = None  # the variant they get (they switched cadence)
+    copy: PersonalCopy | None = None  # their "For you", frozen when the row was queued
 
 
 @dataclass(frozen=True, slots=True)

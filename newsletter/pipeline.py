@@ -31,6 +31,7 @@ from newsletter.models import (
     SourceState,
     Subscriber,
     SubscriberStatus,
+    VariantRecord,
     issue_name,
 )
 from newsletter.schedule import zone
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from newsletter.delivery import DeliveryReport
     from newsletter.delivery.transport import Transport
     from newsletter.render import RenderedIssue
+    from newsletter.splice import PersonalCopy
 
 log = logging.getLogger(__name__)
 
@@ -405,12 +407,24 @@ def prepare_issue(
 QUEUE_ROUNDS = 3
 
 
-def queue_issue(settings: Settings, store: Store, issue: IssueRecord, *, now: dt.datetime) -> int:
+def queue_issue(
+    settings: Settings,
+    store: Store,
+    issue: IssueRecord,
+    *,
+    now: dt.datetime,
+    stop: threading.Event | None = None,
+) -> int:
     """Queue the issue for every active subscriber of its cadence not queued yet; the rows
     added.  Subscribers who switched cadence get the variant of their window, rendered and
-    stored here first (once per distinct window); see docs/architecture.md."""
+    stored here first (once per distinct window); see docs/architecture.md.  Subscribers
+    with interests get their copy ("For you", topic order) made here and stored with their
+    row, so it never changes, whatever they change later (:func:`queue_personal`)."""
+    from newsletter.splice import has_markers
+
     floor = switch_floor(settings, issue.issue_date)
     skip_empty = settings.schedule.on_empty == "skip"
+    personal = has_markers(issue.html, "html")  # an issue without markers has no personal part
     queued = 0
     for _ in range(QUEUE_ROUNDS):
         for since in store.switcher_windows(issue.id, floor=floor):
@@ -433,7 +447,18 @@ def queue_issue(settings: Settings, store: Store, issue: IssueRecord, *, now: dt
                     since.isoformat(timespec="seconds"),
                     digest.paper_count,
                 )
-        queued += store.queue_deliveries(issue.id, now=now, floor=floor, skip_empty=skip_empty)
+        queued += store.queue_deliveries(
+            issue.id, now=now, floor=floor, skip_empty=skip_empty, without_interests=personal
+        )
+        if personal:
+            queued += queue_personal(settings, store, issue, now=now, floor=floor, stop=stop)
+        if stop is not None and stop.is_set():
+            log.warning(
+                "issue %s: stopped while making copies; %d subscriber(s) wait for the next run",
+                issue.name,
+                len(store.unqueued(issue.id)),
+            )
+            break
         if not store.switcher_windows(issue.id, floor=floor):
             break
     else:
@@ -443,6 +468,111 @@ def queue_issue(settings: Settings, store: Store, issue: IssueRecord, *, now: dt
             issue.name,
         )
     return queued
+
+
+def queue_personal(
+    settings: Settings,
+    store: Store,
+    issue: IssueRecord,
+    *,
+    now: dt.datetime,
+    floor: dt.datetime,
+    stop: threading.Event | None = None,
+) -> int:
+    """Queue the subscribers waiting for the issue who stated interests, each with their
+    copy made now: of the issue, or of the variant of their window if they switched
+    cadence (its papers are theirs to rank).  The rows added; a subscriber whose variant is
+    not stored yet, or whose copy was not made yet when ``stop`` was set, is left for the
+    next round or run."""
+    from newsletter.links import issue_url
+    from newsletter.personal.copies import issue_digest, make_copies, worker_count
+    from newsletter.personal.interests import SubscriberInterests
+    from newsletter.splice import has_markers
+
+    waiting = store.unqueued(issue.id)
+    if not waiting:
+        return 0
+    started = time.monotonic()
+    # Many waiting (the first run of an issue): everyone's interests in one read, a paper
+    # kept by several subscribers one object; a few (a resume): theirs alone.
+    found = store.all_interests() if len(waiting) > 500 else store.interests_of(waiting)
+    body: dict[int, int | None] = dict.fromkeys(waiting)  # subscriber -> their variant's id
+    variants: dict[int | None, VariantRecord | None] = {None: None}
+    for since, ids in store.switcher_windows(issue.id, floor=floor).items():
+        variant = store.variant(issue.id, since)
+        for sid in ids:
+            if variant is None:
+                body.pop(sid, None)  # its variant is rendered by the next round
+            elif sid in body:
+                body[sid] = variant.id
+                variants[variant.id] = variant
+    queued = copies = 0
+    for variant_id, variant in variants.items():
+        mine = {
+            sid: found.get(sid, SubscriberInterests()) for sid, v in body.items() if v == variant_id
+        }
+        if not mine:
+            continue
+        html = issue.html if variant is None else variant.html
+        empty = variant is not None and variant.paper_count == 0
+        skipped = empty and settings.schedule.on_empty == "skip"
+        if skipped or not has_markers(html, "html"):
+            # nothing to send (the rows are skipped), or nothing to personalise
+            rows: list[tuple[int, str | None]] = [(sid, None) for sid in mine]
+            queued += store.queue_personal(
+                issue.id, rows, {}, now=now, variant_id=variant_id, skipped=skipped
+            )
+            continue
+        groups = store.issue_topics(issue.id, variant_id)
+        for batch in make_copies(
+            issue_digest(issue.issue_date, groups, issue.edition),
+            mine,
+            settings,
+            web_url=issue_url(settings, issue.issue_date, issue.edition),
+            processes=worker_count(),
+            stop=stop,
+            body=f"variant:{variant_id}" if variant_id is not None else "",
+        ):
+            queued += store.queue_personal(
+                issue.id, batch.rows, batch.copies, now=now, variant_id=variant_id
+            )
+            copies += len(batch.copies)
+    log.info(
+        "issue %s: %d subscriber(s) with interests queued with %d distinct copies in %.1f s",
+        issue.name,
+        len(body),
+        copies,
+        time.monotonic() - started,
+    )
+    return queued
+
+
+def personal_copy(
+    settings: Settings, store: Store, issue: IssueRecord, subscriber: Subscriber
+) -> tuple[int | None, PersonalCopy | None]:
+    """(the variant, the copy) the subscriber gets of the issue: those frozen with their
+    ledger row, else a copy of the issue made now from their interests (not stored).  None:
+    the issue itself; the plain issue."""
+    from newsletter.links import issue_url
+    from newsletter.personal.copies import issue_digest, make_copies
+    from newsletter.splice import has_markers
+
+    if issue.id:
+        frozen = store.frozen_copy(issue.id, subscriber.id)
+        if frozen is not None:
+            return frozen
+    if not has_markers(issue.html, "html"):
+        return None, None
+    mine = store.interests(subscriber.id)
+    if issue.id:
+        digest = issue_digest(issue.issue_date, store.issue_topics(issue.id), issue.edition)
+    else:  # a draft: the digest it was rendered from
+        digest = build_issue_digest(store, settings, issue.issue_date, issue.edition)
+    url = issue_url(settings, issue.issue_date, issue.edition)
+    for batch in make_copies(digest, {subscriber.id: mine}, settings, web_url=url):
+        for _sid, key in batch.rows:
+            return None, batch.copies[key] if key is not None else None
+    return None, None
 
 
 def run_send(
@@ -506,7 +636,7 @@ def run_send(
             purged = store.purge_pending(now=now())
             if purged:
                 log.info("deleted %d web sign-up(s) never confirmed", purged)
-            queued = queue_issue(settings, store, issue, now=now())
+            queued = queue_issue(settings, store, issue, now=now(), stop=stop)
             if issue.status is not IssueStatus.READY and store.unfinished(issue.id):
                 # Rows to send again (new subscribers, --retry-failed): not settled now.
                 store.set_issue_status(issue.id, IssueStatus.READY, now=now())
@@ -662,14 +792,23 @@ def write_preview(
     now: dt.datetime,
     subscriber: Subscriber,
     edition: Edition = Edition.DAILY,
+    personal: bool = False,
 ) -> list[Path]:
-    """issue.html, issue.txt and issue.eml for ``subscriber``; nothing is stored."""
+    """issue.html, issue.txt and issue.eml for ``subscriber``; nothing is stored.
+
+    ``personal``: as they get it, with their "For you" (:func:`personal_copy`), else the
+    plain issue (a sample subscriber)."""
     from newsletter.delivery import IssueMailer, signing_secret
 
     issue = stored_or_draft(store, settings, issue_date, now=now, edition=edition)
-    mailer = IssueMailer(settings, issue, signing_secret(settings), now)
-    eml = mailer.message(subscriber).data
-    html, text, _ = mailer.personal(subscriber)
+    variant_id, copy = (
+        personal_copy(settings, store, issue, subscriber) if personal else (None, None)
+    )
+    mailer = IssueMailer(
+        settings, issue, signing_secret(settings), issue.created_at, store.variant_by_id
+    )
+    eml = mailer.message(subscriber, variant_id, copy).data
+    html, text, _ = mailer.personal(subscriber, variant_id, copy)
     try:
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "issue.html", out / "issue.txt", out / "issue.eml"]

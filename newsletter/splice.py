@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from newsletter.models import PersonalCopy
+
 Kind = Literal["html", "text"]
 
 _SYNTAX: dict[Kind, tuple[str, str]] = {"html": ("<!--nl:", "-->"), "text": ("%%NL:", "%%")}
@@ -134,21 +136,6 @@ class Hole:
 
 
 Part = str | Number | Item | Run | Topics | Hole
-
-
-@dataclass(frozen=True, slots=True)
-class PersonalCopy:
-    """What one subscriber's copy of an issue changes, frozen when their row is queued:
-    their "For you" section as HTML (CSS inlined) and as text, the digest's topics
-    (1-based) in their order, and whether they read "For you" alone (no topics)."""
-
-    html: str
-    text: str
-    order: tuple[int, ...]
-    only_for_you: bool = False
-
-    def section(self, kind: Kind) -> str:
-        return self.html if kind == "html" else self.text
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,13 +207,14 @@ def smtp_server():
 
 @pytest.fixture
 def sink_process():
-    """Start SMTP sinks in their own processes: ``sink_process(delay=0.01)``."""
+    """Start SMTP sinks in their own processes: ``sink_process(delay=0.01)`` (``keep=folder``:
+    the sink writes every message it accepts there)."""
     from smtp_server import SinkProcess
 
     sinks: list[SinkProcess] = []
 
-    def start(delay: float = 0.0) -> SinkProcess:
-        sinks.append(SinkProcess(delay))
+    def start(delay: float = 0.0, keep: Path | None = None) -> SinkProcess:
+        sinks.append(SinkProcess(delay, keep))
         return sinks[-1]
 
     yield start

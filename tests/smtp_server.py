@@ -258,7 +258,8 @@ class SinkProcess:
     and a sender killed with SIGKILL cannot take the server down with it.
     """
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, keep: Any = None):
+        """``keep``: a folder where the sink writes each message it accepts, numbered."""
         import subprocess
         import sys
         from pathlib import Path
@@ -268,7 +269,8 @@ class SinkProcess:
         self.arrivals: list[float] = []  # time.monotonic() each line was read, in order
         self._ready = threading.Event()
         self.proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), str(self.port), str(delay)],
+            [sys.executable, str(Path(__file__).resolve()), str(self.port), str(delay)]
+            + ([str(keep)] if keep is not None else []),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -329,12 +331,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 if __name__ == "__main__":
-    # A sink in its own process: `python tests/smtp_server.py PORT [DELAY]` prints "ready" and
-    # counts what it receives; each message's recipient and Message-ID go to stdout.
+    # A sink in its own process: `python tests/smtp_server.py PORT [DELAY [FOLDER]]` prints
+    # "ready" and counts what it receives; each message's recipient and Message-ID go to
+    # stdout, and with FOLDER the message itself to FOLDER/<n>.eml.
     import sys
+    from pathlib import Path
 
     port = int(sys.argv[1])
     delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    keep = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    kept = iter(range(1, 1 << 30))
 
     class Sink(Handler):
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -347,6 +353,8 @@ if __name__ == "__main__":
                     break
                 if not line:
                     break
+            if keep is not None:
+                (keep / f"{next(kept):06d}.eml").write_bytes(envelope.original_content)
             print(f"{envelope.rcpt_tos[0]} {mid}", flush=True)
             return "250 OK"
 

@@ -450,3 +450,108 @@ def test_the_terminal_progress_bar_shows_failures_as_they_happen(
     frames = [f for f in re.split(r"[\r\n]", text) if "sending" in f]
     assert any("failed 1" in f for f in frames), text
     assert any("failed 2" in f for f in frames), text
+
+
+# --------------------------------------------------------------------------- "For you"
+
+WORDS = ["neural", "graph", "images", "financial", "question", "search", "test", "learning"]
+
+
+def interests_now(i: int, k: int) -> tuple[str, ...] | None:
+    """Subscriber ``i``'s keywords after ``k`` changes (None: they state none), so some
+    share a copy and every change gives each of them other keywords."""
+    if i % 3 == 0:
+        return None if k == 0 else (WORDS[k % len(WORDS)],)  # they state some later
+    return (WORDS[(i + k) % len(WORDS)], WORDS[(i // 3 + 2 * k) % len(WORDS)])
+
+
+def test_sigkill_resends_each_frozen_for_you_byte_for_byte_whatever_changed(
+    tmp_path, sample_feeds, sink_process
+):
+    """The crash loop with interests: every subscriber's interests change between each kill
+    and the next run.  Each copy that reaches the server (first or resent) is the message
+    frozen when the row was queued, byte for byte: same Message-ID, same "For you"."""
+    from email import message_from_bytes
+    from email.policy import default as parsed
+
+    from newsletter.links import issue_url as web_url
+    from newsletter.personal.copies import issue_digest, make_copies
+    from newsletter.personal.interests import Interests, SubscriberInterests
+    from newsletter.personal.stated import InterestsChange
+
+    connections, subscribers = 2, 150
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    sink = sink_process(0.01, keep=kept)
+    cfg, db, emails = write_setup(
+        tmp_path, sample_feeds, sink.port, subscribers=subscribers, connections=connections
+    )
+    settings = load_settings(cfg, env={"NEWSLETTER_SECRET_KEY": SECRET})
+    day = utcnow().date()
+
+    def state(k: int) -> None:
+        with Store.open(settings.database_url) as store:
+            for i, addr in enumerate(emails):
+                words = interests_now(i, k)
+                if words is not None:
+                    sub = store.subscriber(addr)
+                    store.update_interests(sub.id, InterestsChange(keywords=words), now=utcnow())
+
+    state(0)
+    rng = random.Random(SEED + 1)
+    hows = ["count", "sending", "count", "sending", "sending", "count", "sending"]
+    events: dict[str, int] = Counter()
+    for k, how in enumerate(hows):
+        before_sink, before_flight = sink.count(), in_flight(db)
+        proc = start_send(cfg, day, tmp_path / f"run{k:02d}")
+        deadline = time.monotonic() + 60
+        target = before_sink + rng.randint(1, 20)
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (how == "count" and sink.count() >= target) or (
+                how == "sending" and in_flight(db) - before_flight
+            ):
+                break
+            time.sleep(0.002)
+        if not kill(proc):
+            assert proc.returncode == 0, (tmp_path / f"run{k:02d}.err").read_text()
+            break
+        for addr, _attempt in in_flight(db) - before_flight:
+            events[addr] += 1
+        state(k + 1)  # between the kill and the resume: everyone changes their mind
+    final = start_send(cfg, day, tmp_path / "final")
+    assert final.wait(120) == 0, (tmp_path / "final.err").read_text()
+    sink.settle()
+
+    # What each subscriber's copy must be: made from their interests when the first run
+    # queued them (all were active then), never from a later change.
+    with Store.open(settings.database_url) as store:
+        issue = store.issue(day)
+        digest = issue_digest(day, store.issue_topics(issue.id))
+    first = {
+        i + 1: SubscriberInterests(Interests(keywords=w)) if w else SubscriberInterests()
+        for i, w in enumerate(interests_now(i, 0) for i in range(subscribers))
+    }
+    made = {}
+    for batch in make_copies(digest, first, settings, web_url=web_url(settings, day)):
+        made.update((sid, batch.copies[key] if key else None) for sid, key in batch.rows)
+    files = sorted(kept.iterdir())
+    assert len(files) == len(sink.lines)
+    got: dict[str, list[bytes]] = defaultdict(list)
+    for (rcpt, _mid), path in zip(sink.lines, files, strict=True):
+        got[rcpt].append(path.read_bytes())
+    assert sorted(got) == emails
+    duplicates = 0
+    for i, addr in enumerate(emails):
+        copies = got[addr]
+        assert len(set(copies)) == 1, f"{addr}: {len(copies)} copies, not all the same bytes"
+        duplicates += len(copies) - 1
+        assert len(copies) - 1 <= events[addr]
+        msg = message_from_bytes(copies[0], policy=parsed)
+        text = msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        copy = made[i + 1]
+        if copy is None:
+            assert "FOR YOU" not in text, addr
+        else:
+            assert copy.text in text, addr  # the section made from their first interests
+    assert duplicates >= 1, "no copy was resent: the loop checked nothing"
+    print(f"\n{sum(events.values())} in doubt, {duplicates} resent, all byte for byte")

@@ -206,3 +206,58 @@ def check_exactly_once_but_in_flight(sink, settings, *, connections: int) -> Non
     assert all(len(set(mids)) == 1 for mids in doubled.values())
     in_doubt = {mid for _, _, mid, doubt in rows if doubt}
     assert {mids[0] for mids in doubled.values()} <= in_doubt
+
+
+KEYWORDS = [
+    "neural", "graph", "images", "financial", "question", "search",
+    "test", "learning", "privacy", "robots", "language", "network",
+]  # fmt: skip
+
+
+def test_workers_send_each_subscriber_the_for_you_frozen_once(
+    write_config, sample_feeds, sink_process, tmp_path
+):
+    """Two workers start together: one makes the copies (in worker processes: there are
+    over 100 distinct interests) while the other waits for the issue; both then send, and
+    each subscriber gets one message, with the copy stored for their row."""
+    from email import message_from_bytes
+    from email.policy import default as parsed
+
+    from newsletter.personal.stated import InterestsChange
+    from newsletter.splice import PersonalCopy
+
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    sink = sink_process(delay=0.005, keep=kept)
+    path, settings = setup(write_config, sample_feeds, sink.port, subscribers=240, lease=30)
+    with Store.open(settings.database_url) as store:
+        for i in range(160):  # two thirds state two keywords: 144 distinct pairs
+            sub = store.subscriber(f"reader{i:04d}@example.org")
+            words = (KEYWORDS[i % 12], KEYWORDS[(i // 12) % 12])
+            change = InterestsChange(keywords=words)
+            assert store.update_interests(sub.id, change, now=dt.datetime.now(dt.UTC))
+    procs = [worker(path, tmp_path / f"w{i}.log") for i in range(2)]
+    for i, p in enumerate(procs):
+        assert p.wait(300) == 0, (tmp_path / f"w{i}.log").read_text()
+    sink.settle()
+    assert all(len(mids) == 1 for mids in sink.copies().values())
+    assert len(sink.copies()) == 240
+    pc, pd, s = schema.personal_copies, schema.personal_deliveries, schema.subscribers
+    with Store.open(settings.database_url) as store, store.read() as conn:
+        frozen = {
+            r.email: PersonalCopy(r.html, r.text, tuple(r.topic_order), r.only_for_you)
+            for r in conn.execute(
+                sa.select(s.c.email, pc.c.html, pc.c.text, pc.c.topic_order, pc.c.only_for_you)
+                .join(pd, pd.c.subscriber_id == s.c.id)
+                .join(pc, pc.c.id == pd.c.copy_id)
+            )
+        }
+        distinct = conn.execute(sa.select(sa.func.count()).select_from(pc)).scalar_one()
+    assert len(frozen) == 160 and distinct == 144  # one copy per distinct interests, once
+    for (rcpt, _mid), eml in zip(sink.lines, sorted(kept.iterdir()), strict=True):
+        text = message_from_bytes(eml.read_bytes(), policy=parsed).get_body(("plain",))
+        content = text.get_content().replace("\r\n", "\n")
+        if rcpt in frozen:
+            assert frozen[rcpt].text in content and "FOR YOU · " in content, rcpt
+        else:
+            assert "FOR YOU" not in content, rcpt

@@ -199,7 +199,12 @@ def deliver(
         store,
         settings,
         issue,
-        IssueMailer(settings, issue, signing_secret(settings), now(), store.variant_by_id),
+        # Dated (and DKIM-signed) when the issue was made, not when this run started: a
+        # resend after a crash, or a late subscriber's copy, is the same message, byte for
+        # byte.
+        IssueMailer(
+            settings, issue, signing_secret(settings), issue.created_at, store.variant_by_id
+        ),
         now=now,
         stop=stop,
         limit=limit,

@@ -11,7 +11,9 @@ afford that.  So the issue's bodies are encoded once, cut at the per-subscriber
 placeholders, and each subscriber's message is the encoded pieces joined with the encoded
 values, separated by soft line breaks (``=`` CRLF), which decode to nothing.  The fixed
 headers are folded once by the ``email`` package; only To, Message-ID and
-List-Unsubscribe are made per subscriber.
+List-Unsubscribe are made per subscriber.  A subscriber with interests gets the same pieces
+in their topic order, with their "For you" section (encoded once per distinct copy) in its
+hole: a few more string joins.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import datetime as dt
 import email.policy
 import email.quoprimime
 import email.utils
+import functools
 import hashlib
 import re
 import threading
@@ -41,6 +44,7 @@ from newsletter.links import (
 )
 from newsletter.models import Edition, Subscriber
 from newsletter.placeholders import PLACEHOLDER_RE, personalize, values
+from newsletter.splice import Fill, Kind, Layout, PersonalCopy
 
 if TYPE_CHECKING:
     from newsletter.models import IssueRecord, VariantRecord
@@ -100,29 +104,65 @@ def _qp(text: str) -> str:
     )
 
 
+def _cut(text: str, pattern: re.Pattern[str]) -> list[str]:
+    """``text`` quoted-printable, cut at the placeholders: encoded literal text, then a
+    token, alternately."""
+    pieces: list[str] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        pieces += [_qp(text[pos : m.start()]), m.group(0)]
+        pos = m.end()
+    pieces.append(_qp(text[pos:]))
+    return pieces
+
+
+def _add(out: list[str], encoded: str) -> None:
+    """Append an encoded piece, after a soft line break unless a line ended just before."""
+    if encoded:
+        if out and not out[-1].endswith(_CRLF):
+            out.append(_SOFT_BREAK)
+        out.append(encoded)
+
+
+def _fill(out: list[str], pieces: list[str], values: dict[str, str]) -> None:
+    for i, piece in enumerate(pieces):
+        # Odd positions are tokens; an unknown token stays as it was, like personalize().
+        _add(out, _qp(values.get(piece, piece)) if i % 2 else piece)
+
+
+def _end(out: list[str]) -> str:
+    body = "".join(out)
+    return body if body.endswith(_CRLF) else body + _CRLF
+
+
 class _Body:
-    """A body encoded once, with holes where per-subscriber values go."""
+    """A body encoded once, with holes where per-subscriber values go, and, for the
+    subscribers with a "For you", the same cut at its markers too (``newsletter.splice``):
+    their copy is the pieces in their order with their section, encoded once per copy."""
 
-    def __init__(self, text: str, pattern: re.Pattern[str]):
+    def __init__(self, text: str, kind: Kind, pattern: re.Pattern[str]):
         text = text.replace("\r\n", "\n")
-        self.pieces: list[str] = []  # encoded literal text, then a token, alternately
-        pos = 0
-        for m in pattern.finditer(text):
-            self.pieces += [_qp(text[pos : m.start()]), m.group(0)]
-            pos = m.end()
-        self.pieces.append(_qp(text[pos:]))
+        self.layout = Layout.of(text, kind)
+        self.plain = self.layout.join()  # the plain body: no markers
+        self.pieces = _cut(self.plain, pattern)
+        # each literal of the layout, encoded (the plain walk meets every one of them)
+        self._cut = (
+            {p: _cut(p, pattern) for p in self.layout.walk()} if self.layout.personal else {}
+        )
+        # sections and numbers, encoded once for the copies sharing them
+        self._encoded = functools.lru_cache(maxsize=64)(_qp)
 
-    def fill(self, values: dict[str, str]) -> str:
+    def fill(self, values: dict[str, str], copy: PersonalCopy | None = None) -> str:
         out: list[str] = []
-        for i, piece in enumerate(self.pieces):
-            # Odd positions are tokens; an unknown token stays as it was, like personalize().
-            encoded = _qp(values.get(piece, piece)) if i % 2 else piece
-            if encoded:
-                if out and not out[-1].endswith(_CRLF):
-                    out.append(_SOFT_BREAK)
-                out.append(encoded)
-        body = "".join(out)
-        return body if body.endswith(_CRLF) else body + _CRLF
+        if copy is None or not self.layout.personal:
+            _fill(out, self.pieces, values)
+            return _end(out)
+        for piece in self.layout.walk(copy):
+            if isinstance(piece, Fill):
+                _add(out, self._encoded(piece))
+            else:
+                _fill(out, self._cut[piece], values)
+        return _end(out)
 
 
 class MessageTemplate:
@@ -155,14 +195,17 @@ class MessageTemplate:
         fixed["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         fixed["MIME-Version"] = "1.0"
         self.headers = "".join(_header(k, v) for k, v in fixed.items())
-        self.html = _Body(html, PLACEHOLDER_RE)
-        self.text = _Body(text, PLACEHOLDER_RE)
-        # "==" never occurs in quoted-printable output, so the boundary cannot either.
-        digest = hashlib.sha256(f"{issue_date}{subject}{html}".encode()).hexdigest()[:24]
+        self.html = _Body(html, "html", PLACEHOLDER_RE)
+        self.text = _Body(text, "text", PLACEHOLDER_RE)
+        # "==" never occurs in quoted-printable output, so the boundary cannot either.  Made
+        # of the plain issue: a plain copy is the message an issue without markers gives.
+        plain = self.html.plain
+        digest = hashlib.sha256(f"{issue_date}{subject}{plain}".encode()).hexdigest()[:24]
         self.boundary = f"==nl-{digest}=="
 
-    def render(self, subscriber: Subscriber) -> tuple[str, bytes]:
-        """(Message-ID, the message as it goes on the wire) for one subscriber."""
+    def render(self, subscriber: Subscriber, copy: PersonalCopy | None = None) -> tuple[str, bytes]:
+        """(Message-ID, the message as it goes on the wire) for one subscriber; ``copy``:
+        their "For you" and topic order (else the plain issue)."""
         token = unsubscribe_token(self.secret, subscriber.id)
         url = unsubscribe_url(self.settings, token)
         prefs = preferences_url(
@@ -185,11 +228,11 @@ class MessageTemplate:
             f"--{b}{_CRLF}",
             f'Content-Type: text/plain; charset="utf-8"{_CRLF}',
             f"Content-Transfer-Encoding: quoted-printable{_CRLF}{_CRLF}",
-            self.text.fill(text_values),
+            self.text.fill(text_values, copy),
             f"--{b}{_CRLF}",
             f'Content-Type: text/html; charset="utf-8"{_CRLF}',
             f"Content-Transfer-Encoding: quoted-printable{_CRLF}{_CRLF}",
-            self.html.fill(html_values),
+            self.html.fill(html_values, copy),
             f"--{b}--{_CRLF}",
         ]
         # Every part is ASCII by construction, but the To header of an SMTPUTF8 address.
@@ -253,11 +296,20 @@ class IssueMailer:
                 self._by_variant[variant_id] = self._template(v.subject, v.html, v.text)
             return self._by_variant[variant_id]
 
-    def personal(self, subscriber: Subscriber) -> tuple[str, str, str]:
-        """(html, text, unsubscribe token) for one subscriber, as the message carries them."""
+    def personal(
+        self,
+        subscriber: Subscriber,
+        variant_id: int | None = None,
+        copy: PersonalCopy | None = None,
+    ) -> tuple[str, str, str]:
+        """(html, text, unsubscribe token) for one subscriber, as the message carries them
+        (of the variant their row names, with their "For you" and topic order)."""
         token = unsubscribe_token(self.secret, subscriber.id)
+        if variant_id is not None and self.variants is None:
+            raise ValueError(f"variant {variant_id} asked of a mailer without variants")
+        bodies = self.issue if variant_id is None else self.variants(variant_id)  # type: ignore[misc]
         html, text = personalize(
-            self.issue,
+            bodies,
             unsubscribe_url=unsubscribe_url(self.settings, token),
             preferences_url=preferences_url(
                 self.settings,
@@ -265,17 +317,24 @@ class IssueMailer:
             ),
             name=subscriber.name,
             email=subscriber.email,
+            copy=copy,
         )
         return html, text, token
 
-    def message(self, subscriber: Subscriber, variant_id: int | None = None) -> Outgoing:
-        """The subscriber's copy (of the issue, or of the variant their row names): every
-        message of an issue, sent, test copy, preview or dry run, is made here, envelope
-        sender and final bytes included: the return path that names the subscriber and the
-        issue (``delivery.return_path``, else the From address) and, last, the DKIM
-        signature when ``smtp.dkim_*`` asks for one."""
+    def message(
+        self,
+        subscriber: Subscriber,
+        variant_id: int | None = None,
+        copy: PersonalCopy | None = None,
+    ) -> Outgoing:
+        """The subscriber's copy (of the issue, or of the variant their row names, with
+        their "For you" and topic order when their row carries them): every message of an
+        issue, sent, test copy, preview or dry run, is made here, envelope sender and final
+        bytes included: the return path that names the subscriber and the issue
+        (``delivery.return_path``, else the From address) and, last, the DKIM signature
+        when ``smtp.dkim_*`` asks for one."""
         template = self.template if variant_id is None else self._variant(variant_id)
-        mid, data = template.render(subscriber)
+        mid, data = template.render(subscriber, copy)
         sender = envelope_sender(self.settings, self.secret, subscriber.id, self.issue.issue_date)
         if self.signer is not None:
             data = self.signer.sign(data, now=self.now)

@@ -332,7 +332,7 @@ class Sender:
     def _send(self, job: _Job) -> None:
         r = self.run_
         claim, sub = job.claim, job.claim.subscriber
-        out = r.mailer.message(sub, claim.variant_id)
+        out = r.mailer.message(sub, claim.variant_id, claim.copy)
         r.rate.acquire()
         try:
             reply = self.transport.send(

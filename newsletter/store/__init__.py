@@ -15,11 +15,20 @@ from newsletter.store.database import Database
 from newsletter.store.interests import InterestStore
 from newsletter.store.ledger import LedgerStore
 from newsletter.store.papers import PaperStore, UpsertResult
+from newsletter.store.personal import PersonalStore
 from newsletter.store.signup import SignupStore
 from newsletter.store.subscribers import ImportResult, SubscriberStore
 
 __all__ = ["Database", "ImportResult", "Store", "UpsertResult"]
 
 
-class Store(PaperStore, SubscriberStore, LedgerStore, SignupStore, BounceStore, InterestStore):
+class Store(
+    PaperStore,
+    SubscriberStore,
+    LedgerStore,
+    SignupStore,
+    BounceStore,
+    InterestStore,
+    PersonalStore,
+):
     """Named operations on the database; open with :meth:`open`."""

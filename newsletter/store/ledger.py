@@ -29,6 +29,7 @@ from newsletter.models import (
 )
 from newsletter.store import schema
 from newsletter.store.database import Database
+from newsletter.store.personal import copy_columns, copy_from_row, with_copies
 from newsletter.store.subscribers import subscriber_from_row
 
 
@@ -220,6 +221,7 @@ class LedgerStore(Database):
         now: dt.datetime,
         floor: dt.datetime | None = None,
         skip_empty: bool = True,
+        without_interests: bool = False,
     ) -> int:
         """One QUEUED row per active subscriber of the issue's edition (their cadence) who
         has none yet; the number of rows added.
@@ -228,6 +230,8 @@ class LedgerStore(Database):
         the variant of their window (:meth:`switcher_windows`), named on the row; one
         whose variant is not stored yet is left out (store it and queue again).  With
         ``skip_empty``, a variant without papers is not sent: its rows are SKIPPED.
+        ``without_interests``: only those who stated no interests (the others are queued
+        with their "For you", :meth:`queue_personal`).
         """
         d, s = schema.deliveries, schema.subscribers
         with self.write() as conn:
@@ -242,6 +246,11 @@ class LedgerStore(Database):
                 *_waiting(issue_id, edition),
                 s.c.id.not_in(switchers),
             )
+            interested: set[int] = set()
+            if without_interests:
+                i = schema.subscriber_interests
+                missing = missing.where(~sa.exists().where(i.c.subscriber_id == s.c.id))
+                interested = set(conn.execute(sa.select(i.c.subscriber_id)).scalars())
             inserted = conn.execute(
                 d.insert().from_select(
                     ["issue_id", "subscriber_id", "status", "updated_at"], missing
@@ -273,6 +282,7 @@ class LedgerStore(Database):
                         "updated_at": now,
                     }
                     for sid in subscriber_ids
+                    if sid not in interested
                 ]
             if rows:
                 conn.execute(d.insert(), rows)
@@ -364,8 +374,8 @@ class LedgerStore(Database):
                 )
             )
             rows = conn.execute(
-                sa.select(s, d.c.attempts, d.c.in_doubt, d.c.variant_id)
-                .select_from(s.join(d, d.c.subscriber_id == s.c.id))
+                sa.select(s, d.c.attempts, d.c.in_doubt, d.c.variant_id, *copy_columns())
+                .select_from(with_copies(s.join(d, d.c.subscriber_id == s.c.id)))
                 .where(
                     d.c.issue_id == issue_id,
                     d.c.claimed_by == worker,
@@ -382,6 +392,7 @@ class LedgerStore(Database):
                 bool(r.in_doubt),
                 worker,
                 r.variant_id,
+                copy_from_row(r),
             )
             for r in rows
         ]

@@ -341,6 +341,53 @@ def _v6(conn: sa.Connection) -> None:
         )
 
 
+def _v7(conn: sa.Connection) -> None:
+    """Frozen "For you" copies and the ledger rows carrying them, as they were at version 7."""
+    md = sa.MetaData()
+    sa.Table("issues", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "deliveries",
+        md,
+        sa.Column("issue_id", sa.Integer, primary_key=True),
+        sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    )
+    copies = sa.Table(
+        "personal_copies",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column(
+            "issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("html", sa.Text, nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("topic_order", sa.JSON, nullable=False),
+        sa.Column("only_for_you", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("created_at", schema.UTCDateTime, nullable=False),
+        sa.UniqueConstraint("issue_id", "key", name="uq_personal_copies_issue_key"),
+    )
+    rows = sa.Table(
+        "personal_deliveries",
+        md,
+        sa.Column("issue_id", sa.Integer, primary_key=True),
+        sa.Column("subscriber_id", sa.Integer, primary_key=True),
+        sa.Column(
+            "copy_id",
+            sa.Integer,
+            sa.ForeignKey("personal_copies.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["issue_id", "subscriber_id"],
+            ["deliveries.issue_id", "deliveries.subscriber_id"],
+            ondelete="CASCADE",
+        ),
+        sa.Index("ix_personal_deliveries_copy_id", "copy_id"),
+    )
+    copies.create(conn)
+    rows.create(conn)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "papers, sources, issues, subscribers, deliveries", _v1),
     (2, "subscriber addresses re-normalised with IDNA 2008", _v2),
@@ -348,6 +395,7 @@ MIGRATIONS: list[Migration] = [
     (4, "paper title keys: one row per paper across identities", _v4),
     (5, "subscribers' interests and their libraries' papers, stored once", _v5),
     (6, "editions: daily and weekly issues, subscriber cadence, switchers' variants", _v6),
+    (7, 'frozen "For you" copies of each issue, and the ledger rows carrying them', _v7),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -271,3 +271,41 @@ subscriber_library = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
     sa.Index("ix_subscriber_library_paper_id", "paper_id"),
 )
+
+# "For you" as each subscriber gets it in one issue, frozen before their row is sent: one
+# row per distinct copy (subscribers with the same interests share one), docs/for-you.md.
+personal_copies = sa.Table(
+    "personal_copies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "issue_id", sa.Integer, sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("key", sa.Text, nullable=False),  # personal.copies.copy_key: what it was made of
+    sa.Column("html", sa.Text, nullable=False),  # the "For you" section, CSS inlined
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("topic_order", sa.JSON, nullable=False),  # the digest's topics (1-based), in order
+    sa.Column("only_for_you", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("issue_id", "key", name="uq_personal_copies_issue_key"),
+)
+
+# Which copy a ledger row carries; no row: the plain issue.  Written with the ledger row.
+personal_deliveries = sa.Table(
+    "personal_deliveries",
+    metadata,
+    sa.Column("issue_id", sa.Integer, primary_key=True),
+    sa.Column("subscriber_id", sa.Integer, primary_key=True),
+    sa.Column(
+        "copy_id",
+        sa.Integer,
+        sa.ForeignKey("personal_copies.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.ForeignKeyConstraint(
+        ["issue_id", "subscriber_id"],
+        ["deliveries.issue_id", "deliveries.subscriber_id"],
+        ondelete="CASCADE",
+    ),
+    sa.Index("ix_personal_deliveries_copy_id", "copy_id"),
+)
