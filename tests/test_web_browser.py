@@ -11,6 +11,7 @@ package is needed.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import queue
@@ -31,7 +32,7 @@ from smtp_server import free_port
 
 from newsletter.cli import cli
 from newsletter.config import load_settings
-from newsletter.models import SubscriberStatus
+from newsletter.models import Paper, SubscriberStatus
 from newsletter.store import Store
 
 serve = test_web.serve  # the fixture: the app in waitress on a free port
@@ -264,7 +265,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 def test_tune_your_digest_from_a_real_email_in_a_browser(smtp_server, tmp_path):
     """Send an issue through aiosmtpd, open the "Tune your digest" link of the message that
     arrived in Chromium against a real `newsletter serve`, type a keyword, upload a BibTeX
-    export, save: the store has them."""
+    export, save: the store has them, and the next issue's "For you" follows them."""
     from newsletter.samples import FEEDS
 
     smtp = smtp_server()
@@ -344,6 +345,61 @@ def test_tune_your_digest_from_a_real_email_in_a_browser(smtp_server, tmp_path):
         "Semantic Types, Lexical Sorts and Classifiers",
     ]
     assert got.interests.library[0].id == "arxiv:1601.00001"
-    # The second half of issue 16's end-to-end check plugs in here once the send splices each
-    # subscriber's "For you" into their message: send the next day's issue through `smtp`
-    # and check that Ada's "For you" now follows these interests.
+
+    # The next issue's "For you" follows what she saved: tomorrow's papers (two on her
+    # keyword and category among others), sent through the same server.
+    assert "FOR YOU" not in text_part  # she had stated nothing
+    day = dt.date.fromisoformat(re.search(r"/archive/(\d{4}-\d\d-\d\d)", text_part).group(1))
+    tomorrow = day + dt.timedelta(days=1)
+    seen = dt.datetime.combine(tomorrow, dt.time(0, 30), dt.UTC)
+    with Store.open(settings.database_url) as store:
+        store.upsert_papers(next_day_papers(), seen_at=seen)
+    sent = CliRunner().invoke(
+        cli, ["-c", str(config), "send", "--date", tomorrow.isoformat()], env=test_web.ENV
+    )
+    assert sent.exit_code == 0, sent.output
+    (again,) = [r for r in smtp.received if r.rcpt_tos == ["ada@example.org"] and r is not received]
+    text = again.message.get_body(("plain",)).get_content()
+    section = text.partition("FOR YOU · ")[2].partition("IN THIS ISSUE")[0]
+    assert section, text
+    whys = " ".join(re.findall(r"Why: (.+)", section))
+    assert "'transport junctions'" in whys and "cond-mat.mes-hall" in whys, section
+    assert "Electron transport through molecular junctions" in section
+    assert "Galaxy rotation curves" not in section  # nothing she asked for
+
+
+def next_day_papers() -> list[Paper]:
+    """Six papers of a day: two on molecular transport junctions (cond-mat.mes-hall), the
+    others far from it."""
+    rows = [
+        ("2604.10001", "Electron transport through molecular junctions at finite bias",
+         "We study transport junctions of single molecules and inelastic effects at high bias.",
+         "cond-mat.mes-hall"),
+        ("2604.10002", "Shot noise in transport junctions with vibrational modes",
+         "Noise spectra of molecular transport junctions reveal vibrational excitations.",
+         "cond-mat.mes-hall"),
+        ("2604.10003", "Galaxy rotation curves without dark matter halos",
+         "We fit rotation curves of spiral galaxies with a modified gravity model.",
+         "astro-ph.GA"),
+        ("2604.10004", "Sparse attention for long documents",
+         "A sparse attention pattern lets transformers read documents of 100k tokens.",
+         "cs.CL"),
+        ("2604.10005", "Robust regression with heavy-tailed noise",
+         "We propose an estimator for linear regression under heavy-tailed noise.",
+         "stat.ME"),
+        ("2604.10006", "Graph neural networks for molecule property prediction",
+         "Message passing networks predict properties of small molecules from graphs.",
+         "cs.LG"),
+    ]  # fmt: skip
+    return [
+        Paper(
+            id=f"arxiv:{i}",
+            title=title,
+            abstract=abstract,
+            authors=("A. Author",),
+            url=f"https://arxiv.org/abs/{i}",
+            categories=(category,),
+            source="arxiv-cs",
+        )
+        for i, title, abstract, category in rows
+    ]
