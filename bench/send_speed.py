@@ -34,6 +34,21 @@ retries) and 5 % whose DATA reply takes 2 s.  ``--retry-full N``: how long
 ``send --retry-failed`` takes when N mailboxes are still full.  ``--dkim BITS``: the
 same send unsigned and signed with a fresh RSA key, alternating; the difference per
 message is what signing costs (target: under 10 % at 0 ms latency).
+
+    python bench/send_speed.py --personal                 # 10,000 subscribers, 20 ms
+
+The personalised run ("For you"): one realistic day of 1,000 papers from
+../shared/data/arxiv-labeled.jsonl.xz (bench/for_you.py's speed day) as the issue, and
+every subscriber with a distinct library of 20 of the other papers.  Two sends of that
+issue against fresh sinks, each in a fresh process, alternating for ``--repeat`` rounds:
+plain (the same database, nobody's interests) and personal.  Each is timed in two parts:
+queueing the rows, which for the personal send makes every subscriber's copy (ranking,
+in worker processes; "preparation"), then delivering them (``run_send``, which finds the
+rows queued).  Throughput is messages over the delivery time; peak memory is the highest
+sum of the proportional set sizes (PSS) of the process and its descendants (the ranking
+workers), sampled every 0.1 s, and the preparation's CPU time is theirs too.  Every
+message is checked for a "For you" (personal) or its absence (plain); tests/ check what
+is in it.
 """
 
 from __future__ import annotations
@@ -50,6 +65,7 @@ import shutil
 import smtplib
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -113,7 +129,8 @@ def run_sink(port: int, latency: float, faults_file: str = "") -> None:
                     break
                 if not line:
                     break
-            out.write(f"{envelope.rcpt_tos[0]} {mid}\n")
+            data = envelope.original_content
+            out.write(f"{envelope.rcpt_tos[0]} {mid} {len(data)} {int(b'FOR YOU' in data)}\n")
             return "250 OK"
 
     class SlowController(Controller):
@@ -169,6 +186,11 @@ class SinkProcess:
         self.proc.wait(30)
         self._out.close()
         return [ln.split(" ", 1)[0] for ln in self.log.read_text().splitlines()[1:] if ln]
+
+    def messages(self) -> list[tuple[str, int, bool]]:
+        """(recipient, size, whether it has a "For you") of every message, once stopped."""
+        lines = [ln.split() for ln in self.log.read_text().splitlines()[1:] if ln]
+        return [(f[0], int(f[2]), f[3] == "1") for f in lines]
 
 
 # --------------------------------------------------------------------------- setup
@@ -496,9 +518,253 @@ def parse_config(s: str) -> tuple[int, int]:
     return int(c), int(m or 200)
 
 
+# --------------------------------------------------------------------------- "For you"
+
+LIBRARY = 20  # papers per subscriber's library
+DAY_PAPERS = 1000
+
+
+def make_personal_template(workdir: Path, n: int, day: dt.date) -> tuple[Path, dict[str, float]]:
+    """``n`` subscribers, each with a distinct 20-paper library, and the issue of a
+    1,000-paper day (both from the labelled arXiv sample), stored; no row queued."""
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from quality import DEFAULT_DATA, load
+
+    from newsletter.models import Paper, SubscriberStatus
+    from newsletter.personal import LibraryPaper
+    from newsletter.personal.stated import InterestsChange
+    from newsletter.pipeline import prepare_issue
+    from newsletter.store import Store
+    from newsletter.store.interests import write_interests
+
+    rows = load(DEFAULT_DATA)
+    rng = np.random.default_rng(7)  # bench/for_you.py --speed: the same day and draw
+    chosen = sorted(rng.choice(len(rows), DAY_PAPERS, replace=False).tolist())
+    in_day = set(chosen)
+    pool = [r for i, r in enumerate(rows) if i not in in_day]
+    libraries: set[tuple[int, ...]] = set()
+    while len(libraries) < n:
+        libraries.add(tuple(sorted(rng.choice(len(pool), LIBRARY, replace=False).tolist())))
+    db = workdir / "personal.db"
+    settings = settings_for(workdir, db, 25)
+    times = {}
+    with Store.open(settings.database_url) as store:
+        store.import_subscribers(
+            [(f"reader{i:05d}@example.org", "") for i in range(n)], now=utcnow()
+        )
+        papers = [
+            Paper(
+                id=f"arxiv:{r['id']}",
+                title=r["title"],
+                abstract=r["abstract"],
+                authors=tuple(r["authors"]),
+                url=f"https://arxiv.org/abs/{r['id']}",
+                categories=tuple(r["categories"]),
+                source="arxiv",
+            )
+            for r in (rows[i] for i in chosen)
+        ]
+        store.upsert_papers(papers, seen_at=utcnow())
+        t = time.perf_counter()
+        issue, _ = prepare_issue(settings, store, day, now=utcnow(), fetch=False)
+        assert issue is not None
+        times["the day's issue (topics, render)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ids = [s.id for s in store.iter_subscribers(SubscriberStatus.ACTIVE)]
+        with store.write() as conn:  # setup, not measured: one transaction for all
+            for sid, lib in zip(ids, sorted(libraries), strict=True):
+                kept = tuple(
+                    LibraryPaper(p["title"], p["abstract"], f"arxiv:{p['id']}", tuple(p["authors"]))
+                    for p in (pool[i] for i in lib)
+                )
+                write_interests(conn, sid, InterestsChange(library=kept), utcnow())
+        times[f"{n:,} libraries stored"] = time.perf_counter() - t
+    return db, times
+
+
+def _tree() -> dict[int, tuple[int, float]]:
+    """(proportional set size in bytes, CPU seconds so far) of this process and each of its
+    descendants, by pid.  PSS shares each page among the processes mapping it: the ranking
+    workers fork from a server that imported numpy and scikit-learn once, and RSS would
+    count those pages once per process."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d.name)] = fields
+        children.setdefault(int(fields[1]), []).append(int(d.name))
+    out, todo = {}, [os.getpid()]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        pss = next(int(ln.split()[1]) * 1024 for ln in rollup.splitlines() if ln.startswith("Pss:"))
+        fields = stats[pid]
+        out[pid] = (pss, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def personal_child(db: str, port: int, connections: int, per_conn: int, day: str) -> None:
+    """One timed send in this (fresh) process: queue (and make the copies), then deliver;
+    prints a JSON line."""
+    import json
+
+    from newsletter.pipeline import queue_issue, run_send
+    from newsletter.store import Store
+
+    workdir = Path(db).parent
+    settings = settings_for(workdir, Path(db), port, connections, per_conn)
+    peak = [0]
+    cpu: dict[int, float] = {}  # the last CPU time seen of each process of the tree
+    done = threading.Event()
+
+    def sample() -> None:
+        while True:
+            tree = _tree()
+            peak[0] = max(peak[0], sum(pss for pss, _ in tree.values()))
+            cpu.update((pid, seconds) for pid, (_, seconds) in tree.items())
+            if done.wait(0.1):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    issue_date = dt.date.fromisoformat(day)
+    with Store.open(settings.database_url) as store:
+        issue = store.issue(issue_date)
+        assert issue is not None
+        w, c0 = time.perf_counter(), sum(cpu.values())
+        queued = queue_issue(settings, store, issue, now=utcnow())
+        prep, prep_cpu = time.perf_counter() - w, sum(cpu.values()) - c0
+        prep_peak = peak[0]
+        w = time.perf_counter()
+        report = run_send(settings, store, issue_date=issue_date, now=utcnow, fetch=False)
+        send = time.perf_counter() - w
+    done.set()
+    sampler.join()
+    assert report.delivery is not None and report.delivery.sent == queued, report
+    print(
+        json.dumps(
+            {
+                "queued": queued,
+                "prep": prep,
+                "prep_cpu": prep_cpu,
+                "send": send,
+                "prep_peak_mb": prep_peak / 2**20,
+                "peak_mb": peak[0] / 2**20,
+            }
+        ),
+        flush=True,
+    )
+
+
+def personal_run(
+    workdir: Path, template: Path, day: dt.date, latency: float, spec: str, n: int, personal: bool
+) -> dict:
+    import json
+
+    import sqlalchemy as sa
+
+    from newsletter.store import Store, schema
+
+    c, m = parse_config(spec)
+    sink = SinkProcess(latency, workdir)
+    db = workdir / ("run-personal.db" if personal else "run-plain.db")
+    copy_db(template, db)
+    if not personal:  # the same database, nobody's interests: the plain send
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute(f"DELETE FROM {schema.subscriber_library.name}")
+            conn.execute(f"DELETE FROM {schema.subscriber_interests.name}")
+        conn.close()
+    env = {**os.environ, "NEWSLETTER_SECRET_KEY": SECRET}
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--personal-child",
+            str(db),
+            str(sink.port),
+            str(c),
+            str(m),
+            day.isoformat(),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    got = sink.stop()
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(got) == n and len(set(got)) == n, f"sink got {len(got)} ({len(set(got))})"
+    messages = sink.messages()
+    # every message has a "For you" (personal) or none (plain); tests/ check their content
+    assert all(fy == personal for _, _, fy in messages)
+    with Store.open(f"sqlite:///{db}") as store, store.read() as conn:
+        copies = conn.execute(sa.select(sa.func.count()).select_from(schema.personal_copies))
+        r["copies"] = copies.scalar_one()
+    r["size"] = sum(size for _, size, _ in messages) / n
+    return r
+
+
+def personal_bench(workdir: Path, n: int, day: dt.date, latency: float, repeat: int) -> None:
+    t = time.perf_counter()
+    template, times = make_personal_template(workdir, n, day)
+    for what, secs in times.items():
+        print(f"setup: {what} in {secs:.1f}s", flush=True)
+    print(f"setup: {time.perf_counter() - t:.1f}s ({workdir})", flush=True)
+    results: dict[bool, list[dict]] = {False: [], True: []}
+    for k in range(repeat):
+        for personal in (False, True):
+            r = personal_run(workdir, template, day, latency, "default", n, personal)
+            results[personal].append(r)
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(
+                f"round {k + 1}: {'personal' if personal else 'plain'}: queue {r['prep']:.1f}s "
+                f"(CPU {r['prep_cpu']:.1f}s), deliver {r['send']:.1f}s = "
+                f"{n / r['send']:.1f} msg/s, {r['copies']} copies, "
+                f"{r['size'] / 1024:.1f} KiB/msg, peak {r['peak_mb']:.0f} MB (load {load})",
+                flush=True,
+            )
+    print()
+    print(
+        f"{n:,} subscribers, latency {latency * 1000:.0f} ms per reply, the default "
+        f"connections ({parse_config('default')[0]}), {repeat} round(s), medians:"
+    )
+    print()
+    print("| send | queue s | deliver s | msg/s | vs plain | queue + deliver s | peak MB |")
+    print("|---|---|---|---|---|---|---|")
+    med = {p: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for p, rs in results.items()}
+    for personal in (False, True):
+        r = med[personal]
+        what = f"personal, {n:,} distinct libraries" if personal else "plain (no interests)"
+        print(
+            f"| {what} | {r['prep']:.1f} | {r['send']:.1f} | {n / r['send']:.1f} "
+            f"| {med[False]['send'] / r['send']:.2f} | {r['prep'] + r['send']:.1f} "
+            f"| {r['peak_mb']:.0f} |"
+        )
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--sink":
         run_sink(int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else "")
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--personal-child":
+        personal_child(
+            sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+        )
         return
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -542,6 +808,11 @@ def main() -> None:
     )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument(
+        "--personal",
+        action="store_true",
+        help='"For you": plain vs personal sends of a 1,000-paper day (--repeat rounds)',
+    )
+    ap.add_argument(
         "--what-if-write-lock",
         action="store_true",
         help="try the proposed fix (a mutex around SQLite writes), patched in here",
@@ -554,6 +825,19 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="send-speed-"))
     day = utcnow().date()
     n = args.subscribers
+    if args.personal:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"machine: {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; load average {load}"
+        )
+        lat = args.latency[0] if "--latency" in sys.argv else 0.02
+        try:
+            personal_bench(workdir, n, day, lat, args.repeat if "--repeat" in sys.argv else 1)
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        return
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
