@@ -484,14 +484,14 @@ def queue_personal(
     cadence (its papers are theirs to rank).  The rows added; a subscriber whose variant is
     not stored yet, or whose copy was not made yet when ``stop`` was set, is left for the
     next round or run."""
+    waiting = store.unqueued(issue.id)
+    if not waiting:  # the usual case once the issue is queued: nothing heavy imported
+        return 0
     from newsletter.links import issue_url
     from newsletter.personal.copies import issue_digest, make_copies, worker_count
     from newsletter.personal.interests import SubscriberInterests
     from newsletter.splice import has_markers
 
-    waiting = store.unqueued(issue.id)
-    if not waiting:
-        return 0
     started = time.monotonic()
     # Many waiting (the first run of an issue): everyone's interests in one read, a paper
     # kept by several subscribers one object; a few (a resume): theirs alone.
