@@ -22,6 +22,7 @@ PURE = {
     "newsletter.tokens",
     "newsletter.links",
     "newsletter.placeholders",
+    "newsletter.splice",
     "newsletter.schedule",
     "newsletter.subscribers",
     "newsletter.stopping",

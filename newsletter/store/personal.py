@@ -61,7 +61,7 @@ class PersonalStore(Database):
         """The papers an issue (or its variant) carries, by topic label, in the digest's
         order (``issue_papers``, ``variant_papers``, as ``pipeline.digest_papers`` wrote
         them: a watched section first, then the topics)."""
-        from newsletter.store import _paper_from_row
+        from newsletter.store.papers import _paper_from_row
 
         p = schema.papers
         if variant_id is None:
